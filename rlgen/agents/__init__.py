@@ -1,0 +1,26 @@
+"""The agent registry: a name on the command line -> the class that implements it.
+
+Every agent takes (env_spec, config, seed) and offers learn / act / save / load (see base.py).
+Modules are imported on first use, so listing agents does not import every dependency.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+AGENTS: dict[str, str] = {
+    "ppo": "rlgen.agents.ppo:PPO",
+    "dqn": "rlgen.agents.dqn:DQN",
+    "sb3_ppo": "rlgen.agents.sb3:SB3PPO",
+    "sb3_dqn": "rlgen.agents.sb3:SB3DQN",
+    "sb3_a2c": "rlgen.agents.sb3:SB3A2C",
+}
+
+
+def agent_class(name: str) -> type:
+    module, _, attr = AGENTS[name].partition(":")
+    return getattr(import_module(module), attr)
+
+
+def config_class(name: str) -> type:
+    return agent_class(name).Config

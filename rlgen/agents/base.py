@@ -1,0 +1,69 @@
+"""The one small base class every agent shares: construction, acting, saving and loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlgen.checkpoint import existing_dir, replace_dir_atomic
+from rlgen.config import AgentConfig
+
+if TYPE_CHECKING:
+    from rlgen.run import Run
+
+
+class Agent:
+    """An algorithm. Subclasses set `Config` and implement learn, act, and (for checkpoints)
+    state_dict / load_state_dict.
+
+    `learn(total_steps, run)` trains until `num_steps` reaches `total_steps` or `run.tick` says
+    stop; it reports through `run` (training scalars, finished episodes) and never writes files
+    itself. `act(obs)` takes a batch of observations and returns a batch of actions.
+    """
+
+    Config: ClassVar[type[AgentConfig]] = AgentConfig
+    n_envs: int = 1
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Any, seed: int):
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.config = config
+        self.seed = seed
+        self.num_steps = 0
+        self.rng = np.random.default_rng(seed)
+        torch.manual_seed(seed)
+
+    def learn(self, total_steps: int, run: Run) -> None:
+        raise NotImplementedError
+
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        raise NotImplementedError
+
+    def write_artifacts(self, run: Run) -> None:
+        """Extra files for the run directory at the end of training (tabular agents: value arrays,
+        pictures). Deep agents have none beyond the checkpoint."""
+
+    # -- checkpoints --------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue training: weights, optimiser, counters, RNG states."""
+        return {"num_steps": self.num_steps, "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.num_steps = int(state["num_steps"])
+        self.rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+
+    def save(self, path: Path) -> None:
+        """Write the checkpoint directory atomically (the previous one survives a crash mid-write)."""
+        replace_dir_atomic(Path(path), lambda tmp: torch.save(self.state_dict(), tmp / "agent.pt"))
+
+    def load(self, path: Path) -> None:
+        found = existing_dir(Path(path))
+        if found is None:
+            raise FileNotFoundError(f"no checkpoint in {path}")
+        self.load_state_dict(torch.load(found / "agent.pt", weights_only=False))

@@ -1,0 +1,246 @@
+"""Deep Q-Network (Mnih et al. 2015, "Human-level control through deep reinforcement learning"),
+with the Double DQN target as an option (van Hasselt et al. 2016).
+
+Replay buffer, target network (hard copy or Polyak averaging), linearly decayed epsilon-greedy
+exploration, Huber loss, gradient clipping, and SB3's schedule knobs: `train_freq` env steps
+between training phases of `gradient_steps` updates each, after `learning_starts` steps. Semantics
+follow Stable-Baselines3's DQN so that `agent=sb3_dqn` with the same config is a like-for-like check.
+
+This module is also the off-policy training loop: agents that differ only in their target and
+their behaviour policy (soft Q-learning) subclass DQN and override `td_target` / `greedy_or_explore`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlgen.agents.base import Agent
+from rlgen.config import AgentConfig
+from rlgen.nets.mlp import copy_params, flat_dim, mlp, numpy_forward
+from rlgen.run import Run
+
+
+@dataclass
+class DQNConfig(AgentConfig):
+    name: str = "dqn"
+    n_envs: int = 1
+    learning_rate: float = 1e-4
+    buffer_size: int = 1_000_000
+    learning_starts: int = 100
+    """env steps of uniformly random actions before training starts"""
+    batch_size: int = 32
+    tau: float = 1.0
+    """target update: 1 copies the online network, < 1 is Polyak averaging"""
+    gamma: float = 0.99
+    train_freq: int = 4
+    """env steps (per env) between training phases"""
+    gradient_steps: int = 1
+    """updates per training phase (-1: as many as env steps collected since the last phase)"""
+    target_update_interval: int = 10_000
+    """env steps between target updates"""
+    exploration_fraction: float = 0.1
+    """fraction of the budget over which epsilon decays linearly"""
+    exploration_initial_eps: float = 1.0
+    exploration_final_eps: float = 0.05
+    max_grad_norm: float = 10.0
+    double_q: bool = False
+    """Double DQN target: the online network picks the next action, the target network values it"""
+    net_arch: list[int] = field(default_factory=lambda: [64, 64])
+    activation: str = "relu"
+
+
+class ReplayBuffer:
+    """A circular buffer of transitions (s, a, r, s', terminated), sampled uniformly.
+
+    `terminated` (not `done`) masks the bootstrap: a time-limit truncation stores its true final
+    observation as s' and is bootstrapped like any other step (SB3's handle_timeout_termination).
+    """
+
+    def __init__(self, capacity: int, obs_dim: int):
+        self.capacity = capacity
+        self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+        self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+        self.actions = np.zeros(capacity, dtype=np.int64)
+        self.rewards = np.zeros(capacity, dtype=np.float32)
+        self.terminated = np.zeros(capacity, dtype=np.float32)
+        self.pos = 0
+        self.size = 0
+
+    def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray, term: np.ndarray):
+        """Add a batch of transitions (one per env)."""
+        idx = (self.pos + np.arange(len(obs))) % self.capacity
+        self.obs[idx], self.next_obs[idx] = obs, next_obs
+        self.actions[idx], self.rewards[idx], self.terminated[idx] = actions, rewards, term
+        self.pos = int((self.pos + len(obs)) % self.capacity)
+        self.size = min(self.size + len(obs), self.capacity)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        idx = rng.integers(0, self.size, size=batch_size)
+        return {
+            "obs": torch.from_numpy(self.obs[idx]),
+            "actions": torch.from_numpy(self.actions[idx]),
+            "rewards": torch.from_numpy(self.rewards[idx]),
+            "next_obs": torch.from_numpy(self.next_obs[idx]),
+            "terminated": torch.from_numpy(self.terminated[idx]),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        n = self.size
+        return {"obs": self.obs[:n], "next_obs": self.next_obs[:n], "actions": self.actions[:n],
+                "rewards": self.rewards[:n], "terminated": self.terminated[:n], "pos": self.pos, "size": n}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        n = state["size"]
+        for key in ("obs", "next_obs", "actions", "rewards", "terminated"):
+            getattr(self, key)[:n] = state[key]
+        self.pos, self.size = int(state["pos"]), int(n)
+
+
+def linear_epsilon(step: int, total: int, initial: float, final: float, fraction: float) -> float:
+    """Epsilon decays linearly from `initial` to `final` over the first `fraction` of the budget."""
+    progress = step / max(total, 1)
+    return final if progress >= fraction else initial + (final - initial) * progress / fraction
+
+
+class DQN(Agent):
+    Config = DQNConfig
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: DQNConfig, seed: int):
+        super().__init__(observation_space, action_space, config, seed)
+        if not isinstance(action_space, gym.spaces.Discrete):
+            raise TypeError(f"{type(self).__name__} needs Discrete actions, not {type(action_space).__name__}")
+        self.n_envs = config.n_envs
+        self.n_actions = int(action_space.n)
+        self.obs_dim = obs_dim = flat_dim(observation_space.shape)
+        self.q_net = mlp(obs_dim, config.net_arch, self.n_actions, config.activation)
+        self.q_target = mlp(obs_dim, config.net_arch, self.n_actions, config.activation)
+        self.q_target.load_state_dict(self.q_net.state_dict())
+        self.q_target.requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=config.learning_rate)
+        self.buffer = ReplayBuffer(config.buffer_size, obs_dim)
+        self.epsilon = config.exploration_initial_eps
+        self.n_updates = 0
+        self._q_numpy: Any = None
+
+    # -- acting -------------------------------------------------------------------------------------
+
+    def q_values(self, obs: np.ndarray) -> np.ndarray:
+        if self._q_numpy is None:
+            self._q_numpy = numpy_forward(self.q_net)
+        return self._q_numpy(np.asarray(obs, dtype=np.float32).reshape(len(obs), -1))
+
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        greedy = self.q_values(obs).argmax(axis=1)
+        return greedy if deterministic else self.greedy_or_explore(obs, self.epsilon)
+
+    def greedy_or_explore(self, obs: np.ndarray, epsilon: float) -> np.ndarray:
+        """The behaviour policy: epsilon-greedy in Q."""
+        actions = self.q_values(obs).argmax(axis=1)
+        explore = self.rng.random(len(obs)) < epsilon
+        actions[explore] = self.rng.integers(0, self.n_actions, size=int(explore.sum()))
+        return actions
+
+    # -- training -----------------------------------------------------------------------------------
+
+    def learn(self, total_steps: int, run: Run) -> None:
+        c = self.config
+        envs, obs = run.make_envs(self.n_envs)
+        n = self.n_envs
+        ep_return, ep_length = np.zeros(n), np.zeros(n, dtype=np.int64)
+        prev_done = np.zeros(n, dtype=bool)
+        target_every = max(c.target_update_interval // n, 1)  # in vector steps, as SB3 counts
+        calls, collected = self.num_steps // n, 0
+        try:
+            while self.num_steps < total_steps:
+                if self.num_steps < c.learning_starts:
+                    actions = self.rng.integers(0, self.n_actions, size=n)
+                else:
+                    actions = self.greedy_or_explore(obs, self.epsilon)
+                next_obs, reward, terminated, truncated, _ = envs.step(actions)
+                valid = ~prev_done  # NEXT_STEP autoreset: skip the step that only resets an env
+                self.buffer.add(obs[valid].reshape(-1, self.obs_dim), actions[valid], reward[valid],
+                                next_obs[valid].reshape(-1, self.obs_dim), terminated[valid])
+                ep_return += np.where(valid, reward, 0.0)
+                ep_length += valid
+                done = terminated | truncated
+                self.num_steps += n
+                calls += 1
+                collected += n
+                if done.any():
+                    run.episodes(self.num_steps, ep_return[done], ep_length[done])
+                    ep_return[done], ep_length[done] = 0.0, 0
+                obs, prev_done = next_obs, done
+                if calls % target_every == 0:
+                    copy_params(self.q_net, self.q_target, c.tau)
+                self.epsilon = linear_epsilon(self.num_steps, total_steps, c.exploration_initial_eps,
+                                              c.exploration_final_eps, c.exploration_fraction)
+                if calls % c.train_freq == 0 and self.num_steps > c.learning_starts and self.buffer.size:
+                    steps = collected if c.gradient_steps < 0 else c.gradient_steps
+                    stats = self.train(steps)
+                    stats["rollout/exploration_rate"] = self.epsilon
+                    run.log(self.num_steps, stats)
+                    collected = 0
+                if not run.tick(self.num_steps):
+                    break
+        finally:
+            envs.close()
+
+    @torch.no_grad()
+    def td_target(self, rewards: torch.Tensor, next_obs: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
+        """r + gamma * (1 - terminated) * max_a' Q_target(s', a') (Double DQN: Q_target(s', argmax Q))."""
+        next_q = self.q_target(next_obs)
+        if self.config.double_q:
+            best = self.q_net(next_obs).argmax(dim=1, keepdim=True)
+            next_v = next_q.gather(1, best).squeeze(1)
+        else:
+            next_v = next_q.max(dim=1).values
+        return rewards + self.config.gamma * (1.0 - terminated) * next_v
+
+    def train(self, gradient_steps: int) -> dict[str, float]:
+        losses = np.zeros(gradient_steps)
+        q_means = np.zeros(gradient_steps)
+        for i in range(gradient_steps):
+            b = self.buffer.sample(self.config.batch_size, self.rng)
+            target = self.td_target(b["rewards"], b["next_obs"], b["terminated"])
+            q = self.q_net(b["obs"]).gather(1, b["actions"].unsqueeze(1)).squeeze(1)
+            loss = F.smooth_l1_loss(q, target)  # Huber loss, as in Mnih et al. 2015 (error clipping)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.q_net.parameters(), self.config.max_grad_norm)
+            self.optimizer.step()
+            losses[i] = loss.item()
+            q_means[i] = q.detach().mean().item()
+        self.n_updates += gradient_steps
+        self._q_numpy = None  # weights changed: rebuild the acting copy
+        return {"train/loss": float(losses.mean()), "train/q_mean": float(q_means.mean()),
+                "train/learning_rate": self.config.learning_rate, "train/n_updates": self.n_updates}
+
+    # -- checkpoints --------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "q_net": self.q_net.state_dict(),
+            "q_target": self.q_target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "buffer": self.buffer.state_dict(),
+            "epsilon": self.epsilon,
+            "n_updates": self.n_updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.q_net.load_state_dict(state["q_net"])
+        self.q_target.load_state_dict(state["q_target"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.buffer.load_state_dict(state["buffer"])
+        self.epsilon = float(state["epsilon"])
+        self.n_updates = int(state["n_updates"])
+        self._q_numpy = None

@@ -1,0 +1,305 @@
+"""Proximal Policy Optimization (Schulman et al. 2017, "Proximal Policy Optimization Algorithms").
+
+Clipped surrogate objective, GAE(lambda) advantages, entropy bonus, per-minibatch advantage
+normalisation, several epochs of minibatch SGD per rollout, global gradient-norm clipping, linear
+schedules, optional value clipping, Discrete (categorical) and Box (diagonal Gaussian) actions.
+Defaults and semantics follow Stable-Baselines3's PPO so that `agent=sb3_ppo` with the same config
+is a like-for-like check.
+
+Acting during a rollout uses a NumPy snapshot of the networks (nets/mlp.py: numpy_forward); the
+update is plain torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlgen.agents.base import Agent
+from rlgen.config import AgentConfig
+from rlgen.nets.mlp import flat_dim, mlp, numpy_forward
+from rlgen.returns import explained_variance, gae, linear_schedule
+from rlgen.run import Run
+
+LOG_2PI = float(np.log(2 * np.pi))
+
+
+@dataclass
+class PPOConfig(AgentConfig):
+    name: str = "ppo"
+    n_envs: int = 8
+    """parallel environments"""
+    n_steps: int = 128
+    """steps per environment per rollout"""
+    batch_size: int = 64
+    """minibatch size"""
+    n_epochs: int = 10
+    """passes over each rollout"""
+    learning_rate: float = 3e-4
+    lr_schedule: str = "constant"
+    """constant | linear (decays to 0 over the budget)"""
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    clip_range_schedule: str = "constant"
+    """constant | linear"""
+    clip_range_vf: float | None = None
+    """clip the value update around the old values (None: off)"""
+    normalize_advantage: bool = True
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    target_kl: float | None = None
+    """stop the epochs of an update early when approx KL exceeds 1.5 x this (None: off)"""
+    net_arch: list[int] = field(default_factory=lambda: [64, 64])
+    """hidden layers, for the policy and (separately) the value network"""
+    activation: str = "tanh"
+    ortho_init: bool = True
+    log_std_init: float = 0.0
+    """initial log standard deviation of the Gaussian policy (Box actions)"""
+
+    @property
+    def rollout_size(self) -> int:
+        return self.n_steps * self.n_envs
+
+
+def schedule(kind: str, initial: float, progress_remaining: float) -> float:
+    if kind == "constant":
+        return initial
+    if kind == "linear":
+        return linear_schedule(initial, progress_remaining)
+    raise ValueError(f"unknown schedule '{kind}' (constant | linear)")
+
+
+class PPO(Agent):
+    Config = PPOConfig
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: PPOConfig, seed: int):
+        super().__init__(observation_space, action_space, config, seed)
+        self.n_envs = config.n_envs
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        if not self.discrete and not isinstance(action_space, gym.spaces.Box):
+            raise TypeError(f"PPO handles Discrete and Box actions, not {type(action_space).__name__}")
+        obs_dim = flat_dim(observation_space.shape)
+        act_dim = int(action_space.n) if self.discrete else flat_dim(action_space.shape)
+        c = config
+        self.actor = mlp(obs_dim, c.net_arch, act_dim, c.activation, c.ortho_init, out_gain=0.01)
+        self.critic = mlp(obs_dim, c.net_arch, 1, c.activation, c.ortho_init, out_gain=1.0)
+        self.log_std = nn.Parameter(torch.full((act_dim,), c.log_std_init), requires_grad=not self.discrete)
+        params = [*self.actor.parameters(), *self.critic.parameters()]
+        if not self.discrete:
+            params.append(self.log_std)
+        # eps=1e-5 as in SB3's and CleanRL's PPO (Engstrom et al. 2020 list it among the details)
+        self.optimizer = torch.optim.Adam(params, lr=c.learning_rate, eps=1e-5)
+        self.n_updates = 0
+        self._snapshot: tuple[Any, Any] | None = None
+
+    # -- acting -------------------------------------------------------------------------------------
+
+    def _np_nets(self) -> tuple[Any, Any]:
+        if self._snapshot is None:
+            self._snapshot = (numpy_forward(self.actor), numpy_forward(self.critic))
+        return self._snapshot
+
+    def _flat(self, obs: np.ndarray) -> np.ndarray:
+        return np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
+
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        actor, _ = self._np_nets()
+        out = actor(self._flat(obs))
+        if self.discrete:
+            if deterministic:
+                return out.argmax(axis=1)
+            return self._sample(out)[0]
+        action = out if deterministic else self._sample(out)[0]
+        return np.clip(action, self.action_space.low, self.action_space.high)
+
+    def _sample(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sample actions from the policy head's output; return (actions, log-probabilities)."""
+        if self.discrete:
+            logp_all = out - out.max(axis=1, keepdims=True)
+            logp_all -= np.log(np.exp(logp_all).sum(axis=1, keepdims=True))
+            # Gumbel-max trick: argmax(logits + Gumbel noise) is a categorical sample
+            actions = (logp_all - np.log(-np.log(self.rng.random(out.shape)))).argmax(axis=1)
+            return actions, logp_all[np.arange(len(out)), actions]
+        log_std = self.log_std.detach().numpy()
+        actions = out + np.exp(log_std) * self.rng.standard_normal(out.shape).astype(np.float32)
+        z = (actions - out) / np.exp(log_std)
+        return actions, (-0.5 * z**2 - log_std - 0.5 * LOG_2PI).sum(axis=1)
+
+    # -- training -----------------------------------------------------------------------------------
+
+    def learn(self, total_steps: int, run: Run) -> None:
+        envs, obs = run.make_envs(self.n_envs)
+        try:
+            ep_return = np.zeros(self.n_envs)
+            ep_length = np.zeros(self.n_envs, dtype=np.int64)
+            prev_done = np.zeros(self.n_envs, dtype=bool)
+            while self.num_steps < total_steps:
+                batch, obs, prev_done = self.collect_rollout(envs, obs, prev_done, ep_return, ep_length, run)
+                progress_remaining = 1.0 - self.num_steps / total_steps
+                run.log(self.num_steps, self.train(batch, progress_remaining))
+                if not run.tick(self.num_steps):
+                    break
+        finally:
+            envs.close()
+
+    def collect_rollout(
+        self,
+        envs: gym.vector.VectorEnv,
+        obs: np.ndarray,
+        prev_done: np.ndarray,
+        ep_return: np.ndarray,
+        ep_length: np.ndarray,
+        run: Run,
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """n_steps vector steps with the current policy; returns the flattened valid samples."""
+        T, N = self.config.n_steps, self.n_envs
+        actor, critic = self._np_nets()
+        obs_buf = np.zeros((T, N, flat_dim(self.observation_space.shape)), dtype=np.float32)
+        act_buf = np.zeros((T, N) if self.discrete else (T, N, flat_dim(self.action_space.shape)), np.float32)
+        logp_buf = np.zeros((T, N), dtype=np.float32)
+        rew_buf = np.zeros((T, N), dtype=np.float32)
+        term_buf = np.zeros((T, N), dtype=bool)
+        done_buf = np.zeros((T, N), dtype=bool)
+        valid = np.zeros((T, N), dtype=bool)
+        values = np.zeros((T + 1, N), dtype=np.float32)
+        for t in range(T):
+            flat = self._flat(obs)
+            obs_buf[t] = flat
+            values[t] = critic(flat)[:, 0]
+            actions, logp = self._sample(actor(flat))
+            act_buf[t], logp_buf[t] = actions, logp
+            env_actions = actions if self.discrete else np.clip(actions, self.action_space.low, self.action_space.high)
+            obs, reward, terminated, truncated, _ = envs.step(env_actions.reshape((N, *self.action_space.shape)))
+            # NEXT_STEP autoreset: a step right after an episode ended only resets that env
+            valid[t] = ~prev_done
+            rew_buf[t], term_buf[t] = reward, terminated
+            done = terminated | truncated
+            done_buf[t] = done
+            ep_return += np.where(valid[t], reward, 0.0)
+            ep_length += valid[t]
+            if done.any():
+                run.episodes(self.num_steps + (t + 1) * N, ep_return[done], ep_length[done])
+                ep_return[done], ep_length[done] = 0.0, 0
+            prev_done = done
+        values[T] = critic(self._flat(obs))[:, 0]
+        self.num_steps += T * N
+        advantages = gae(rew_buf, values, term_buf, done_buf, self.config.gamma, self.config.gae_lambda)
+        batch = {
+            "obs": obs_buf[valid],
+            "actions": act_buf[valid],
+            "logp": logp_buf[valid],
+            "values": values[:-1][valid],
+            "advantages": advantages[valid],
+            "returns": (advantages + values[:-1])[valid],
+        }
+        return batch, obs, prev_done
+
+    def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Log-probability and entropy of `actions` under the current policy, and V(obs)."""
+        out = self.actor(obs)
+        if self.discrete:
+            logp_all = F.log_softmax(out, dim=1)
+            logp = logp_all.gather(1, actions.long().unsqueeze(1)).squeeze(1)
+            entropy = -(logp_all.exp() * logp_all).sum(1)
+        else:
+            z = (actions - out) / self.log_std.exp()
+            logp = (-0.5 * z.pow(2) - self.log_std - 0.5 * LOG_2PI).sum(1)
+            entropy = (0.5 + 0.5 * LOG_2PI + self.log_std).sum().expand(len(obs))
+        return logp, entropy, self.critic(obs).squeeze(1)
+
+    def train(self, batch: dict[str, np.ndarray], progress_remaining: float) -> dict[str, float]:
+        """n_epochs of minibatch updates on one rollout; returns the mean statistics."""
+        c = self.config
+        lr = schedule(c.lr_schedule, c.learning_rate, progress_remaining)
+        clip = schedule(c.clip_range_schedule, c.clip_range, progress_remaining)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        data = {k: torch.as_tensor(v) for k, v in batch.items()}
+        n = len(data["obs"])
+        stats: dict[str, list[float]] = {k: [] for k in ("pg", "vf", "ent", "loss", "kl", "clipfrac")}
+        stop = False
+        for _ in range(c.n_epochs):
+            perm = torch.as_tensor(self.rng.permutation(n))
+            for start in range(0, n, c.batch_size):
+                idx = perm[start : start + c.batch_size]
+                logp, entropy, value = self.evaluate_actions(data["obs"][idx], data["actions"][idx])
+                adv = data["advantages"][idx]
+                if c.normalize_advantage and len(idx) > 1:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                log_ratio = logp - data["logp"][idx]
+                ratio = log_ratio.exp()
+                # clipped surrogate objective, Schulman et al. 2017 eq. 7
+                pg_loss = -torch.min(adv * ratio, adv * ratio.clamp(1 - clip, 1 + clip)).mean()
+                if c.clip_range_vf is not None:  # SB3's form: clip the prediction around the old value
+                    old = data["values"][idx]
+                    value = old + (value - old).clamp(-c.clip_range_vf, c.clip_range_vf)
+                vf_loss = F.mse_loss(value, data["returns"][idx])
+                ent_loss = -entropy.mean()
+                loss = pg_loss + c.ent_coef * ent_loss + c.vf_coef * vf_loss
+                with torch.no_grad():
+                    # k3 estimator of KL(old || new), http://joschu.net/blog/kl-approx.html
+                    approx_kl = ((ratio - 1) - log_ratio).mean().item()
+                if c.target_kl is not None and approx_kl > 1.5 * c.target_kl:
+                    stop = True  # as SB3: skip this step and end the update
+                    break
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], c.max_grad_norm)
+                self.optimizer.step()
+                self.n_updates += 1
+                stats["pg"].append(pg_loss.item())
+                stats["vf"].append(vf_loss.item())
+                stats["ent"].append(ent_loss.item())
+                stats["loss"].append(loss.item())
+                stats["kl"].append(approx_kl)
+                stats["clipfrac"].append(((ratio - 1).abs() > clip).float().mean().item())
+            if stop:
+                break
+        self._snapshot = None  # weights changed: rebuild the acting copy
+        if not stats["loss"]:  # target_kl stopped the update before its first step
+            return {"train/approx_kl": approx_kl, "train/learning_rate": lr, "train/clip_range": clip}
+        out = {
+            "train/policy_gradient_loss": np.mean(stats["pg"]),
+            "train/value_loss": np.mean(stats["vf"]),
+            "train/entropy_loss": np.mean(stats["ent"]),
+            "train/loss": np.mean(stats["loss"]),
+            "train/approx_kl": np.mean(stats["kl"]),
+            "train/clip_fraction": np.mean(stats["clipfrac"]),
+            "train/explained_variance": explained_variance(batch["values"], batch["returns"]),
+            "train/learning_rate": lr,
+            "train/clip_range": clip,
+            "train/n_updates": self.n_updates,
+        }
+        if not self.discrete:
+            out["train/std"] = float(self.log_std.exp().mean())
+        return {k: float(v) for k, v in out.items()}
+
+    # -- checkpoints --------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "log_std": self.log_std.detach().clone(),
+            "optimizer": self.optimizer.state_dict(),
+            "n_updates": self.n_updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        with torch.no_grad():
+            self.log_std.copy_(state["log_std"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.n_updates = int(state["n_updates"])
+        self._snapshot = None

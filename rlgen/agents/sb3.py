@@ -1,0 +1,197 @@
+"""Stable-Baselines3's PPO, DQN and A2C behind rlgen's agent contract.
+
+The trainer, evaluator, logger, seeds and run directory are rlgen's; only the algorithm is SB3's.
+`sb3_ppo` and `sb3_dqn` take the same config (and tuned values) as rlgen's `ppo` and `dqn`, so a
+comparison changes nothing but the code that learns.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3 import A2C, DQN, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import KVWriter, Logger
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from rlgen.agents.base import Agent
+from rlgen.agents.dqn import DQNConfig
+from rlgen.agents.ppo import PPOConfig
+from rlgen.config import AgentConfig
+from rlgen.errors import UserError
+from rlgen.nets.mlp import ACTIVATIONS
+from rlgen.returns import linear_schedule
+from rlgen.run import Run
+
+
+@dataclass
+class SB3PPOConfig(PPOConfig):
+    name: str = "sb3_ppo"
+
+
+@dataclass
+class SB3DQNConfig(DQNConfig):
+    name: str = "sb3_dqn"
+
+
+@dataclass
+class SB3A2CConfig(AgentConfig):
+    """SB3's A2C defaults (Mnih et al. 2016, synchronous variant)."""
+
+    name: str = "sb3_a2c"
+    n_envs: int = 8
+    n_steps: int = 5
+    learning_rate: float = 7e-4
+    lr_schedule: str = "constant"
+    gamma: float = 0.99
+    gae_lambda: float = 1.0
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    rms_prop_eps: float = 1e-5
+    use_rms_prop: bool = True
+    normalize_advantage: bool = False
+    net_arch: list[int] = field(default_factory=lambda: [64, 64])
+    activation: str = "tanh"
+    ortho_init: bool = True
+
+
+def _schedule(kind: str, value: float) -> float | Any:
+    return partial(linear_schedule, value) if kind == "linear" else value
+
+
+class _Spaces(gym.Env):
+    """An env that only carries spaces: lets an SB3 model be built (or loaded) before training."""
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space):
+        self.observation_space, self.action_space = observation_space, action_space
+
+
+class _ToRun(KVWriter):
+    """Forwards SB3's training scalars (train/*) to the run; rollout and time stats are the run's own."""
+
+    def __init__(self, run: Run):
+        self.run = run
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...]], step: int = 0) -> None:
+        stats = {k: float(v) for k, v in key_values.items() if k.startswith("train/") and np.isscalar(v)}
+        if stats:
+            self.run.log(step, stats)
+
+    def close(self) -> None:
+        pass
+
+
+class _RunCallback(BaseCallback):
+    def __init__(self, agent: SB3Agent, run: Run):
+        super().__init__()
+        self.agent, self.run = agent, run
+
+    def _on_step(self) -> bool:
+        step = self.model.num_timesteps
+        self.agent.num_steps = step
+        finished = [info["episode"] for info in self.locals["infos"] if "episode" in info]
+        if finished:
+            self.run.episodes(step, np.array([e["r"] for e in finished]), np.array([e["l"] for e in finished]))
+        return self.run.tick(step)
+
+
+class SB3Agent(Agent):
+    algo: ClassVar[type[BaseAlgorithm]]
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Any, seed: int):
+        super().__init__(observation_space, action_space, config, seed)
+        self.n_envs = config.n_envs
+        venv = DummyVecEnv([partial(_Spaces, observation_space, action_space)] * self.n_envs)
+        self.model = self.algo("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **self.sb3_kwargs())
+
+    def sb3_kwargs(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def learn(self, total_steps: int, run: Run) -> None:
+        venv = DummyVecEnv([lambda: Monitor(run.make_env()) for _ in range(self.n_envs)])
+        venv.seed(run.seed)
+        self.model.set_env(venv)
+        self.model.set_logger(Logger(folder=None, output_formats=[_ToRun(run)]))
+        self.model.learn(total_steps - self.num_steps, callback=_RunCallback(self, run), reset_num_timesteps=False)
+        self.num_steps = self.model.num_timesteps
+        venv.close()
+
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        return self.model.predict(obs, deterministic=deterministic)[0]
+
+    def state_dict(self) -> dict[str, Any]:
+        buf = io.BytesIO()
+        self.model.save(buf)
+        state = {**super().state_dict(), "model": buf.getvalue()}
+        if hasattr(self.model, "replay_buffer") and self.model.replay_buffer is not None:
+            rb = io.BytesIO()
+            self.model.save_replay_buffer(rb)
+            state["replay_buffer"] = rb.getvalue()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.model = self.algo.load(io.BytesIO(state["model"]), env=self.model.get_env(), device="cpu")
+        if "replay_buffer" in state:
+            self.model.load_replay_buffer(io.BytesIO(state["replay_buffer"]))
+
+
+class SB3PPO(SB3Agent):
+    Config = SB3PPOConfig
+    algo = PPO
+
+    def sb3_kwargs(self) -> dict[str, Any]:
+        c = self.config
+        return dict(
+            n_steps=c.n_steps, batch_size=c.batch_size, n_epochs=c.n_epochs,
+            learning_rate=_schedule(c.lr_schedule, c.learning_rate), gamma=c.gamma, gae_lambda=c.gae_lambda,
+            clip_range=_schedule(c.clip_range_schedule, c.clip_range), clip_range_vf=c.clip_range_vf,
+            normalize_advantage=c.normalize_advantage, ent_coef=c.ent_coef, vf_coef=c.vf_coef,
+            max_grad_norm=c.max_grad_norm, target_kl=c.target_kl,
+            policy_kwargs=dict(net_arch=dict(pi=list(c.net_arch), vf=list(c.net_arch)),
+                               activation_fn=ACTIVATIONS[c.activation], ortho_init=c.ortho_init,
+                               log_std_init=c.log_std_init),
+        )
+
+
+class SB3DQN(SB3Agent):
+    Config = SB3DQNConfig
+    algo = DQN
+
+    def sb3_kwargs(self) -> dict[str, Any]:
+        c = self.config
+        if c.double_q:
+            raise UserError("sb3_dqn has no Double DQN option; use agent=dqn agent.double_q=true")
+        return dict(
+            learning_rate=c.learning_rate, buffer_size=c.buffer_size, learning_starts=c.learning_starts,
+            batch_size=c.batch_size, tau=c.tau, gamma=c.gamma, train_freq=c.train_freq,
+            gradient_steps=c.gradient_steps, target_update_interval=c.target_update_interval,
+            exploration_fraction=c.exploration_fraction, exploration_initial_eps=c.exploration_initial_eps,
+            exploration_final_eps=c.exploration_final_eps, max_grad_norm=c.max_grad_norm,
+            policy_kwargs=dict(net_arch=list(c.net_arch), activation_fn=ACTIVATIONS[c.activation]),
+        )
+
+
+class SB3A2C(SB3Agent):
+    Config = SB3A2CConfig
+    algo = A2C
+
+    def sb3_kwargs(self) -> dict[str, Any]:
+        c = self.config
+        return dict(
+            n_steps=c.n_steps, learning_rate=_schedule(c.lr_schedule, c.learning_rate), gamma=c.gamma,
+            gae_lambda=c.gae_lambda, ent_coef=c.ent_coef, vf_coef=c.vf_coef, max_grad_norm=c.max_grad_norm,
+            rms_prop_eps=c.rms_prop_eps, use_rms_prop=c.use_rms_prop, normalize_advantage=c.normalize_advantage,
+            policy_kwargs=dict(net_arch=dict(pi=list(c.net_arch), vf=list(c.net_arch)),
+                               activation_fn=ACTIVATIONS[c.activation], ortho_init=c.ortho_init),
+        )
+
+

@@ -1,0 +1,74 @@
+"""Building environments for a run: one code path for training, evaluation and video.
+
+Training uses Gymnasium's vector API with the NEXT_STEP autoreset mode, set explicitly: when a
+sub-env ends at step t, step t returns its true final observation (so a truncated episode can be
+bootstrapped from it) and step t+1 resets it, ignoring that step's action. Agents mask that reset
+step out (see `vector_step_mask`). It is Gymnasium 1.x's default and the only mode that natively
+vectorised envs (CartPole, ...) implement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+from rlgen.config import EnvConfig
+from rlgen.errors import UserError
+
+
+class OneHot(gym.ObservationWrapper):
+    """Discrete (or Tuple of Discrete) observations as one-hot float vectors, for deep agents."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        space = env.observation_space
+        self.sizes = [s.n for s in space] if isinstance(space, gym.spaces.Tuple) else [space.n]
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (int(np.prod(self.sizes)),), np.float32)
+
+    def observation(self, observation: Any) -> np.ndarray:
+        index = np.ravel_multi_index(tuple(np.atleast_1d(observation)), self.sizes)
+        out = np.zeros(self.observation_space.shape, dtype=np.float32)
+        out[index] = 1.0
+        return out
+
+
+def _needs_one_hot(space: gym.Space) -> bool:
+    return isinstance(space, gym.spaces.Discrete) or (
+        isinstance(space, gym.spaces.Tuple) and all(isinstance(s, gym.spaces.Discrete) for s in space)
+    )
+
+
+def make_env(cfg: EnvConfig, render_mode: str | None = None, one_hot: bool = True) -> gym.Env:
+    """gymnasium.make with the wrappers deep agents need (one-hot for discrete observations)."""
+    try:
+        env = gym.make(cfg.id, render_mode=render_mode, **cfg.kwargs)
+    except gym.error.Error as err:
+        raise UserError(f"cannot make env '{cfg.id}': {err}") from None
+    except TypeError as err:
+        raise UserError(f"env '{cfg.id}' rejected its kwargs {dict(cfg.kwargs)}: {err}") from None
+    if one_hot and _needs_one_hot(env.observation_space):
+        env = OneHot(env)
+    return env
+
+
+def make_vec_env(cfg: EnvConfig, num_envs: int, one_hot: bool = True) -> gym.vector.VectorEnv:
+    """`num_envs` copies behind the vector API, autoreset mode NEXT_STEP."""
+    spec = gym.spec(cfg.id)
+    mode = cfg.vectorization
+    if mode not in ("auto", "sync", "async"):
+        raise UserError(f"env.vectorization must be auto, sync or async, got '{mode}'")
+    if mode == "auto" and spec.vector_entry_point is not None:
+        envs = gym.make_vec(cfg.id, num_envs=num_envs, vectorization_mode="vector_entry_point", **cfg.kwargs)
+        assert envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP) == AutoresetMode.NEXT_STEP
+        return envs
+    fns: list[Callable[[], gym.Env]] = [lambda: make_env(cfg, one_hot=one_hot) for _ in range(num_envs)]
+    cls = gym.vector.AsyncVectorEnv if mode == "async" else gym.vector.SyncVectorEnv
+    return cls(fns, autoreset_mode=AutoresetMode.NEXT_STEP)
+
+
+def reward_threshold(cfg: EnvConfig) -> float | None:
+    return gym.spec(cfg.id).reward_threshold

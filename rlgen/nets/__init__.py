@@ -1,0 +1,1 @@
+"""Torch modules: MLP heads, the tiny GPT and its reward head."""

@@ -1,0 +1,55 @@
+"""Returns and advantages as pure functions, tested against closed forms (tests/test_returns.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
+    """G_t = sum_k gamma^k r_{t+k} for one finished episode (Sutton & Barto eq. 3.8)."""
+    out = np.zeros(len(rewards), dtype=np.float64)
+    running = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        running = rewards[t] + gamma * running
+        out[t] = running
+    return out
+
+
+def gae(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    terminated: np.ndarray,
+    done: np.ndarray,
+    gamma: float,
+    lam: float,
+) -> np.ndarray:
+    """Generalised advantage estimates (Schulman et al. 2016, eq. 16), time-major (T, N) arrays.
+
+    `values` has T+1 rows: values[t+1] is V of the observation that step t returned. On a step that
+    ended its episode that is the true final observation (NEXT_STEP autoreset), so a time-limit
+    truncation is bootstrapped from it and only a real termination zeroes the bootstrap:
+        delta_t = r_t + gamma * (1 - terminated_t) * V(s_{t+1}) - V(s_t)
+        A_t     = delta_t + gamma * lam * (1 - done_t) * A_{t+1},   done = terminated | truncated.
+    lam = 0 gives the TD(0) error, lam = 1 the Monte Carlo return minus V(s_t).
+    """
+    T = len(rewards)
+    advantages = np.zeros_like(rewards, dtype=np.float32)
+    not_term = 1.0 - terminated.astype(np.float32)
+    not_done = 1.0 - done.astype(np.float32)
+    deltas = rewards + gamma * not_term * values[1:] - values[:-1]
+    running = np.zeros_like(rewards[0], dtype=np.float32)
+    for t in range(T - 1, -1, -1):
+        running = deltas[t] + gamma * lam * not_done[t] * running
+        advantages[t] = running
+    return advantages
+
+
+def explained_variance(predicted: np.ndarray, target: np.ndarray) -> float:
+    """1 - Var[target - predicted] / Var[target]: 1 is perfect, 0 no better than a constant."""
+    var = np.var(target)
+    return float("nan") if var == 0 else float(1.0 - np.var(target - predicted) / var)
+
+
+def linear_schedule(initial: float, progress_remaining: float) -> float:
+    """SB3's linear schedule: `initial` at the start of training, 0 at the end."""
+    return initial * progress_remaining

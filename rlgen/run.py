@@ -1,0 +1,256 @@
+"""The run: its directory, its logs, evaluation, checkpoints and interruption.
+
+The agent talks to the run through four calls: `make_envs` / `make_env`, `log(step, stats)`,
+`episodes(step, returns, lengths)` and `tick(step)` (which evaluates, checkpoints and reports
+whether to go on). Everything a run writes is written here, once, for every agent.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import signal
+import time
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import gymnasium as gym
+import numpy as np
+
+from rlgen.checkpoint import write_json_atomic
+from rlgen.config import TrainConfig
+from rlgen.envs import make_env, make_vec_env, reward_threshold
+from rlgen.evaluation import evaluate
+from rlgen.progress import ProgressBar
+
+if TYPE_CHECKING:
+    from rlgen.agents.base import Agent
+
+
+class Diverged(Exception):
+    """A loss or statistic became NaN or infinite."""
+
+
+class CsvLog:
+    """Append-only CSV whose header grows when a new column appears (the file is then rewritten)."""
+
+    def __init__(self, path: Path, columns: list[str] | None = None, keep_until: int | None = None):
+        self.path = path
+        self.columns: list[str] = list(columns or [])
+        self.rows: list[dict[str, Any]] = []
+        if path.exists():  # resuming: keep rows up to the checkpoint's step, drop the rest
+            with open(path, newline="") as f:
+                reader = csv.DictReader(f)
+                self.columns = list(reader.fieldnames or self.columns)
+                self.rows = [r for r in reader if keep_until is None or int(float(r["step"])) <= keep_until]
+        self._rewrite()
+
+    def append(self, row: dict[str, Any]) -> None:
+        if any(k not in self.columns for k in row):
+            self.columns += [k for k in row if k not in self.columns]
+            self.rows.append(row)
+            self._rewrite()
+            return
+        self.rows.append(row)
+        self._writer.writerow(row)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _rewrite(self) -> None:
+        if getattr(self, "_file", None):
+            self._file.close()
+        self._file = open(self.path, "w", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=self.columns, restval="")
+        self._writer.writeheader()
+        self._writer.writerows(self.rows)
+
+
+class Run:
+    LOG_EVERY = 1000  # env steps between writes of averaged training scalars
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, state: dict[str, Any] | None = None):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.cfg = cfg
+        self.dir = run_dir
+        self.threshold = reward_threshold(cfg.env)
+        state = state or {}
+        start = int(state.get("num_steps", 0))
+        self.next_eval = int(state.get("next_eval", cfg.eval_every or cfg.total_steps))
+        self.solved_at: int | None = state.get("solved_at")
+        self.last_eval: tuple[float, float] | None = state.get("last_eval")
+        self.wall_before = float(state.get("wall_seconds", 0.0))
+        self.n_resumes = int(state.get("n_resumes", -1)) + 1
+        self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=start if start else None)
+        keep = start if state else None
+        self.progress_csv = CsvLog(run_dir / "progress.csv", ["step"], keep)
+        self.eval_csv = CsvLog(run_dir / "eval.csv", ["step", "mean_return", "std_return", "n_episodes"], keep)
+        self.episodes_csv = CsvLog(run_dir / "episodes.csv", ["step", "return", "length"], keep)
+        recent = self.episodes_csv.rows[-100:]
+        self.recent_returns = deque((float(r["return"]) for r in recent), maxlen=100)
+        self.recent_lengths = deque((int(r["length"]) for r in recent), maxlen=100)
+        self.pending: dict[str, list[float]] = {}
+        self.last_log = start
+        self.start_step = start
+        self.t0 = time.perf_counter()
+        self.stop_requested = False
+        self.agent: Agent | None = None
+        self.bar = ProgressBar(cfg.total_steps, start, enabled=cfg.progress)
+
+    # -- what agents call ---------------------------------------------------------------------------
+
+    @property
+    def seed(self) -> int:
+        """Env seed: the config's, shifted on each resume so a resumed run does not replay episodes."""
+        return self.cfg.seed + 7919 * self.n_resumes
+
+    def make_env(self, render_mode: str | None = None, one_hot: bool = True) -> gym.Env:
+        return make_env(self.cfg.env, render_mode=render_mode, one_hot=one_hot)
+
+    def make_envs(self, n: int, one_hot: bool = True) -> tuple[gym.vector.VectorEnv, np.ndarray]:
+        envs = make_vec_env(self.cfg.env, n, one_hot=one_hot)
+        obs, _ = envs.reset(seed=self.seed)
+        envs.action_space.seed(self.seed)
+        return envs, obs
+
+    def log(self, step: int, stats: dict[str, float]) -> None:
+        """Training scalars (tags as SB3 names them); averaged and written every LOG_EVERY steps."""
+        for key, value in stats.items():
+            value = float(value)
+            if not math.isfinite(value):
+                if "loss" in key:
+                    raise Diverged(f"{key} is {value} at step {step}")
+                continue  # e.g. explained variance of constant returns: undefined, not an error
+            self.pending.setdefault(key, []).append(value)
+        if step - self.last_log >= self.LOG_EVERY:
+            self.flush_logs(step)
+
+    def episodes(self, step: int, returns: np.ndarray, lengths: np.ndarray) -> None:
+        for ret, length in zip(np.asarray(returns, dtype=float), np.asarray(lengths, dtype=int), strict=True):
+            self.episodes_csv.append({"step": step, "return": ret, "length": int(length)})
+            self.recent_returns.append(ret)
+            self.recent_lengths.append(int(length))
+
+    def tick(self, step: int) -> bool:
+        """Called by the agent as it goes: evaluates and checkpoints when due; False means stop."""
+        if step >= self.next_eval:
+            self.evaluate(step)
+            self.checkpoint(step)
+            while self.next_eval <= step:
+                self.next_eval += self.cfg.eval_every or self.cfg.total_steps
+        self.bar.update(step, self.recent_returns[-1] if self.recent_returns else None)
+        return not self.stop_requested
+
+    # -- what the trainer calls ---------------------------------------------------------------------
+
+    def evaluate(self, step: int) -> None:
+        assert self.agent is not None
+        returns, _ = evaluate(self.agent.act, self.cfg.env, self.cfg.eval_episodes, self.cfg.seed)
+        mean, std = float(returns.mean()), float(returns.std())
+        self.last_eval = (mean, std)
+        self.eval_csv.append({"step": step, "mean_return": mean, "std_return": std, "n_episodes": len(returns)})
+        self.eval_csv.flush()
+        self.tb.add_scalar("eval/mean_reward", mean, step)
+        self.tb.add_scalar("eval/std_reward", std, step)
+        if self.solved_at is None and self.threshold is not None and mean >= self.threshold:
+            self.solved_at = step
+        self.bar.note(f"eval {mean:.1f}")
+
+    def flush_logs(self, step: int) -> None:
+        row: dict[str, Any] = {"step": step}
+        for key, values in self.pending.items():
+            row[key] = float(np.mean(values))
+        if self.recent_returns:
+            row["rollout/ep_rew_mean"] = float(np.mean(self.recent_returns))
+            row["rollout/ep_len_mean"] = float(np.mean(self.recent_lengths))
+        row["time/fps"] = (step - self.start_step) / max(time.perf_counter() - self.t0, 1e-9)
+        for key, value in row.items():
+            if key != "step":
+                self.tb.add_scalar(key, value, step)
+        self.progress_csv.append(row)
+        self.pending.clear()
+        self.last_log = step
+
+    def checkpoint(self, step: int) -> None:
+        """Agent state and the run's own counters, each written atomically."""
+        assert self.agent is not None
+        self.agent.save(self.dir / "checkpoint")
+        for log in (self.progress_csv, self.eval_csv, self.episodes_csv):
+            log.flush()
+        write_json_atomic(self.dir / "checkpoint.json", self.state(step))
+
+    def state(self, step: int) -> dict[str, Any]:
+        return {
+            "num_steps": step,
+            "next_eval": self.next_eval,
+            "solved_at": self.solved_at,
+            "last_eval": self.last_eval,
+            "wall_seconds": self.wall_seconds,
+            "n_resumes": self.n_resumes,
+        }
+
+    @property
+    def wall_seconds(self) -> float:
+        return self.wall_before + time.perf_counter() - self.t0
+
+    def summary(self, step: int, status: str) -> dict[str, Any]:
+        mean, std = self.last_eval or (None, None)
+        wall = self.wall_seconds
+        return {
+            "agent": self.cfg.agent.name,
+            "env": self.cfg.env.name,
+            "env_id": self.cfg.env.id,
+            "seed": self.cfg.seed,
+            "total_steps": step,
+            "budget_steps": self.cfg.total_steps,
+            "wall_seconds": wall,
+            "steps_per_second": step / wall if wall > 0 else None,
+            "eval_mean_return": mean,
+            "eval_std_return": std,
+            "reward_threshold": self.threshold,
+            "solved_at_step": self.solved_at,
+            "status": status,
+            "versions": versions(),
+        }
+
+    def close(self) -> None:
+        self.bar.close()
+        self.tb.close()
+        for log in (self.progress_csv, self.eval_csv, self.episodes_csv):
+            log.close()
+
+    def catch_interrupt(self) -> None:
+        """First Ctrl-C: finish the current step, checkpoint, exit. A second one stops at once."""
+
+        def handler(signum: int, frame: Any) -> None:
+            self.stop_requested = True
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        signal.signal(signal.SIGINT, handler)
+
+
+def versions() -> dict[str, str]:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("rlgen", "torch", "gymnasium", "stable-baselines3", "numpy", "hydra-core"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def write_summary(path: Path, summary: dict[str, Any]) -> None:
+    write_json_atomic(path, summary)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
