@@ -66,14 +66,15 @@ class TrainConfig:
     """show a live progress bar"""
 
 
-def _store_schemas() -> None:
-    from rlgen.agents import AGENTS, config_class
+def _store_schemas(agent: str | None = None) -> None:
+    """Register the typed schemas with Hydra; only the chosen agent's module is imported."""
+    from rlgen.agents import config_class
 
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(group="env", name="env_schema", node=EnvConfig)
-    for name in AGENTS:
-        cs.store(group="agent", name=f"{name}_schema", node=config_class(name))
+    if agent is not None:
+        cs.store(group="agent", name=f"{agent}_schema", node=config_class(agent))
 
 
 def _group_options(group: str) -> list[str]:
@@ -165,6 +166,7 @@ def load_config(overrides: list[str]) -> TrainConfig:
                 resolved += _resolve_env_choice(value, envs)
             else:
                 resolved.append(line)
+        _store_schemas(agent)
         for line in resolved:
             _check_override(line.partition("=")[0], agent)
         try:

@@ -15,10 +15,15 @@ successive points of a learning curve differ only by the policy."""
 
 
 def evaluate(
-    act: Callable[[np.ndarray], np.ndarray], env_cfg: EnvConfig, episodes: int, seed: int, max_steps: int = 100_000
+    act: Callable[[np.ndarray], np.ndarray],
+    env_cfg: EnvConfig,
+    episodes: int,
+    seed: int,
+    one_hot: bool = True,
+    max_steps: int = 100_000,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run one episode in each of `episodes` parallel envs; return (returns, lengths)."""
-    envs = make_vec_env(env_cfg, episodes)
+    envs = make_vec_env(env_cfg, episodes, one_hot=one_hot)
     try:
         obs, _ = envs.reset(seed=seed + EVAL_SEED_OFFSET)
         returns = np.zeros(episodes)

@@ -110,11 +110,17 @@ class Run:
         """Env seed: the config's, shifted on each resume so a resumed run does not replay episodes."""
         return self.cfg.seed + 7919 * self.n_resumes
 
-    def make_env(self, render_mode: str | None = None, one_hot: bool = True) -> gym.Env:
-        return make_env(self.cfg.env, render_mode=render_mode, one_hot=one_hot)
+    @property
+    def one_hot(self) -> bool:
+        return self.agent is None or self.agent.one_hot
 
-    def make_envs(self, n: int, one_hot: bool = True) -> tuple[gym.vector.VectorEnv, np.ndarray]:
-        envs = make_vec_env(self.cfg.env, n, one_hot=one_hot)
+    def make_env(self, render_mode: str | None = None) -> gym.Env:
+        """One env, wrapped as the agent needs it (one-hot observations for deep agents)."""
+        return make_env(self.cfg.env, render_mode=render_mode, one_hot=self.one_hot)
+
+    def make_envs(self, n: int) -> tuple[gym.vector.VectorEnv, np.ndarray]:
+        """n envs behind the vector API (NEXT_STEP autoreset), reset with the run's seed."""
+        envs = make_vec_env(self.cfg.env, n, one_hot=self.one_hot)
         obs, _ = envs.reset(seed=self.seed)
         envs.action_space.seed(self.seed)
         return envs, obs
@@ -151,7 +157,7 @@ class Run:
 
     def evaluate(self, step: int) -> None:
         assert self.agent is not None
-        returns, _ = evaluate(self.agent.act, self.cfg.env, self.cfg.eval_episodes, self.cfg.seed)
+        returns, _ = evaluate(self.agent.act, self.cfg.env, self.cfg.eval_episodes, self.cfg.seed, self.one_hot)
         mean, std = float(returns.mean()), float(returns.std())
         self.last_eval = (mean, std)
         self.eval_csv.append({"step": step, "mean_return": mean, "std_return": std, "n_episodes": len(returns)})

@@ -46,9 +46,10 @@ def load_run_config(run_dir: Path) -> TrainConfig:
 
 
 def build_agent(cfg: TrainConfig) -> Agent:
-    env = make_env(cfg.env)
+    cls = agent_class(cfg.agent.name)
+    env = make_env(cfg.env, one_hot=cls.one_hot)
     try:
-        return agent_class(cfg.agent.name)(env.observation_space, env.action_space, cfg.agent, cfg.seed)
+        return cls(env.observation_space, env.action_space, cfg.agent, cfg.seed)
     finally:
         env.close()
 

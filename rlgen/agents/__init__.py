@@ -9,15 +9,20 @@ from __future__ import annotations
 from importlib import import_module
 
 AGENTS: dict[str, str] = {
+    # deep RL (ppo.py, dqn.py) and Stable-Baselines3 behind the same contract (sb3.py)
     "ppo": "rlgen.agents.ppo:PPO",
     "dqn": "rlgen.agents.dqn:DQN",
     "sb3_ppo": "rlgen.agents.sb3:SB3PPO",
     "sb3_dqn": "rlgen.agents.sb3:SB3DQN",
     "sb3_a2c": "rlgen.agents.sb3:SB3A2C",
+    # tabular: dynamic programming, Monte Carlo, temporal difference, bandits
+    # maximum entropy
+    # generative: RLHF
 }
 
 
 def agent_class(name: str) -> type:
+    """The class registered under `name` (its module is imported now, not before)."""
     module, _, attr = AGENTS[name].partition(":")
     return getattr(import_module(module), attr)
 

@@ -26,6 +26,8 @@ class Agent:
     """
 
     Config: ClassVar[type[AgentConfig]] = AgentConfig
+    one_hot: ClassVar[bool] = True
+    """deep agents see discrete observations one-hot encoded; tabular agents set False"""
     n_envs: int = 1
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Any, seed: int):
