@@ -86,6 +86,7 @@ class Run:
         self.solved_at: int | None = state.get("solved_at")
         self.last_eval: tuple[float, float] | None = state.get("last_eval")
         self.wall_before = float(state.get("wall_seconds", 0.0))
+        self.cpu_before = float(state.get("cpu_seconds", 0.0))
         self.n_resumes = int(state.get("n_resumes", -1)) + 1
         self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=start if start else None)
         keep = start if state else None
@@ -99,6 +100,7 @@ class Run:
         self.last_log = start
         self.start_step = start
         self.t0 = time.perf_counter()
+        self.cpu0 = time.process_time()
         self.stop_requested = False
         self.agent: Agent | None = None
         self.bar = ProgressBar(cfg.total_steps, start, enabled=cfg.progress)
@@ -198,12 +200,18 @@ class Run:
             "solved_at": self.solved_at,
             "last_eval": self.last_eval,
             "wall_seconds": self.wall_seconds,
+            "cpu_seconds": self.cpu_seconds,
             "n_resumes": self.n_resumes,
         }
 
     @property
     def wall_seconds(self) -> float:
         return self.wall_before + time.perf_counter() - self.t0
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time of this process: unlike wall time, barely affected by other load on the machine."""
+        return self.cpu_before + time.process_time() - self.cpu0
 
     def summary(self, step: int, status: str) -> dict[str, Any]:
         mean, std = self.last_eval or (None, None)
@@ -216,6 +224,7 @@ class Run:
             "total_steps": step,
             "budget_steps": self.cfg.total_steps,
             "wall_seconds": wall,
+            "cpu_seconds": self.cpu_seconds,
             "steps_per_second": step / wall if wall > 0 else None,
             "eval_mean_return": mean,
             "eval_std_return": std,

@@ -16,8 +16,28 @@ AGENTS: dict[str, str] = {
     "sb3_dqn": "rlgen.agents.sb3:SB3DQN",
     "sb3_a2c": "rlgen.agents.sb3:SB3A2C",
     # tabular: dynamic programming, Monte Carlo, temporal difference, bandits
+    "policy_evaluation": "rlgen.agents.dp:PolicyEvaluation",
+    "policy_iteration": "rlgen.agents.dp:PolicyIteration",
+    "value_iteration": "rlgen.agents.dp:ValueIteration",
+    "mc_prediction": "rlgen.agents.mc:MCPrediction",
+    "mc_control": "rlgen.agents.mc:MCControl",
+    "mc_exploring_starts": "rlgen.agents.mc:MCExploringStarts",
+    "mc_off_policy": "rlgen.agents.mc:MCOffPolicy",
+    "td_prediction": "rlgen.agents.td:TDPrediction",
+    "sarsa": "rlgen.agents.td:Sarsa",
+    "expected_sarsa": "rlgen.agents.td:ExpectedSarsa",
+    "q_learning": "rlgen.agents.td:QLearning",
+    "double_q_learning": "rlgen.agents.td:DoubleQLearning",
+    "epsilon_greedy": "rlgen.agents.bandit:EpsilonGreedyAgent",
+    "ucb": "rlgen.agents.bandit:UCBAgent",
+    "gradient_bandit": "rlgen.agents.bandit:GradientBanditAgent",
+    "thompson_sampling": "rlgen.agents.bandit:ThompsonAgent",
     # maximum entropy
+    "soft_value_iteration": "rlgen.agents.soft_q:SoftValueIteration",
+    "soft_q_learning": "rlgen.agents.soft_q:SoftQLearning",
+    "sql": "rlgen.agents.sql:SQL",
     # generative: RLHF
+    "rlhf": "rlgen.agents.rlhf:RLHF",
 }
 
 

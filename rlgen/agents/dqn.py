@@ -19,11 +19,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from rlgen.agents.base import Agent
 from rlgen.config import AgentConfig
 from rlgen.nets.mlp import copy_params, flat_dim, mlp, numpy_forward
+from rlgen.nets.optim import FlatAdam
 from rlgen.run import Run
 
 
@@ -81,8 +81,9 @@ class ReplayBuffer:
         self.pos = int((self.pos + len(obs)) % self.capacity)
         self.size = min(self.size + len(obs), self.capacity)
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        idx = rng.integers(0, self.size, size=batch_size)
+    def sample(self, shape: int | tuple[int, ...], rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        """Uniformly sampled transitions; shape (G, B) draws G minibatches of B at once."""
+        idx = rng.integers(0, self.size, size=shape)
         return {
             "obs": torch.from_numpy(self.obs[idx]),
             "actions": torch.from_numpy(self.actions[idx]),
@@ -123,7 +124,7 @@ class DQN(Agent):
         self.q_target = mlp(obs_dim, config.net_arch, self.n_actions, config.activation)
         self.q_target.load_state_dict(self.q_net.state_dict())
         self.q_target.requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=config.learning_rate)
+        self.optimizer = FlatAdam(self.q_net.parameters(), lr=config.learning_rate)
         self.buffer = ReplayBuffer(config.buffer_size, obs_dim)
         self.epsilon = config.exploration_initial_eps
         self.n_updates = 0
@@ -197,26 +198,38 @@ class DQN(Agent):
         """r + gamma * (1 - terminated) * max_a' Q_target(s', a') (Double DQN: Q_target(s', argmax Q))."""
         next_q = self.q_target(next_obs)
         if self.config.double_q:
-            best = self.q_net(next_obs).argmax(dim=1, keepdim=True)
-            next_v = next_q.gather(1, best).squeeze(1)
+            best = self.q_net(next_obs).argmax(dim=-1, keepdim=True)
+            next_v = next_q.gather(-1, best).squeeze(-1)
         else:
-            next_v = next_q.max(dim=1).values
+            next_v = next_q.max(dim=-1).values
         return rewards + self.config.gamma * (1.0 - terminated) * next_v
 
+    @property
+    def frozen_targets(self) -> bool:
+        """True when td_target depends on the target network alone, which no gradient step changes
+        (it is updated between training phases, as in SB3): a whole phase's targets can then be
+        computed in one forward pass. Double DQN's targets also read the online network."""
+        return not self.config.double_q
+
     def train(self, gradient_steps: int) -> dict[str, float]:
-        losses = np.zeros(gradient_steps)
-        q_means = np.zeros(gradient_steps)
+        batches = self.buffer.sample((gradient_steps, self.config.batch_size), self.rng)
+        if self.frozen_targets:
+            all_targets = self.td_target(batches["rewards"], batches["next_obs"], batches["terminated"])
+        losses = torch.zeros(gradient_steps)
+        q_means = torch.zeros(gradient_steps)
         for i in range(gradient_steps):
-            b = self.buffer.sample(self.config.batch_size, self.rng)
-            target = self.td_target(b["rewards"], b["next_obs"], b["terminated"])
-            q = self.q_net(b["obs"]).gather(1, b["actions"].unsqueeze(1)).squeeze(1)
+            if self.frozen_targets:
+                target = all_targets[i]
+            else:
+                target = self.td_target(batches["rewards"][i], batches["next_obs"][i], batches["terminated"][i])
+            q = self.q_net(batches["obs"][i]).gather(-1, batches["actions"][i].unsqueeze(-1)).squeeze(-1)
             loss = F.smooth_l1_loss(q, target)  # Huber loss, as in Mnih et al. 2015 (error clipping)
-            self.optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad()
             loss.backward()
-            nn.utils.clip_grad_norm_(self.q_net.parameters(), self.config.max_grad_norm)
+            self.optimizer.clip_grad_norm(self.config.max_grad_norm)
             self.optimizer.step()
-            losses[i] = loss.item()
-            q_means[i] = q.detach().mean().item()
+            losses[i] = loss.detach()
+            q_means[i] = q.detach().mean()
         self.n_updates += gradient_steps
         self._q_numpy = None  # weights changed: rebuild the acting copy
         return {"train/loss": float(losses.mean()), "train/q_mean": float(q_means.mean()),

@@ -24,6 +24,7 @@ from torch import nn
 from rlgen.agents.base import Agent
 from rlgen.config import AgentConfig
 from rlgen.nets.mlp import flat_dim, mlp, numpy_forward
+from rlgen.nets.optim import FlatAdam
 from rlgen.returns import explained_variance, gae, linear_schedule
 from rlgen.run import Run
 
@@ -92,11 +93,9 @@ class PPO(Agent):
         self.actor = mlp(obs_dim, c.net_arch, act_dim, c.activation, c.ortho_init, out_gain=0.01)
         self.critic = mlp(obs_dim, c.net_arch, 1, c.activation, c.ortho_init, out_gain=1.0)
         self.log_std = nn.Parameter(torch.full((act_dim,), c.log_std_init), requires_grad=not self.discrete)
-        params = [*self.actor.parameters(), *self.critic.parameters()]
-        if not self.discrete:
-            params.append(self.log_std)
+        params = [*self.actor.parameters(), *self.critic.parameters(), self.log_std]
         # eps=1e-5 as in SB3's and CleanRL's PPO (Engstrom et al. 2020 list it among the details)
-        self.optimizer = torch.optim.Adam(params, lr=c.learning_rate, eps=1e-5)
+        self.optimizer = FlatAdam(params, lr=c.learning_rate, eps=1e-5)
         self.n_updates = 0
         self._snapshot: tuple[Any, Any] | None = None
 
@@ -220,8 +219,7 @@ class PPO(Agent):
         c = self.config
         lr = schedule(c.lr_schedule, c.learning_rate, progress_remaining)
         clip = schedule(c.clip_range_schedule, c.clip_range, progress_remaining)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        self.optimizer.lr = lr
         data = {k: torch.as_tensor(v) for k, v in batch.items()}
         n = len(data["obs"])
         stats: dict[str, list[float]] = {k: [] for k in ("pg", "vf", "ent", "loss", "kl", "clipfrac")}
@@ -250,9 +248,9 @@ class PPO(Agent):
                 if c.target_kl is not None and approx_kl > 1.5 * c.target_kl:
                     stop = True  # as SB3: skip this step and end the update
                     break
-                self.optimizer.zero_grad(set_to_none=True)
+                self.optimizer.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], c.max_grad_norm)
+                self.optimizer.clip_grad_norm(c.max_grad_norm)
                 self.optimizer.step()
                 self.n_updates += 1
                 stats["pg"].append(pg_loss.item())

@@ -1,0 +1,270 @@
+"""Bandit algorithms (Sutton & Barto Chapter 2), vectorised over many independent problems.
+
+Each rule is a small class holding (P, k) arrays for P problems at once, with `select()` -> (P,)
+arms and `update(arms, rewards)`. The testbed (`rlgen.bandit_testbed`) runs thousands of problems
+with them in one numpy loop; the agents below run the same rule with P = 1 through the CLI, where
+an episode is the env's fixed number of pulls and estimates carry over from one episode to the next
+(the env's arms are the same problem every episode, see rlgen/envs/bandits.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from rlgen.agents.tabular import TabularAgent, TabularConfig
+
+if TYPE_CHECKING:
+    from rlgen.run import Run
+
+
+def random_argmax(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(P,) argmax of each row, ties broken uniformly at random (noise smaller than any real gap)."""
+    return (values + rng.random(values.shape) * 1e-9 * (1.0 + np.abs(values))).argmax(axis=1)
+
+
+class BanditRule:
+    """Batched state of one bandit algorithm over P problems with k arms each."""
+
+    def __init__(self, n_problems: int, k: int, config: Any, rng: np.random.Generator):
+        self.P, self.k, self.cfg, self.rng = n_problems, k, config, rng
+        self.rows = np.arange(n_problems)
+        self.N = np.zeros((n_problems, k))
+        self.t = 0
+
+    def select(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def update(self, arms: np.ndarray, rewards: np.ndarray) -> None:
+        self.t += 1
+        self.N[self.rows, arms] += 1
+
+    def estimates(self) -> np.ndarray:
+        """(P, k) what the rule believes about each arm (value estimates or preferences)."""
+        raise NotImplementedError
+
+    def probs(self) -> np.ndarray:
+        """(P, k) probability of pulling each arm next."""
+        raise NotImplementedError
+
+
+class ActionValues(BanditRule):
+    """Q estimates by sample averages or a constant step size (S&B eq. 2.3 and 2.5)."""
+
+    def __init__(self, n_problems: int, k: int, config: Any, rng: np.random.Generator):
+        super().__init__(n_problems, k, config, rng)
+        self.Q = np.full((n_problems, k), float(getattr(config, "initial_value", 0.0)))
+
+    def update(self, arms: np.ndarray, rewards: np.ndarray) -> None:
+        super().update(arms, rewards)
+        n = self.N[self.rows, arms]
+        step = self.cfg.alpha if self.cfg.alpha > 0 else 1.0 / n
+        self.Q[self.rows, arms] += step * (rewards - self.Q[self.rows, arms])
+
+    def estimates(self) -> np.ndarray:
+        return self.Q
+
+
+class EpsilonGreedy(ActionValues):
+    """Greedy with probability 1 - epsilon, else a uniformly random arm (S&B Section 2.2);
+    `initial_value` > 0 gives optimistic initial values (Section 2.6)."""
+
+    def select(self) -> np.ndarray:
+        explore = self.rng.random(self.P) < self.cfg.epsilon
+        return np.where(explore, self.rng.integers(self.k, size=self.P), random_argmax(self.Q, self.rng))
+
+    def probs(self) -> np.ndarray:
+        best = self.Q == self.Q.max(axis=1, keepdims=True)
+        return self.cfg.epsilon / self.k + (1 - self.cfg.epsilon) * best / best.sum(axis=1, keepdims=True)
+
+
+class UCB(ActionValues):
+    """argmax Q + c sqrt(ln t / N), untried arms first (S&B eq. 2.10)."""
+
+    def score(self) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bonus = self.cfg.c * np.sqrt(np.log(max(self.t, 1)) / self.N)
+        return np.where(self.N == 0, np.inf, self.Q + bonus)
+
+    def select(self) -> np.ndarray:
+        return random_argmax(np.nan_to_num(self.score(), posinf=1e300), self.rng)
+
+    def probs(self) -> np.ndarray:
+        score = self.score()
+        best = score == score.max(axis=1, keepdims=True)
+        return best / best.sum(axis=1, keepdims=True)
+
+
+def softmax(h: np.ndarray) -> np.ndarray:
+    z = np.exp(h - h.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+class GradientBandit(BanditRule):
+    """Soft-max preferences H moved by stochastic gradient ascent on expected reward, with the
+    average reward as baseline or none (S&B eq. 2.12)."""
+
+    def __init__(self, n_problems: int, k: int, config: Any, rng: np.random.Generator):
+        super().__init__(n_problems, k, config, rng)
+        self.H = np.zeros((n_problems, k))
+        self.baseline = np.zeros(n_problems)
+
+    def select(self) -> np.ndarray:
+        cum = softmax(self.H).cumsum(axis=1)
+        return np.minimum((self.rng.random((self.P, 1)) > cum).sum(axis=1), self.k - 1)
+
+    def update(self, arms: np.ndarray, rewards: np.ndarray) -> None:
+        super().update(arms, rewards)
+        if self.cfg.baseline:  # incremental mean of all rewards so far, including this one
+            self.baseline += (rewards - self.baseline) / self.t
+        pi = softmax(self.H)
+        onehot = np.zeros_like(pi)
+        onehot[self.rows, arms] = 1.0
+        self.H += self.cfg.alpha * (rewards - self.baseline)[:, None] * (onehot - pi)
+
+    def estimates(self) -> np.ndarray:
+        return self.H
+
+    def probs(self) -> np.ndarray:
+        return softmax(self.H)
+
+
+class Thompson(BanditRule):
+    """Sample each arm's value from its posterior, pull the best sample (Thompson 1933).
+    gaussian: N(0, 1) prior, unit-variance rewards, posterior N(sum r / (n + 1), 1 / (n + 1));
+    beta: Beta(1, 1) prior on 0/1 rewards, posterior Beta(1 + successes, 1 + failures)."""
+
+    def __init__(self, n_problems: int, k: int, config: Any, rng: np.random.Generator):
+        super().__init__(n_problems, k, config, rng)
+        if config.likelihood not in ("gaussian", "beta"):
+            from rlgen.errors import UserError
+
+            raise UserError(f"agent.likelihood must be gaussian or beta, got '{config.likelihood}'")
+        self.S = np.zeros((n_problems, k))
+
+    def update(self, arms: np.ndarray, rewards: np.ndarray) -> None:
+        super().update(arms, rewards)
+        self.S[self.rows, arms] += rewards
+
+    def sample(self) -> np.ndarray:
+        if self.cfg.likelihood == "beta":
+            return self.rng.beta(1.0 + self.S, 1.0 + self.N - self.S)
+        return self.rng.normal(self.S / (self.N + 1.0), 1.0 / np.sqrt(self.N + 1.0))
+
+    def select(self) -> np.ndarray:
+        return self.sample().argmax(axis=1)
+
+    def estimates(self) -> np.ndarray:
+        if self.cfg.likelihood == "beta":
+            return (1.0 + self.S) / (2.0 + self.N)
+        return self.S / (self.N + 1.0)
+
+    def probs(self, n_samples: int = 1000) -> np.ndarray:
+        """Monte Carlo estimate of P(arm is pulled) = P(its sample is the largest)."""
+        picks = np.stack([self.sample().argmax(axis=1) for _ in range(n_samples)], axis=1)  # (P, n_samples)
+        return np.stack([(picks == a).mean(axis=1) for a in range(self.k)], axis=1)
+
+
+@dataclass
+class EpsilonGreedyConfig(TabularConfig):
+    name: str = "epsilon_greedy"
+    epsilon: float = 0.1
+    alpha: float = 0.0
+    """constant step size; 0 means sample averages"""
+    initial_value: float = 0.0
+    """Q estimates before any pull (5 with epsilon 0 is S&B Figure 2.3's optimistic greedy)"""
+
+
+@dataclass
+class UCBConfig(TabularConfig):
+    name: str = "ucb"
+    c: float = 2.0
+    """exploration weight (S&B Figure 2.4 uses 2)"""
+    alpha: float = 0.0
+
+
+@dataclass
+class GradientBanditConfig(TabularConfig):
+    name: str = "gradient_bandit"
+    alpha: float = 0.1
+    baseline: bool = True
+
+
+@dataclass
+class ThompsonConfig(TabularConfig):
+    name: str = "thompson_sampling"
+    likelihood: str = "gaussian"
+    """gaussian (unit-variance rewards) or beta (0/1 rewards, e.g. BanditBernoulli)"""
+
+
+class BanditAgent(TabularAgent):
+    """One bandit rule (P = 1) behind the agent contract. S = 1: Q is the rule's estimates,
+    policy its current pull probabilities."""
+
+    Rule: ClassVar[type[BanditRule]] = BanditRule
+
+    def __init__(self, observation_space, action_space, config, seed):
+        super().__init__(observation_space, action_space, config, seed)
+        self.rule = self.Rule(self.n_states, self.n_actions, config, self.rng)
+
+    def learn(self, total_steps: int, run: Run) -> None:
+        env, _ = self.start_env(run)
+        ret, length = 0.0, 0
+        while self.num_steps < total_steps:
+            arm = self.rule.select()
+            _, r, terminated, truncated, info = env.step(int(arm[0]))
+            self.rule.update(arm, np.array([r], dtype=float))
+            ret, length = ret + float(r), length + 1
+            self.num_steps += 1
+            run.log(self.num_steps, {"bandit/regret": info["regret"],
+                                     "bandit/optimal_action": float(arm[0] == info["optimal_action"])})
+            if terminated or truncated:
+                run.episodes(self.num_steps, [ret], [length])
+                env.reset()
+                ret, length = 0.0, 0
+            if not run.tick(self.num_steps):
+                break
+        env.close()
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.Q = np.array(self.rule.estimates(), dtype=float).reshape(self.n_states, self.n_actions)
+        self.policy = self.rule.probs().reshape(self.n_states, self.n_actions)
+        self.V = (self.policy * self.Q).sum(axis=1)
+
+    def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        n = len(self.states(obs))
+        if deterministic:
+            return np.full(n, int(np.asarray(self.rule.estimates())[0].argmax()))
+        return np.array([int(self.rule.select()[0]) for _ in range(n)])
+
+    def state_dict(self) -> dict[str, Any]:
+        self.refresh()
+        return {**super().state_dict(), "rule": self.rule.__dict__ | {"rng": None, "cfg": None}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        keep = {"rng": self.rule.rng, "cfg": self.rule.cfg}
+        self.rule.__dict__.update({**state["rule"], **keep})
+
+
+class EpsilonGreedyAgent(BanditAgent):
+    Config = EpsilonGreedyConfig
+    Rule = EpsilonGreedy
+
+
+class UCBAgent(BanditAgent):
+    Config = UCBConfig
+    Rule = UCB
+
+
+class GradientBanditAgent(BanditAgent):
+    Config = GradientBanditConfig
+    Rule = GradientBandit
+
+
+class ThompsonAgent(BanditAgent):
+    Config = ThompsonConfig
+    Rule = Thompson

@@ -1,0 +1,208 @@
+"""Dynamic programming (Sutton & Barto Chapter 4): policy evaluation, policy iteration, value iteration.
+
+Every sweep is a synchronous Bellman backup over the whole TabularModel at once (S x A x K arrays),
+no per-state Python loop. The run's budget `total_steps` counts sweeps (the x-axis of dp/delta in
+TensorBoard); a run stops early once a sweep changes no value by more than `tol`. Evaluation
+then runs the greedy policy in the real env, like for any other agent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rlgen.agents.tabular import TabularAgent, TabularConfig, greedy
+from rlgen.envs.model import TabularModel, model_of
+from rlgen.errors import UserError
+
+if TYPE_CHECKING:
+    from rlgen.run import Run
+
+
+class Backup:
+    """The model folded for fast sweeps: Q = R + sum_k G_k V[next_k], with R = sum_k p_k r_k and
+    G_k = gamma p_k (1 - terminated_k) computed once (S&B eq. 4.6)."""
+
+    def __init__(self, model: TabularModel, gamma: float):
+        self.next_states = model.next_states
+        self.R = (model.probs * model.rewards).sum(axis=2)
+        self.G = gamma * model.probs * ~model.terminated
+
+    def q(self, v: np.ndarray) -> np.ndarray:
+        """(S, A) action values of V after one backup."""
+        return self.R + np.einsum("sak,sak->sa", self.G, v[self.next_states])
+
+
+def evaluation_sweep(backup: Backup, policy: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """One synchronous sweep of the Bellman expectation equation (S&B eq. 4.5)."""
+    return (policy * backup.q(v)).sum(axis=1)
+
+
+def optimality_sweep(backup: Backup, v: np.ndarray) -> np.ndarray:
+    """One synchronous sweep of the Bellman optimality equation (S&B eq. 4.10)."""
+    return backup.q(v).max(axis=1)
+
+
+def evaluate_policy(model: TabularModel, policy: np.ndarray, gamma: float, tol: float = 1e-10,
+                    max_sweeps: int = 100_000) -> np.ndarray:
+    """V^pi by iterated sweeps until the sup-norm change is below tol (S&B Section 4.1)."""
+    backup, v = Backup(model, gamma), np.zeros(model.n_states)
+    for _ in range(max_sweeps):
+        new = evaluation_sweep(backup, policy, v)
+        delta, v = np.abs(new - v).max(), new
+        if delta < tol:
+            break
+    return v
+
+
+def value_iteration(model: TabularModel, gamma: float, tol: float = 1e-10,
+                    max_sweeps: int = 100_000) -> tuple[np.ndarray, int]:
+    """(V*, sweeps used) by value iteration (S&B Section 4.4)."""
+    backup, v = Backup(model, gamma), np.zeros(model.n_states)
+    for sweep in range(1, max_sweeps + 1):
+        new = optimality_sweep(backup, v)
+        delta, v = np.abs(new - v).max(), new
+        if delta < tol:
+            return v, sweep
+    return v, max_sweeps
+
+
+@dataclass
+class DPConfig(TabularConfig):
+    tol: float = 1e-8
+    """stop when a sweep changes no value by more than this (sup norm)"""
+
+
+@dataclass
+class PolicyEvaluationConfig(DPConfig):
+    name: str = "policy_evaluation"
+    policy: str = "uniform"
+    """the policy to evaluate: uniform (random), or the path of a policy.npy (S, A) from another run"""
+
+
+class DPAgent(TabularAgent):
+    """Shared loop: one sweep per budget step, dp/delta logged, early stop at tol."""
+
+    def model(self, run: Run) -> TabularModel:
+        env = run.make_env()
+        model = model_of(env)
+        env.close()
+        if model is None:
+            raise UserError(f"env '{run.cfg.env.id}' exposes no tabular model (no `.model` or `P`), which "
+                            "dynamic programming needs; use a learning agent (q_learning, mc_control, ...)")
+        if model.n_states != self.n_states:
+            raise UserError(f"the model of '{run.cfg.env.id}' has {model.n_states} states, observations {self.n_states}")
+        return model
+
+    def sweep(self, backup: Backup) -> float:
+        """One sweep; updates V (and policy where it changes); returns the sup-norm change of V."""
+        raise NotImplementedError
+
+    def converged(self, delta: float) -> bool:
+        return delta < self.config.tol
+
+    def learn(self, total_steps: int, run: Run) -> None:
+        backup = Backup(self.model(run), self.config.gamma)
+        self.prepare(backup)
+        while self.num_steps < total_steps:
+            delta = self.sweep(backup)
+            self.num_steps += 1
+            run.log(self.num_steps, {"dp/delta": delta})
+            if self.converged(delta) or not run.tick(self.num_steps):
+                break
+
+    def prepare(self, backup: Backup) -> None:
+        """Hook before the first sweep."""
+
+
+class PolicyEvaluation(DPAgent):
+    """V^pi of a fixed policy (S&B Section 4.1); `act` follows that same policy."""
+
+    Config = PolicyEvaluationConfig
+    samples_policy = True
+    has_q = True
+
+    def __init__(self, observation_space, action_space, config, seed):
+        super().__init__(observation_space, action_space, config, seed)
+        if config.policy != "uniform":
+            path = Path(config.policy)
+            if not path.is_file():
+                raise UserError(f"agent.policy must be 'uniform' or the path of a policy.npy, got '{config.policy}'")
+            policy = np.load(path)
+            if policy.shape != self.policy.shape:
+                raise UserError(f"policy {path} has shape {policy.shape}, this env needs {self.policy.shape}")
+            self.policy = policy
+
+    def sweep(self, backup: Backup) -> float:
+        new = evaluation_sweep(backup, self.policy, self.V)
+        delta, self.V = float(np.abs(new - self.V).max()), new
+        self.Q = backup.q(self.V)
+        return delta
+
+
+@dataclass
+class PolicyIterationConfig(DPConfig):
+    name: str = "policy_iteration"
+
+
+class PolicyIteration(DPAgent):
+    """Evaluate the current policy to tol, make it greedy, repeat until it is stable (S&B Section 4.3).
+    Each evaluation sweep is one budget step."""
+
+    Config = PolicyIterationConfig
+
+    def prepare(self, backup: Backup) -> None:
+        self.stable = False
+        self.improvements = 0
+
+    def sweep(self, backup: Backup) -> float:
+        new = evaluation_sweep(backup, self.policy, self.V)
+        delta, self.V = float(np.abs(new - self.V).max()), new
+        if delta < self.config.tol:  # evaluation done: improve
+            self.Q = backup.q(self.V)
+            improved = greedy(self.Q)
+            # stable when the old policy is already greedy (compare greedy sets, not tie-breaking)
+            self.stable = bool(np.all((self.policy > 0) <= (improved > 0)) and self.improvements > 0)
+            self.policy = improved
+            self.improvements += 1
+        return delta
+
+    def converged(self, delta: float) -> bool:
+        return self.stable
+
+
+@dataclass
+class ValueIterationConfig(DPConfig):
+    name: str = "value_iteration"
+
+
+class ValueIteration(DPAgent):
+    """V <- max_a Q(V) until the change is below tol; the policy is greedy in the final Q (S&B Section 4.4)."""
+
+    Config = ValueIterationConfig
+
+    def sweep(self, backup: Backup) -> float:
+        self.Q = backup.q(self.V)
+        new = self.Q.max(axis=1)
+        delta, self.V = float(np.abs(new - self.V).max()), new
+        self.stale = True  # the greedy policy is derived when read, not on every sweep of a big maze
+        return delta
+
+    def act(self, obs, deterministic: bool = True) -> np.ndarray:
+        self.refresh()
+        return super().act(obs, deterministic)
+
+    def refresh(self) -> None:
+        if getattr(self, "stale", False):
+            self.policy, self.stale = greedy(self.Q), False
+
+    def state_dict(self) -> dict:
+        self.refresh()
+        return super().state_dict()
+
+    def write_artifacts(self, run: Run) -> None:
+        self.refresh()
+        super().write_artifacts(run)

@@ -1,0 +1,242 @@
+"""Monte Carlo methods (Sutton & Barto Chapter 5): learn from complete episodes, no bootstrapping.
+
+- `mc_prediction`: first-visit or every-visit estimate of V^pi for a fixed policy (Section 5.1);
+- `mc_control`: on-policy control with an epsilon-soft policy (Section 5.4);
+- `mc_exploring_starts`: control from random (state, action) starts (Section 5.3), on envs that can
+  start anywhere (rlgen gridworlds, through `reset(options={"state": s})`);
+- `mc_off_policy`: off-policy control with weighted importance sampling (Section 5.7).
+
+The budget counts env steps; episodes are whole, so a run may end a few steps past it. An episode
+cut by a time limit is completed with the current estimate of its last state's value
+(truncation is not termination).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import gymnasium as gym
+import numpy as np
+
+from rlgen.agents.tabular import (TabularAgent, TabularConfig, argmax_random, epsilon_greedy_probs, greedy,
+                                  linear_schedule)
+from rlgen.errors import UserError
+from rlgen.returns import discounted_returns
+
+if TYPE_CHECKING:
+    from rlgen.run import Run
+
+
+def episode_returns(rewards: list[float], gamma: float, bootstrap: float = 0.0) -> np.ndarray:
+    """G_t for each step of an episode, plus gamma^(T-t) * bootstrap for an episode cut short."""
+    T = len(rewards)
+    return discounted_returns(np.asarray(rewards, dtype=float), gamma) + gamma ** np.arange(T, 0, -1) * bootstrap
+
+
+def first_visits(pairs: list[Any]) -> np.ndarray:
+    """(T,) bool: True where pairs[t] occurs for the first time in the episode."""
+    seen: set = set()
+    out = np.zeros(len(pairs), dtype=bool)
+    for t, p in enumerate(pairs):
+        if p not in seen:
+            seen.add(p)
+            out[t] = True
+    return out
+
+
+@dataclass
+class MCConfig(TabularConfig):
+    name: str = "mc_control"
+    first_visit: bool = True
+    """average returns from first visits only (False: every visit)"""
+    epsilon: float = 0.1
+    """exploration of the epsilon-soft (behaviour) policy (at the start, if it decays)"""
+    epsilon_final: float = 0.1
+    """epsilon after `epsilon_decay_steps` env steps (linear decay; decaying to 0 is GLIE, S&B 5.4)"""
+    epsilon_decay_steps: int = 0
+    """0: epsilon stays constant"""
+    alpha: float = 0.0
+    """constant step size; 0 means sample averages (1/N)"""
+
+
+@dataclass
+class MCPredictionConfig(MCConfig):
+    name: str = "mc_prediction"
+    policy: str = "uniform"
+    """the policy to evaluate (uniform random)"""
+
+
+class MCAgent(TabularAgent):
+    """The episode loop shared by the Monte Carlo agents: `behaviour(s)` picks actions, `update`
+    learns from a finished episode."""
+
+    Config = MCConfig
+
+    def __init__(self, observation_space, action_space, config, seed):
+        super().__init__(observation_space, action_space, config, seed)
+        self.counts = np.zeros((self.n_states, self.n_actions))
+
+    def behaviour(self, s: int) -> int:
+        return int(self.rng.choice(self.n_actions, p=self.policy[s]))
+
+    def epsilon(self) -> float:
+        cfg = self.config
+        return linear_schedule(cfg.epsilon, cfg.epsilon_final, cfg.epsilon_decay_steps, self.num_steps)
+
+    def update(self, states: list[int], actions: list[int], returns: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def begin(self, env: gym.Env, run: Run) -> tuple[int, int | None]:
+        """Start an episode: (state, forced first action or None)."""
+        obs, _ = env.reset()
+        return self.state(obs), None
+
+    def learn(self, total_steps: int, run: Run) -> None:
+        env, _ = self.start_env(run)
+        gamma = self.config.gamma
+        while self.num_steps < total_steps:
+            s, a = self.begin(env, run)
+            states, actions, rewards = [], [], []
+            while True:
+                a = self.behaviour(s) if a is None else a
+                obs, r, terminated, truncated, _ = env.step(a)
+                states.append(s)
+                actions.append(a)
+                rewards.append(float(r))
+                s, a = self.state(obs), None
+                if terminated or truncated:
+                    break
+            tail = 0.0 if terminated else float(self.V[s])
+            self.update(states, actions, episode_returns(rewards, gamma, tail))
+            self.num_steps += len(rewards)
+            run.episodes(self.num_steps, [sum(rewards)], [len(rewards)])
+            run.log(self.num_steps, {"rollout/exploration_rate": self.epsilon()})
+            if not run.tick(self.num_steps):
+                break
+        env.close()
+
+    def average(self, s: int, a: int, target: float) -> None:
+        """Q(s, a) moves toward the return: a sample average, or a constant step (S&B eq. 2.3, 2.5)."""
+        self.counts[s, a] += 1
+        step = self.config.alpha or 1.0 / self.counts[s, a]
+        self.Q[s, a] += step * (target - self.Q[s, a])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "counts": self.counts}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.counts = state["counts"]
+
+
+class MCPrediction(MCAgent):
+    """V^pi of the uniform random policy from sampled returns (S&B Section 5.1)."""
+
+    Config = MCPredictionConfig
+    samples_policy = True
+    has_q = False
+
+    def __init__(self, observation_space, action_space, config, seed):
+        super().__init__(observation_space, action_space, config, seed)
+        if config.policy != "uniform":
+            raise UserError(f"mc_prediction evaluates the uniform policy; got agent.policy='{config.policy}'")
+        self.v_counts = np.zeros(self.n_states)
+
+    def update(self, states: list[int], actions: list[int], returns: np.ndarray) -> None:
+        use = first_visits(states) if self.config.first_visit else np.ones(len(states), dtype=bool)
+        for s, g in zip(np.asarray(states)[use], returns[use], strict=True):
+            self.v_counts[s] += 1
+            step = self.config.alpha or 1.0 / self.v_counts[s]
+            self.V[s] += step * (g - self.V[s])
+
+
+class MCControl(MCAgent):
+    """On-policy first-visit (or every-visit) control of an epsilon-soft policy (S&B Section 5.4)."""
+
+    def __init__(self, observation_space, action_space, config, seed):
+        super().__init__(observation_space, action_space, config, seed)
+        self.policy = epsilon_greedy_probs(self.Q, config.epsilon)
+
+    def behaviour(self, s: int) -> int:
+        if self.rng.random() < self.epsilon():
+            return int(self.rng.integers(self.n_actions))
+        return argmax_random(self.Q[s], self.rng)
+
+    def update(self, states: list[int], actions: list[int], returns: np.ndarray) -> None:
+        pairs = list(zip(states, actions, strict=True))
+        use = first_visits(pairs) if self.config.first_visit else np.ones(len(pairs), dtype=bool)
+        for (s, a), g in zip(np.asarray(pairs)[use], returns[use], strict=True):
+            self.average(s, a, g)
+        touched = np.unique(states)
+        self.policy[touched] = epsilon_greedy_probs(self.Q[touched], self.epsilon())
+        self.V[touched] = (self.policy[touched] * self.Q[touched]).sum(axis=1)
+
+    def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        if deterministic:  # the greedy action of the learned Q, not of the epsilon-soft policy's noise
+            return self.Q[self.states(obs)].argmax(axis=1)
+        return super().act(obs, deterministic)
+
+
+class MCExploringStarts(MCControl):
+    """Control with exploring starts: every episode begins in a random free cell with a random
+    action, then follows the greedy policy (S&B Section 5.3, Figure 5.2's Monte Carlo ES)."""
+
+    def __init__(self, observation_space, action_space, config, seed):
+        super().__init__(observation_space, action_space, config, seed)
+        self.policy = greedy(self.Q)
+
+    def begin(self, env: gym.Env, run: Run) -> tuple[int, int | None]:
+        grid = getattr(env.unwrapped, "grid", None)
+        if grid is None:
+            raise UserError(f"mc_exploring_starts needs an env that can start in any state (rlgen gridworlds); "
+                            f"'{run.cfg.env.id}' cannot: use mc_control")
+        free = np.flatnonzero(~np.isin(grid.ravel(), ["#", "G", "T", "C"]))
+        s = int(self.rng.choice(free))
+        obs, _ = env.reset(options={"state": s})
+        return self.state(obs), int(self.rng.integers(self.n_actions))
+
+    def behaviour(self, s: int) -> int:
+        return argmax_random(self.Q[s], self.rng)
+
+    def update(self, states: list[int], actions: list[int], returns: np.ndarray) -> None:
+        super().update(states, actions, returns)
+        touched = np.unique(states)
+        self.policy[touched] = greedy(self.Q[touched])
+        self.V[touched] = self.Q[touched].max(axis=1)
+
+
+class MCOffPolicy(MCAgent):
+    """Off-policy control, weighted importance sampling (S&B Section 5.7): the behaviour is
+    epsilon-greedy in Q, the target policy greedy; returns are weighted by pi/b from the episode's
+    end back to the first action the target would not take."""
+
+    def __init__(self, observation_space, action_space, config, seed):
+        super().__init__(observation_space, action_space, config, seed)
+        self.C = np.zeros((self.n_states, self.n_actions))
+        self.policy = greedy(self.Q)
+
+    def behaviour(self, s: int) -> int:
+        if self.rng.random() < self.epsilon():
+            return int(self.rng.integers(self.n_actions))
+        return int(self.Q[s].argmax())
+
+    def update(self, states: list[int], actions: list[int], returns: np.ndarray) -> None:
+        eps, n = self.epsilon(), self.n_actions
+        w = 1.0
+        for t in range(len(states) - 1, -1, -1):
+            s, a = states[t], actions[t]
+            self.C[s, a] += w
+            self.Q[s, a] += w / self.C[s, a] * (returns[t] - self.Q[s, a])
+            self.V[s] = self.Q[s].max()
+            self.policy[s] = greedy(self.Q[s:s + 1])[0]
+            if a != int(self.Q[s].argmax()):
+                break  # pi(a|s) = 0: earlier steps carry zero weight
+            w /= 1.0 - eps + eps / n  # b(a|s) of the greedy action under epsilon-greedy
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "C": self.C}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.C = state["C"]

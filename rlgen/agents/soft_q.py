@@ -1,0 +1,162 @@
+"""Tabular maximum-entropy RL: soft value iteration (planning) and soft Q-learning (learning).
+
+Both solve the entropy-regularised problem of rlgen/soft.py: rewards plus ent_coef * H(pi(.|s)),
+whose optimal policy is the Boltzmann policy pi(a|s) = exp((Q(s,a) - V(s)) / ent_coef) with
+V(s) = ent_coef * log sum_a exp(Q(s,a) / ent_coef) (Haarnoja et al. 2017, eqs. 3-5).
+
+- `soft_value_iteration`: synchronous soft Bellman backups over the tabular model, one per budget
+  step, until the sup-norm change is below tol (the soft analogue of value iteration, dp.py).
+- `soft_q_learning`: Q-learning with the soft target r + gamma * V(s') in place of r + gamma * max Q,
+  acting from the Boltzmann policy (Haarnoja et al. 2017, sec. 3; Fox et al. 2016, "Taming the
+  Noise in Reinforcement Learning via Soft Updates", for the tabular algorithm).
+
+The temperature is `ent_coef` (SB3's SAC name for it); `alpha` stays the step size, as in Sutton &
+Barto and the other tabular agents. Soft values add an entropy bonus at every step, so undiscounted
+(gamma = 1) problems where an episode can last forever have infinite soft values: gamma defaults
+to 0.99 here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rlgen.agents.dp import Backup, DPAgent, DPConfig
+from rlgen.agents.tabular import TabularAgent, TabularConfig
+from rlgen.errors import UserError
+from rlgen.soft import boltzmann, entropy, soft_value
+
+if TYPE_CHECKING:
+    from rlgen.run import Run
+
+
+def _check_temperature(ent_coef: float) -> None:
+    if ent_coef <= 0:
+        raise UserError(f"agent.ent_coef must be > 0 (the temperature divides Q), got {ent_coef}; "
+                        "for the hard (ent_coef -> 0) limit use value_iteration or q_learning")
+
+
+@dataclass
+class SoftValueIterationConfig(DPConfig):
+    name: str = "soft_value_iteration"
+    gamma: float = 0.99
+    """discount factor (< 1: the entropy bonus makes endless episodes infinitely valuable otherwise)"""
+    ent_coef: float = 0.1
+    """temperature alpha: weight of the policy's entropy against the reward"""
+
+
+class SoftValueIteration(DPAgent):
+    """V <- ent_coef * logsumexp(Q(V) / ent_coef) until the change is below tol; the policy is the
+    Boltzmann policy of the final Q. Logs dp/delta per sweep, and the policy's mean entropy."""
+
+    Config = SoftValueIterationConfig
+
+    def __init__(self, observation_space, action_space, config: SoftValueIterationConfig, seed: int):
+        _check_temperature(config.ent_coef)
+        super().__init__(observation_space, action_space, config, seed)
+
+    def sweep(self, backup: Backup) -> float:
+        self.Q = backup.q(self.V)
+        new = soft_value(self.Q, self.config.ent_coef)
+        delta, self.V = float(np.abs(new - self.V).max()), new
+        self.policy = boltzmann(self.Q, self.config.ent_coef)
+        return delta
+
+    def learn(self, total_steps: int, run: Run) -> None:
+        super().learn(total_steps, run)
+        run.log(self.num_steps, {"train/entropy": float(entropy(self.policy).mean()),
+                                 "train/ent_coef": self.config.ent_coef})
+
+
+@dataclass
+class SoftQLearningConfig(TabularConfig):
+    name: str = "soft_q_learning"
+    gamma: float = 0.99
+    """discount factor (< 1: the entropy bonus makes endless episodes infinitely valuable otherwise)"""
+    ent_coef: float = 0.1
+    """temperature alpha of the Boltzmann policy and of the soft target"""
+    alpha: float = 0.5
+    """step size (S&B's alpha)"""
+    epsilon: float = 0.0
+    """probability of a uniform action instead of a Boltzmann sample. Learning is off-policy (the
+    target does not depend on the behaviour), and at a low temperature the Boltzmann policy alone
+    can stop trying actions whose Q it has underrated"""
+    step_power: float = 0.0
+    """0: constant step size; w in (0.5, 1]: the n-th update of (s, a) uses alpha / n^w, a
+    Robbins-Monro schedule under which tabular Q-learning converges (Even-Dar & Mansour 2003)"""
+
+
+class SoftQLearning(TabularAgent):
+    """Q(s,a) += step * (r + gamma * (1 - terminated) * V(s') - Q(s,a)), V the soft value of Q(s', .);
+    actions sampled from the Boltzmann policy of Q. Deterministic acting is argmax Q."""
+
+    Config = SoftQLearningConfig
+
+    def __init__(self, observation_space, action_space, config: SoftQLearningConfig, seed: int):
+        _check_temperature(config.ent_coef)
+        super().__init__(observation_space, action_space, config, seed)
+        self.counts = np.zeros((self.n_states, self.n_actions))
+        self.refresh()
+
+    def behaviour(self, s: int) -> int:
+        """A sample of softmax(Q[s] / ent_coef) by the Gumbel-max trick (no exponentials to overflow),
+        or with probability epsilon a uniform action."""
+        if self.config.epsilon and self.rng.random() < self.config.epsilon:
+            return int(self.rng.integers(self.n_actions))
+        return int((self.Q[s] / self.config.ent_coef + self.rng.gumbel(size=self.n_actions)).argmax())
+
+    def update(self, s: int, a: int, r: float, s2: int, terminated: bool) -> float:
+        """One soft Q-learning step; returns the TD error."""
+        c = self.config
+        target = r if terminated else r + c.gamma * float(soft_value(self.Q[s2], c.ent_coef))
+        self.counts[s, a] += 1
+        step = c.alpha / self.counts[s, a] ** c.step_power
+        error = target - self.Q[s, a]
+        self.Q[s, a] += step * error
+        return error
+
+    def learn(self, total_steps: int, run: Run) -> None:
+        env, s = self.start_env(run)
+        ep_return, ep_length, visited, errors = 0.0, 0, [], []
+        while self.num_steps < total_steps:
+            a = self.behaviour(s)
+            obs, r, terminated, truncated, _ = env.step(a)
+            s2 = self.state(obs)
+            errors.append(abs(self.update(s, a, float(r), s2, bool(terminated))))
+            visited.append(s)
+            self.num_steps += 1
+            ep_return, ep_length, s = ep_return + float(r), ep_length + 1, s2
+            if terminated or truncated:
+                run.episodes(self.num_steps, [ep_return], [ep_length])
+                pi = boltzmann(self.Q[visited], self.config.ent_coef)
+                run.log(self.num_steps, {"train/entropy": float(entropy(pi).mean()),
+                                         "train/ent_coef": self.config.ent_coef,
+                                         "train/td_error": float(np.mean(errors)),
+                                         "rollout/exploration_rate": self.config.epsilon})
+                obs, _ = env.reset()
+                s, ep_return, ep_length, visited, errors = self.state(obs), 0.0, 0, [], []
+            if not run.tick(self.num_steps):
+                break
+        env.close()
+        self.refresh()
+
+    def refresh(self) -> None:
+        """V and the policy from Q (derived when read, not on every step)."""
+        self.V = soft_value(self.Q, self.config.ent_coef)
+        self.policy = boltzmann(self.Q, self.config.ent_coef)
+
+    def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        if deterministic:
+            return self.Q[self.states(obs)].argmax(axis=1)
+        self.refresh()
+        return super().act(obs, deterministic)
+
+    def state_dict(self) -> dict[str, Any]:
+        self.refresh()
+        return {**super().state_dict(), "counts": self.counts}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.counts = state["counts"]

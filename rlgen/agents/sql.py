@@ -1,0 +1,147 @@
+"""Soft Q-learning for discrete actions (Haarnoja et al. 2017, "Reinforcement Learning with Deep
+Energy-Based Policies"), on DQN's machinery: replay buffer, target network, the same schedules.
+
+Two things change. The target backs up the soft value of the next state instead of its maximum,
+
+    y = r + gamma * (1 - terminated) * alpha * log sum_a' exp(Q_target(s', a') / alpha)   (eqs. 3-5)
+
+and the agent acts by sampling the Boltzmann policy pi(a|s) = exp((Q(s, a) - V(s)) / alpha), the
+energy-based policy whose energy is -Q / alpha (sec. 3.1). With discrete actions the partition
+function is an exact sum, so the paper's sampling network and importance-sampled soft value are not
+needed. Deterministic acting (evaluation) is argmax Q, the alpha -> 0 limit of the same policy.
+
+The temperature alpha is either fixed (`ent_coef`) or tuned toward a target entropy by dual
+gradient descent, as SAC does (Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and
+Applications", sec. 5, eq. 18) in its discrete form (Christodoulou 2019, "Soft Actor-Critic for
+Discrete Action Settings", eq. 11: the expectation over actions is computed exactly).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlgen.agents.dqn import DQN, DQNConfig
+from rlgen.errors import UserError
+
+
+@dataclass
+class SQLConfig(DQNConfig):
+    name: str = "sql"
+    ent_coef: float = 0.05
+    """temperature alpha of the entropy bonus (the initial value when auto_ent_coef)"""
+    auto_ent_coef: bool = False
+    """tune alpha so that the policy's entropy tracks target_entropy_ratio * log |A|"""
+    target_entropy_ratio: float = 0.98
+    """target entropy as a fraction of the maximum, log |A| (0.98: Christodoulou 2019, sec. 4)"""
+    ent_coef_learning_rate: float = 3e-4
+    """Adam step size for log alpha (SAC's default learning rate)"""
+    exploration_initial_eps: float = 0.0
+    """the Boltzmann policy explores by itself; epsilon > 0 mixes in uniform actions on top"""
+    exploration_final_eps: float = 0.0
+
+
+def boltzmann_sample(q: np.ndarray, alpha: float, rng: np.random.Generator) -> np.ndarray:
+    """One action per row from softmax(q / alpha), by the Gumbel-max trick: argmax_a q/alpha + G_a
+    with G_a ~ Gumbel(0, 1) is distributed as the softmax (Gumbel 1954; Maddison et al. 2014).
+    No exponentials, so no overflow for large q / alpha."""
+    return (q / alpha + rng.gumbel(size=q.shape)).argmax(axis=1)
+
+
+def soft_state_value(q: torch.Tensor, alpha: float) -> torch.Tensor:
+    """V = alpha * logsumexp(Q / alpha) over actions (the last axis) (torch.logsumexp subtracts the max: stable)."""
+    return alpha * torch.logsumexp(q / alpha, dim=-1)
+
+
+def boltzmann_entropy(q: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Entropy (nats) of softmax(Q / alpha) for each row, from log-probabilities (no log 0)."""
+    log_pi = torch.log_softmax(q / alpha, dim=-1)
+    return -(log_pi.exp() * log_pi).sum(dim=-1)
+
+
+class SQL(DQN):
+    Config = SQLConfig
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: SQLConfig, seed: int):
+        super().__init__(observation_space, action_space, config, seed)
+        if config.ent_coef <= 0:
+            raise UserError(f"agent.ent_coef must be > 0 (it divides Q), got {config.ent_coef}")
+        self.target_entropy = config.target_entropy_ratio * math.log(self.n_actions)
+        self.log_ent_coef = torch.tensor(math.log(config.ent_coef), requires_grad=True)
+        self.ent_optimizer = torch.optim.Adam([self.log_ent_coef], lr=config.ent_coef_learning_rate)
+        self.ent_coef = config.ent_coef
+        self._entropies: list[float] = []
+        self._ent_losses: list[float] = []
+
+    def greedy_or_explore(self, obs: np.ndarray, epsilon: float) -> np.ndarray:
+        """The behaviour policy: a sample of the Boltzmann policy (epsilon-mixed with uniform if > 0)."""
+        actions = boltzmann_sample(self.q_values(obs), self.ent_coef, self.rng)
+        if epsilon > 0:
+            explore = self.rng.random(len(obs)) < epsilon
+            actions[explore] = self.rng.integers(0, self.n_actions, size=int(explore.sum()))
+        return actions
+
+    @torch.no_grad()
+    def td_target(self, rewards: torch.Tensor, next_obs: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
+        """r + gamma * (1 - terminated) * alpha * logsumexp(Q_target(s', .) / alpha).
+
+        Batches may carry leading dimensions (a whole training phase at once, see `frozen_targets`).
+        Every call sees fresh replay states, so it is also where the policy's entropy is measured
+        and, with auto_ent_coef, where the temperature takes its step (once per gradient step).
+        """
+        next_v = soft_state_value(self.q_target(next_obs), self.ent_coef)
+        target = rewards + self.config.gamma * (1.0 - terminated) * next_v
+        self._temperature_step(next_obs)
+        return target
+
+    @property
+    def frozen_targets(self) -> bool:
+        """A tuned temperature changes at every gradient step, and the soft target with it, so then
+        targets are computed step by step; a fixed one leaves them to the target network alone."""
+        return super().frozen_targets and not self.config.auto_ent_coef
+
+    def _temperature_step(self, states: torch.Tensor) -> None:
+        """Record the online policy's entropy on `states`; with auto_ent_coef, one dual step on alpha.
+
+        Loss (Christodoulou 2019, eq. 11, with log alpha as the variable as in SB3's SAC):
+        J = -log(alpha) * (target_entropy - H(pi(.|s))); it raises alpha while H is below target.
+        """
+        ent = boltzmann_entropy(self.q_net(states), self.ent_coef).mean()
+        self._entropies.append(ent.item())
+        if not self.config.auto_ent_coef:
+            return
+        with torch.enable_grad():
+            loss = -self.log_ent_coef * (self.target_entropy - ent)
+            self.ent_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.ent_optimizer.step()
+        self.ent_coef = float(self.log_ent_coef.detach().exp())
+        self._ent_losses.append(loss.item())
+
+    def train(self, gradient_steps: int) -> dict[str, float]:
+        stats = super().train(gradient_steps)
+        stats["train/entropy"] = float(np.mean(self._entropies)) if self._entropies else math.nan
+        stats["train/ent_coef"] = self.ent_coef
+        if self._ent_losses:
+            stats["train/ent_coef_loss"] = float(np.mean(self._ent_losses))
+        self._entropies.clear()
+        self._ent_losses.clear()
+        return stats
+
+    # -- checkpoints --------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "log_ent_coef": self.log_ent_coef.detach().clone(),
+                "ent_optimizer": self.ent_optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        with torch.no_grad():
+            self.log_ent_coef.copy_(state["log_ent_coef"])
+        self.ent_optimizer.load_state_dict(state["ent_optimizer"])
+        self.ent_coef = float(self.log_ent_coef.detach().exp())

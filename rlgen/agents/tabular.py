@@ -1,0 +1,150 @@
+"""The base of every tabular agent: value and policy arrays indexed by state, and their artifacts.
+
+A subclass (dynamic programming, Monte Carlo, TD, bandits, soft Q-learning, ...) fills three arrays
+and implements `learn`:
+
+- `V` (S,): state values;
+- `Q` (S, A) or None: action values (None for agents that only predict V);
+- `policy` (S, A): action probabilities; `act` takes the argmax (deterministic) or samples from it.
+
+Everything else is shared: turning observations into state indices (`Discrete` and `Tuple` of
+`Discrete`, e.g. Blackjack's (sum, dealer card, usable ace)), checkpoints of the three arrays, and
+`write_artifacts` (values.npy, q_values.npy, policy.npy, and on gridworlds values.png: the value
+heatmap with the policy's arrows, also added to TensorBoard).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+import rlgen.envs.registration  # noqa: F401  (registers rlgen/<Name>-v0 before any env is made)
+from rlgen.agents.base import Agent
+from rlgen.config import AgentConfig
+from rlgen.errors import UserError
+
+if TYPE_CHECKING:
+    from rlgen.run import Run
+
+
+@dataclass
+class TabularConfig(AgentConfig):
+    gamma: float = 1.0
+    """discount factor (1 suits the episodic tasks of Sutton & Barto)"""
+
+
+def space_sizes(space: gym.Space) -> list[int]:
+    """The sizes of a Discrete space or of each part of a Tuple of Discrete spaces."""
+    if isinstance(space, gym.spaces.Discrete):
+        return [int(space.n)]
+    if isinstance(space, gym.spaces.Tuple) and all(isinstance(s, gym.spaces.Discrete) for s in space):
+        return [int(s.n) for s in space]
+    raise UserError(f"tabular agents need Discrete observations (or a Tuple of them), got {space}")
+
+
+def greedy(q: np.ndarray) -> np.ndarray:
+    """(S, A) probabilities of the greedy policy, ties shared equally (so ties stay visible in policy.npy)."""
+    best = q >= q.max(axis=1, keepdims=True) - 1e-9
+    return best / best.sum(axis=1, keepdims=True)
+
+
+def epsilon_greedy_probs(q: np.ndarray, epsilon: float) -> np.ndarray:
+    """(S, A) epsilon-soft policy: epsilon spread over all actions, the rest on the greedy ones."""
+    return epsilon / q.shape[1] + (1.0 - epsilon) * greedy(q)
+
+
+def linear_schedule(start: float, end: float, steps: int, t: int) -> float:
+    """start -> end linearly over `steps` (then end); steps <= 0 keeps `start`."""
+    if steps <= 0:
+        return start
+    return start + min(1.0, t / steps) * (end - start)
+
+
+def argmax_random(row: np.ndarray, rng: np.random.Generator) -> int:
+    """Argmax with ties broken at random (zero-initialised Q would otherwise always pick action 0)."""
+    best = np.flatnonzero(row == row.max())
+    return int(best[0] if len(best) == 1 else rng.choice(best))
+
+
+class TabularAgent(Agent):
+    """Arrays V, Q, policy over states; `act` reads `policy`. Subclasses implement `learn`."""
+
+    Config: ClassVar[type[AgentConfig]] = TabularConfig
+    one_hot: ClassVar[bool] = False
+    has_q: ClassVar[bool] = True
+    """False for agents that only estimate V (prediction): no q_values.npy"""
+    samples_policy: ClassVar[bool] = False
+    """True for prediction agents: `act` samples the (stochastic) policy being evaluated even when
+    deterministic, so evaluation returns estimate that policy's value"""
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Any, seed: int):
+        super().__init__(observation_space, action_space, config, seed)
+        if not isinstance(action_space, gym.spaces.Discrete):
+            raise UserError(f"tabular agents need a Discrete action space, got {action_space}")
+        self.sizes = space_sizes(observation_space)
+        self.n_states = int(np.prod(self.sizes))
+        self.n_actions = int(action_space.n)
+        self.V = np.zeros(self.n_states)
+        self.Q: np.ndarray | None = np.zeros((self.n_states, self.n_actions)) if self.has_q else None
+        self.policy = np.full((self.n_states, self.n_actions), 1.0 / self.n_actions)
+
+    # -- observations -> state indices ----------------------------------------------------------------
+
+    def states(self, obs: Any) -> np.ndarray:
+        """A batch of observations (array, or tuple of arrays for Tuple spaces) -> (n,) state indices."""
+        if len(self.sizes) == 1:
+            return np.asarray(obs, dtype=np.int64).reshape(-1)
+        parts = [np.asarray(o, dtype=np.int64).reshape(-1) for o in obs]
+        return np.ravel_multi_index(tuple(parts), self.sizes)
+
+    def state(self, obs: Any) -> int:
+        """One observation -> its state index."""
+        if len(self.sizes) == 1:
+            return int(obs)
+        return int(np.ravel_multi_index(tuple(int(o) for o in obs), self.sizes))
+
+    def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        s = self.states(obs)
+        if deterministic and not self.samples_policy:
+            return self.policy[s].argmax(axis=1)
+        cum = self.policy[s].cumsum(axis=1)
+        u = self.rng.random((len(s), 1))
+        return np.minimum((u > cum).sum(axis=1), self.n_actions - 1)
+
+    # -- shared pieces of the learning loops ----------------------------------------------------------
+
+    def start_env(self, run: Run) -> tuple[gym.Env, int]:
+        """One env from the run, reset with the run's seed; returns (env, first state)."""
+        env = run.make_env()
+        obs, _ = env.reset(seed=run.seed)
+        env.action_space.seed(run.seed)
+        return env, self.state(obs)
+
+    # -- checkpoints and artifacts --------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "V": self.V, "Q": self.Q, "policy": self.policy}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.V, self.Q, self.policy = state["V"], state["Q"], state["policy"]
+
+    def write_artifacts(self, run: Run) -> None:
+        """values.npy (S,), q_values.npy (S, A) if the agent has Q, policy.npy (S, A); on gridworlds
+        values.png (heatmap + arrows), also as the TensorBoard image `tabular/values`."""
+        np.save(run.dir / "values.npy", self.V)
+        if self.Q is not None:
+            np.save(run.dir / "q_values.npy", self.Q)
+        np.save(run.dir / "policy.npy", self.policy)
+        env = run.make_env()
+        grid = getattr(env.unwrapped, "grid", None)
+        if grid is not None:
+            from rlgen.agents.tabular_plot import value_picture
+
+            image = value_picture(grid, self.V, self.policy, run.dir / "values.png",
+                                  title=f"{run.cfg.agent.name} on {run.cfg.env.name}")
+            run.tb.add_image("tabular/values", image, self.num_steps, dataformats="HWC")
+        env.close()

@@ -1,0 +1,222 @@
+"""Temporal-difference learning (Sutton & Barto Chapters 6 and 7): update from each step, bootstrapping.
+
+- `td_prediction`: n-step TD estimate of V for the uniform random policy (n = 1 is TD(0), Section
+  6.1; n > 1 is Section 7.1);
+- `sarsa`, `expected_sarsa`, `q_learning`, `double_q_learning`: one step loop, four TD targets
+  (Sections 6.4, 6.6, 6.5, 6.7).
+
+Behaviour is epsilon-greedy in Q with ties broken at random; epsilon may decay linearly. A step cut by
+a time limit bootstraps like any other step (truncation is not termination); only a termination
+zeroes the bootstrap.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rlgen.agents.tabular import (TabularAgent, TabularConfig, argmax_random, epsilon_greedy_probs, greedy,
+                                  linear_schedule)
+from rlgen.errors import UserError
+
+if TYPE_CHECKING:
+    from rlgen.run import Run
+
+
+def n_step_target(rewards: list[float], gamma: float, bootstrap: float) -> float:
+    """G_{t:t+n} = r_{t+1} + gamma r_{t+2} + ... + gamma^{n-1} r_{t+n} + gamma^n V(s_{t+n}) (S&B eq. 7.1)."""
+    g = bootstrap
+    for r in reversed(rewards):
+        g = r + gamma * g
+    return g
+
+
+def expected_value(q_row: np.ndarray, epsilon: float) -> float:
+    """sum_a pi(a|s) Q(s, a) under the epsilon-greedy policy (Expected SARSA's target, S&B eq. 6.9)."""
+    return float(epsilon_greedy_probs(q_row[None], epsilon)[0] @ q_row)
+
+
+@dataclass
+class TDConfig(TabularConfig):
+    name: str = "q_learning"
+    alpha: float = 0.1
+    """step size"""
+    epsilon: float = 0.1
+    """exploration of the epsilon-greedy behaviour policy (at the start, if it decays)"""
+    epsilon_final: float = 0.1
+    """epsilon after `epsilon_decay_steps` env steps (linear decay)"""
+    epsilon_decay_steps: int = 0
+    """0: epsilon stays constant"""
+
+
+@dataclass
+class TDPredictionConfig(TabularConfig):
+    name: str = "td_prediction"
+    alpha: float = 0.1
+    n: int = 1
+    """steps before bootstrapping: 1 is TD(0)"""
+    policy: str = "uniform"
+    """the policy to evaluate (uniform random)"""
+
+
+class TDPrediction(TabularAgent):
+    """n-step TD prediction of V^pi for the uniform random policy."""
+
+    Config = TDPredictionConfig
+    samples_policy = True
+    has_q = False
+
+    def __init__(self, observation_space, action_space, config, seed):
+        super().__init__(observation_space, action_space, config, seed)
+        if config.policy != "uniform":
+            raise UserError(f"td_prediction evaluates the uniform policy; got agent.policy='{config.policy}'")
+        if config.n < 1:
+            raise UserError(f"agent.n must be at least 1, got {config.n}")
+
+    def learn(self, total_steps: int, run: Run) -> None:
+        env, s = self.start_env(run)
+        cfg = self.config
+        window: deque[tuple[int, float]] = deque()  # the last n (state, reward) pairs not yet updated
+        ret, length = 0.0, 0
+        while self.num_steps < total_steps:
+            obs, r, terminated, truncated, _ = env.step(int(self.rng.integers(self.n_actions)))
+            s2 = self.state(obs)
+            window.append((s, float(r)))
+            ret, length = ret + float(r), length + 1
+            self.num_steps += 1
+            done = terminated or truncated
+            while window and (len(window) == cfg.n or done):
+                tail = 0.0 if terminated else self.V[s2]
+                s0 = window[0][0]
+                target = n_step_target([x[1] for x in window], cfg.gamma, tail)
+                self.V[s0] += cfg.alpha * (target - self.V[s0])
+                window.popleft()
+                if not done:
+                    break
+            s = s2
+            if done:
+                run.episodes(self.num_steps, [ret], [length])
+                obs, _ = env.reset()
+                s, ret, length = self.state(obs), 0.0, 0
+            if not run.tick(self.num_steps):
+                break
+        env.close()
+
+
+class TDControl(TabularAgent):
+    """The step loop shared by SARSA, Expected SARSA, Q-learning and Double Q-learning.
+    Subclasses define `target(r, s2, a2, terminated)`, and may override `update`."""
+
+    Config = TDConfig
+
+    def epsilon(self) -> float:
+        cfg = self.config
+        return linear_schedule(cfg.epsilon, cfg.epsilon_final, cfg.epsilon_decay_steps, self.num_steps)
+
+    def behaviour(self, s: int) -> int:
+        if self.rng.random() < self.epsilon():
+            return int(self.rng.integers(self.n_actions))
+        return argmax_random(self.Q[s], self.rng)
+
+    def target(self, r: float, s2: int, a2: int, terminated: bool) -> float:
+        raise NotImplementedError
+
+    def update(self, s: int, a: int, r: float, s2: int, a2: int, terminated: bool) -> float:
+        """One TD update of Q(s, a); returns the TD error."""
+        delta = self.target(r, s2, a2, terminated) - self.Q[s, a]
+        self.Q[s, a] += self.config.alpha * delta
+        return delta
+
+    def learn(self, total_steps: int, run: Run) -> None:
+        env, s = self.start_env(run)
+        a = self.behaviour(s)
+        ret, length = 0.0, 0
+        while self.num_steps < total_steps:
+            obs, r, terminated, truncated, _ = env.step(a)
+            s2 = self.state(obs)
+            a2 = self.behaviour(s2)  # SARSA's bootstrap action is also the next action taken
+            delta = self.update(s, a, float(r), s2, a2, bool(terminated))
+            ret, length = ret + float(r), length + 1
+            self.num_steps += 1
+            run.log(self.num_steps, {"td/abs_error": abs(delta)})
+            if terminated or truncated:
+                run.episodes(self.num_steps, [ret], [length])
+                run.log(self.num_steps, {"rollout/exploration_rate": self.epsilon()})
+                obs, _ = env.reset()
+                s, ret, length = self.state(obs), 0.0, 0
+                a = self.behaviour(s)
+            else:
+                s, a = s2, a2
+            if not run.tick(self.num_steps):
+                break
+        env.close()
+        self.refresh()
+
+    def refresh(self) -> None:
+        """policy.npy and values.npy: the greedy (target) policy in Q, and V = max_a Q."""
+        self.policy = greedy(self.Q)
+        self.V = self.Q.max(axis=1)
+
+    def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        s = self.states(obs)
+        if deterministic:
+            return self.Q[s].argmax(axis=1)
+        probs = epsilon_greedy_probs(self.Q[s], self.epsilon())
+        return np.array([self.rng.choice(self.n_actions, p=p) for p in probs])
+
+    def state_dict(self) -> dict[str, Any]:
+        self.refresh()
+        return super().state_dict()
+
+
+class Sarsa(TDControl):
+    """On-policy: bootstrap from the action the behaviour policy takes next (S&B eq. 6.7)."""
+
+    def target(self, r: float, s2: int, a2: int, terminated: bool) -> float:
+        return r if terminated else r + self.config.gamma * self.Q[s2, a2]
+
+    def refresh(self) -> None:
+        """SARSA learns the values of its epsilon-greedy policy, so that is the policy it writes."""
+        self.policy = epsilon_greedy_probs(self.Q, self.epsilon())
+        self.V = (self.policy * self.Q).sum(axis=1)
+
+
+class ExpectedSarsa(Sarsa):
+    """Bootstrap from the expectation under the epsilon-greedy policy (S&B eq. 6.9)."""
+
+    def target(self, r: float, s2: int, a2: int, terminated: bool) -> float:
+        return r if terminated else r + self.config.gamma * expected_value(self.Q[s2], self.epsilon())
+
+
+class QLearning(TDControl):
+    """Off-policy: bootstrap from the greedy action (S&B eq. 6.8)."""
+
+    def target(self, r: float, s2: int, a2: int, terminated: bool) -> float:
+        return r if terminated else r + self.config.gamma * self.Q[s2].max()
+
+
+class DoubleQLearning(TDControl):
+    """Two estimates; one picks the next action, the other values it, chosen by a coin per step
+    (S&B Section 6.7, van Hasselt 2010). Q is their mean (the behaviour acts on Q1 + Q2)."""
+
+    def __init__(self, observation_space, action_space, config, seed):
+        super().__init__(observation_space, action_space, config, seed)
+        self.Q1, self.Q2 = np.zeros_like(self.Q), np.zeros_like(self.Q)
+
+    def update(self, s: int, a: int, r: float, s2: int, a2: int, terminated: bool) -> float:
+        learner, other = (self.Q1, self.Q2) if self.rng.random() < 0.5 else (self.Q2, self.Q1)
+        boot = 0.0 if terminated else self.config.gamma * other[s2, argmax_random(learner[s2], self.rng)]
+        delta = r + boot - learner[s, a]
+        learner[s, a] += self.config.alpha * delta
+        self.Q[s, a] = 0.5 * (self.Q1[s, a] + self.Q2[s, a])
+        return delta
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "Q1": self.Q1, "Q2": self.Q2}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.Q1, self.Q2 = state["Q1"], state["Q2"]

@@ -1,0 +1,382 @@
+"""A suite's report, read from its run directories alone: REPORT.md, PNG figures and results.json.
+
+Per env: learning curves (evaluation return against env steps, mean over seeds with a 95% bootstrap
+band), a table (final IQM with a 95% stratified-bootstrap interval, steps to the threshold, wall
+seconds, steps/s, peak memory) and, for each (ours, SB3) pair, the probability of improvement and
+a verdict. Tabular suites report the error to the dynamic-programming optimum instead of return.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rlgen import benchstats as bs
+
+if TYPE_CHECKING:
+    from rlgen.bench import Job, Suite
+
+SCORE = {"return": "eval_mean_return", "dp_error": "policy_gap"}
+
+
+def _read_eval(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    with open(run_dir / "eval.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return np.array([float(r["step"]) for r in rows]), np.array([float(r["mean_return"]) for r in rows])
+
+
+def tabular_metrics(run_dir: Path, default_gamma: float) -> dict[str, float]:
+    """Error of a tabular run's q_values.npy (or values.npy) to the DP optimum of its env's model."""
+    from rlgen.envs import make_env
+    from rlgen.envs.model import model_of
+    from rlgen.trainer import load_run_config
+
+    cfg = load_run_config(run_dir)
+    env = make_env(cfg.env, one_hot=False)
+    model = model_of(env)
+    env.close()
+    if model is None:
+        raise ValueError(f"env {cfg.env.id} exposes no tabular model")
+    gamma = float(getattr(cfg.agent, "gamma", default_gamma))
+    q = np.load(run_dir / "q_values.npy") if (run_dir / "q_values.npy").is_file() else None
+    v = np.load(run_dir / "values.npy") if q is None and (run_dir / "values.npy").is_file() else None
+    if q is None and v is None:
+        raise ValueError(f"{run_dir} has neither q_values.npy nor values.npy")
+    return bs.dp_errors(model, gamma, q_values=q, values=v)
+
+
+def collect(suite: Suite, jobs: list[Job]) -> list[dict[str, Any]]:
+    """One record per job: its summary, peak memory, curve and (tabular) DP errors; status 'missing'
+    when the run directory holds no completed run."""
+    records = []
+    for job in jobs:
+        run_dir = Path(job.run_dir)
+        rec: dict[str, Any] = {"agent": job.agent, "env": job.env, "seed": job.seed, "budget": job.budget,
+                               "run_dir": str(run_dir), "status": "missing"}
+        summary_path = run_dir / "summary.json"
+        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        if summary.get("status") == "completed":
+            keys = ("status", "eval_mean_return", "solved_at_step", "wall_seconds", "steps_per_second",
+                    "total_steps", "reward_threshold", "versions")
+            rec.update({k: summary[k] for k in keys})
+            bench = run_dir / "bench.json"
+            rec["peak_rss_mb"] = json.loads(bench.read_text())["peak_rss_mb"] if bench.is_file() else None
+            rec["curve"] = [a.tolist() for a in _read_eval(run_dir)]
+            if suite.metric == "dp_error":
+                rec.update(tabular_metrics(run_dir, suite.gamma))
+        records.append(rec)
+    return records
+
+
+# -- statistics per env -----------------------------------------------------------------------------
+
+
+def _final(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Completed runs at each (agent, env)'s largest budget."""
+    done = [r for r in records if r["status"] == "completed"]
+    top: dict[tuple[str, str], int] = {}
+    for r in done:
+        top[(r["agent"], r["env"])] = max(top.get((r["agent"], r["env"]), 0), r["budget"])
+    return [r for r in done if r["budget"] == top[(r["agent"], r["env"])]]
+
+
+Records = list[dict[str, Any]]
+
+
+def _steps_to_threshold(suite: Suite, records: Records, agent: str, env: str) -> list[int | None]:
+    mine = [r for r in records if r["agent"] == agent and r["env"] == env and r["status"] == "completed"]
+    if suite.metric == "return":
+        return [r["solved_at_step"] for r in _final(mine)]
+    out = []
+    for seed in sorted({r["seed"] for r in mine}):
+        hits = [r["budget"] for r in mine if r["seed"] == seed and r["policy_gap"] <= suite.dp_tolerance]
+        out.append(min(hits) if hits else None)
+    return out
+
+
+def env_table(suite: Suite, records: Records, env: str, agents: list[str]) -> Records:
+    rows = []
+    final = _final(records)
+    for agent in agents:
+        runs = [r for r in final if r["agent"] == agent and r["env"] == env]
+        if not runs:
+            continue
+        scores = np.array([r[SCORE[suite.metric]] for r in runs])
+        row: dict[str, Any] = {"agent": agent, "n": len(runs), "iqm": bs.iqm(scores),
+                               "ci": bs.bootstrap_ci(scores), "scores": scores.tolist(),
+                               "budget": runs[0]["budget"]}
+        if suite.metric == "dp_error":
+            errs = np.array([r["value_error"] for r in runs])
+            row.update(value_error_iqm=bs.iqm(errs), value_error_ci=bs.bootstrap_ci(errs))
+        solved = [s for s in _steps_to_threshold(suite, records, agent, env) if s is not None]
+        row.update(solved=len(solved), solved_median=float(np.median(solved)) if solved else None,
+                   wall=float(np.mean([r["wall_seconds"] for r in runs])),
+                   sps=float(np.mean([r["steps_per_second"] for r in runs])),
+                   peak_mb=max((r["peak_rss_mb"] or 0.0) for r in runs))
+        rows.append(row)
+    return rows
+
+
+def comparisons(suite: Suite, records: list[dict[str, Any]], envs: list[str]) -> list[dict[str, Any]]:
+    """P(ours > SB3) per env and over all envs (tasks = envs, seeds matched by position), with verdicts.
+
+    For dp_error lower is better, so scores are negated."""
+    sign = -1.0 if suite.metric == "dp_error" else 1.0
+    final = _final(records)
+    out = []
+    for ours, theirs in suite.pairs.items():
+        per_env = {}
+        for env in envs:
+            x = [sign * r[SCORE[suite.metric]] for r in final if r["agent"] == ours and r["env"] == env]
+            y = [sign * r[SCORE[suite.metric]] for r in final if r["agent"] == theirs and r["env"] == env]
+            if x and y:
+                per_env[env] = (np.array(x), np.array(y))
+        for env, (x, y) in per_env.items():
+            ci = bs.probability_of_improvement_ci(x, y)
+            out.append({"ours": ours, "baseline": theirs, "env": env,
+                        "poi": bs.probability_of_improvement(x, y), "poi_ci": ci, "verdict": bs.verdict(ci)})
+        n = min((min(len(x), len(y)) for x, y in per_env.values()), default=0)
+        if len(per_env) > 1 and n > 0:
+            x = np.stack([v[0][:n] for v in per_env.values()], axis=1)
+            y = np.stack([v[1][:n] for v in per_env.values()], axis=1)
+            ci = bs.probability_of_improvement_ci(x, y)
+            out.append({"ours": ours, "baseline": theirs, "env": "all envs",
+                        "poi": bs.probability_of_improvement(x, y), "poi_ci": ci, "verdict": bs.verdict(ci)})
+    return out
+
+
+# -- figures ----------------------------------------------------------------------------------------
+
+
+def _aligned(curves: list[list[list[float]]]) -> tuple[np.ndarray, np.ndarray]:
+    """Seeds' (steps, returns) curves on the first seed's steps, up to the shortest curve."""
+    end = min(c[0][-1] for c in curves)
+    grid = np.array([s for s in curves[0][0] if s <= end])
+    return grid, np.stack([np.interp(grid, c[0], c[1]) for c in curves])
+
+
+def plot_env(suite: Suite, records: list[dict[str, Any]], env: str, agents: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    final = _final(records) if suite.metric == "return" else records
+    for i, agent in enumerate(agents):
+        runs = [r for r in final if r["agent"] == agent and r["env"] == env and r["status"] == "completed"]
+        if not runs:
+            continue
+        style = "--" if agent.startswith("sb3_") else "-"
+        color = f"C{i}"
+        if suite.metric == "return":
+            x, curves = _aligned([r["curve"] for r in runs])
+        else:
+            x = np.array(sorted({r["budget"] for r in runs}))
+            seeds = sorted({r["seed"] for r in runs})
+            by = {(r["seed"], r["budget"]): r["policy_gap"] for r in runs}
+            seeds = [s for s in seeds if all((s, b) in by for b in x)]
+            if not seeds:
+                continue
+            curves = np.array([[by[(s, b)] for b in x] for s in seeds])
+        mean, lo, hi = bs.curve_band(curves)
+        ax.plot(x, mean, style, color=color, label=f"{agent} (n={len(curves)})")
+        ax.fill_between(x, lo, hi, color=color, alpha=0.2, linewidth=0)
+    threshold = next((r["reward_threshold"] for r in records
+                      if r["env"] == env and r.get("reward_threshold") is not None), None)
+    if suite.metric == "return" and threshold is not None:
+        ax.axhline(threshold, color="gray", linestyle=":", label=f"threshold {threshold:g}")
+    if suite.metric == "dp_error":
+        ax.set_xscale("log")
+        ax.axhline(suite.dp_tolerance, color="gray", linestyle=":", label=f"tolerance {suite.dp_tolerance:g}")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("evaluation return" if suite.metric == "return" else "policy gap to DP optimum")
+    ax.set_title(f"{env}: mean over seeds, 95% bootstrap band")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+# -- the report -------------------------------------------------------------------------------------
+
+
+def fmt(x: float | None, metric: str = "return") -> str:
+    if x is None:
+        return "-"
+    return f"{x:.2f}" if metric == "return" else f"{x:.3g}"
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    if Path("/proc/cpuinfo").is_file():
+        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                    if ln.startswith("model name")), cpu)
+    mem = "unknown"
+    if Path("/proc/meminfo").is_file():
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kb / 2**20:.1f} GiB"
+    return {"os": platform.platform(), "cpu": cpu, "cores": str(os.cpu_count()), "memory": mem,
+            "python": platform.python_version()}
+
+
+def write_report(suite: Suite, jobs: list[Job], out: Path, logdir: Path, absent: list[str], cut: bool,
+                 command: str, failures: Records) -> Path:
+    """Collect the runs of `jobs`, compute the statistics, write REPORT.md, figures and results.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    records = collect(suite, jobs)
+    envs = list(dict.fromkeys(j.env for j in jobs))
+    agents = list(dict.fromkeys(j.agent for j in jobs))
+    tables = {env: env_table(suite, records, env, agents) for env in envs}
+    for env in envs:
+        if tables[env]:
+            plot_env(suite, records, env, agents, out / f"curves_{env}.png")
+    comps = comparisons(suite, records, envs)
+    info = {"suite": suite.name, "cut": cut, "command": command, "metric": suite.metric,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
+            "absent_agents": absent, "failures": failures, "tables": tables, "comparisons": comps,
+            "runs": [{k: v for k, v in r.items() if k != "curve"} for r in records]}
+    (out / "results.json").write_text(json.dumps(info, indent=1, default=float))
+    report = out / "REPORT.md"
+    report.write_text(render(suite, info, str(logdir)))
+    return report
+
+
+def _versions(runs: list[dict[str, Any]]) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    seen: dict[str, set[str]] = {}
+    for r in runs:
+        for k, v in (r.get("versions") or {}).items():
+            seen.setdefault(k, set()).add(v)
+    out = {k: ", ".join(sorted(v)) for k, v in seen.items()}
+    for pkg in ("matplotlib", "ray"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _table_md(metric: str, rows: list[dict[str, Any]]) -> list[str]:
+    name = "final return" if metric == "return" else "policy gap"
+    head = f"| agent | runs | {name} IQM [95% CI] |"
+    if metric == "dp_error":
+        head += " value error IQM [95% CI] |"
+    head += " reached threshold | median steps to threshold | wall s | steps/s | peak MB |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        cells = [r["agent"], str(r["n"]), _with_ci(r["iqm"], r["ci"], metric)]
+        if metric == "dp_error":
+            cells.append(_with_ci(r["value_error_iqm"], r["value_error_ci"], metric))
+        med = f"{r['solved_median']:,.0f}" if r["solved_median"] is not None else "-"
+        cells += [f"{r['solved']}/{r['n']}", med, f"{r['wall']:.1f}", f"{r['sps']:.0f}",
+                  f"{r['peak_mb']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _with_ci(value: float, ci: tuple[float, float] | list[float], metric: str) -> str:
+    return f"{fmt(value, metric)} [{fmt(ci[0], metric)}, {fmt(ci[1], metric)}]"
+
+
+def _comparisons_md(comps: list[dict[str, Any]]) -> list[str]:
+    lines = ["", "## Verdicts: ours against Stable-Baselines3", "",
+             "Verdict from the probability of improvement P(ours > SB3) over seeds (Agarwal et al. 2021): "
+             "**better** when its 95% interval lies above 0.5, **worse** when below, else **matches**.", "",
+             "| ours | SB3 | env | P(ours > SB3) [95% CI] | verdict |", "|---|---|---|---|---|"]
+    for c in comps:
+        lo, hi = c["poi_ci"]
+        lines.append(f"| {c['ours']} | {c['baseline']} | {c['env']} | {c['poi']:.2f} [{lo:.2f}, {hi:.2f}] "
+                     f"| **{c['verdict']}** |")
+    for c in comps:
+        if c["verdict"] == "worse":
+            lines.append(f"\n**rlgen's {c['ours']} is worse than SB3's {c['baseline']} on {c['env']}** "
+                         f"(P(ours > SB3) = {c['poi']:.2f}, its whole interval below 0.5).")
+    return lines
+
+
+def _header(suite: Suite, info: dict[str, Any], logdir: str) -> list[str]:
+    cut = " (CUT: fewer seeds or smaller budgets)" if info["cut"] else ""
+    lines = [f"# Benchmark report: `{suite.name}`{cut}", "", suite.description.strip(), "",
+             f"Produced by `{info['command']}` on {info['date']}. "
+             f"Curves of every run side by side: `tensorboard --logdir {logdir}`.", ""]
+    if info["cut"]:
+        lines += ["> **This is a cut run** (seeds or budgets below the suite's): a check of the harness "
+                  "and a first look, not the suite's result.", ""]
+    lines += [f"- {n}" for n in suite.notes]
+    if info["absent_agents"]:
+        lines.append(f"- Not registered yet, so not run: {', '.join(info['absent_agents'])}.")
+    missing = [r for r in info["runs"] if r["status"] != "completed"]
+    if missing:
+        lines.append(f"- **{len(missing)} run(s) missing or failed** (listed at the end); "
+                     "the statistics use the rest.")
+    return lines
+
+
+def _env_sections(suite: Suite, info: dict[str, Any]) -> list[str]:
+    lines = []
+    for env, rows in info["tables"].items():
+        if not rows:
+            continue
+        if info["metric"] == "return":
+            threshold = next((r["reward_threshold"] for r in info["runs"] if r["env"] == env
+                              and r.get("reward_threshold") is not None), None)
+            what = f"threshold {threshold:g}" if threshold is not None else "no threshold"
+        else:
+            what = f"threshold: policy gap <= {suite.dp_tolerance:g}"
+        lines += ["", f"## {env} ({what})", "", f"![{env}](curves_{env}.png)", ""]
+        lines += _table_md(info["metric"], rows)
+    return lines
+
+
+METHOD = [
+    "- IQM: mean of the middle 50% of runs; 95% interval: percentile stratified bootstrap over seeds, "
+    "10,000 resamples (Agarwal et al. 2021, \"Deep RL at the Edge of the Statistical Precipice\").",
+    "- Learning-curve band: 95% percentile bootstrap of the mean over seeds at each evaluation step.",
+    "- Wall seconds and steps/s are means over runs (one process, one torch thread each); peak MB is "
+    "the largest resident memory of a run's process.",
+]
+FINAL = {
+    "return": ["- Final score: the mean return of the deterministic evaluation at the end of each run's "
+               "budget.",
+               "- Steps to threshold: the first evaluation at or above the env's threshold (Gymnasium's "
+               "reward_threshold); the median is over the runs that reached it."],
+    "dp_error": ["- Final score at the largest budget: policy gap = E_s0[V*(s0) - V^pi(s0)] for the greedy "
+                 "policy of the learned values; value error = max_s |V(s) - V*(s)|; V* by value iteration "
+                 "on the env's model.",
+                 "- Steps to threshold: the smallest budget whose run has a policy gap within the tolerance."],
+}
+
+
+def _machine_section(info: dict[str, Any]) -> list[str]:
+    lines = ["", "## Machine, versions, seeds", ""]
+    lines += [f"- {k}: {v}" for k, v in info["machine"].items()]
+    lines += [f"- {k}: {v}" for k, v in _versions(info["runs"]).items() if k != "python"]
+    done = sum(r["status"] == "completed" for r in info["runs"])
+    seeds = sorted({r["seed"] for r in info["runs"]})
+    lines += [f"- seeds: {', '.join(map(str, seeds))}", f"- runs: {len(info['runs'])} ({done} completed)"]
+    missing = [r for r in info["runs"] if r["status"] != "completed"]
+    if missing:
+        errors = {f["run_dir"]: f.get("error", f["status"]) for f in info["failures"]}
+        lines += ["", "## Missing or failed runs", ""]
+        lines += [f"- `{r['run_dir']}`: {errors.get(r['run_dir'], r['status'])}" for r in missing]
+    return lines
+
+
+def render(suite: Suite, info: dict[str, Any], logdir: str) -> str:
+    lines = _header(suite, info, logdir)
+    if info["comparisons"]:
+        lines += _comparisons_md(info["comparisons"])
+    lines += _env_sections(suite, info)
+    lines += ["", "## Method", "", *FINAL[info["metric"]], *METHOD]
+    lines += _machine_section(info)
+    return "\n".join(lines) + "\n"

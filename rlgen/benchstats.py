@@ -1,0 +1,166 @@
+"""Statistics for benchmark reports: few seeds, honest intervals.
+
+The aggregate is the interquartile mean (IQM) and the intervals are percentile bootstrap intervals
+over runs, resampled within each task ("stratified"), as recommended by Agarwal et al. 2021, "Deep
+Reinforcement Learning at the Edge of the Statistical Precipice" (NeurIPS), Sec. 4 and App. A.
+Their library (rliable) pulls arch, scipy, pandas and seaborn; the method is a few lines of numpy,
+so it is implemented here. Scores are arrays of shape (runs, tasks); a single env is one task.
+
+The tabular metric (error to the dynamic-programming optimum) is here too: value iteration and
+exact policy evaluation on a `TabularModel`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from rlgen.envs.model import TabularModel
+
+CONFIDENCE = 0.95
+REPS = 10_000
+
+
+def iqm(scores: np.ndarray) -> float:
+    """Mean of the middle 50% of all scores (runs x tasks pooled); Agarwal et al. 2021, Sec. 4.3.
+
+    Trims floor(n/4) scores from each end, as rliable does through scipy.stats.trim_mean(x, 0.25).
+    """
+    flat = np.sort(np.asarray(scores, dtype=float).ravel())
+    cut = int(0.25 * flat.size)
+    return float(flat[cut:flat.size - cut].mean())
+
+
+def _as_matrix(scores: np.ndarray) -> np.ndarray:
+    m = np.asarray(scores, dtype=float)
+    return m[:, None] if m.ndim == 1 else m
+
+
+def _resample(m: np.ndarray, reps: int, rng: np.random.Generator) -> np.ndarray:
+    """(reps, runs, tasks): runs drawn with replacement independently within each task (stratified)."""
+    runs, tasks = m.shape
+    idx = rng.integers(0, runs, size=(reps, runs, tasks))
+    return m[idx, np.arange(tasks)]
+
+
+def _percentiles(samples: np.ndarray, confidence: float) -> tuple[float, float]:
+    tail = 100 * (1 - confidence) / 2
+    lo, hi = np.percentile(samples, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def bootstrap_ci(scores: np.ndarray, statistic: Callable[[np.ndarray], float] = iqm, reps: int = REPS,
+                 confidence: float = CONFIDENCE, seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of `statistic` under the stratified bootstrap (Agarwal et al. 2021, App. A.1)."""
+    m = _as_matrix(scores)
+    rng = np.random.default_rng(seed)
+    samples = np.array([statistic(s) for s in _resample(m, reps, rng)])
+    return _percentiles(samples, confidence)
+
+
+def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
+    """P(X > Y): per task the Mann-Whitney U statistic over all pairs of runs, ties counting one half,
+    divided by n_x * n_y; then averaged over tasks (Agarwal et al. 2021, Sec. 4.3, "Probability of
+    improvement")."""
+    mx, my = _as_matrix(x), _as_matrix(y)
+    diff = mx[:, None, :] - my[None, :, :]  # (n_x, n_y, tasks)
+    wins = (diff > 0).mean(axis=(0, 1)) + 0.5 * (diff == 0).mean(axis=(0, 1))
+    return float(wins.mean())
+
+
+def probability_of_improvement_ci(x: np.ndarray, y: np.ndarray, reps: int = REPS,
+                                  confidence: float = CONFIDENCE, seed: int = 0) -> tuple[float, float]:
+    """Interval for P(X > Y): X's and Y's runs resampled independently within each task (rliable's
+    StratifiedIndependentBootstrap)."""
+    mx, my = _as_matrix(x), _as_matrix(y)
+    rng = np.random.default_rng(seed)
+    bx, by = _resample(mx, reps, rng), _resample(my, reps, rng)
+    diff = bx[:, :, None, :] - by[:, None, :, :]  # (reps, n_x, n_y, tasks)
+    wins = (diff > 0).mean(axis=(1, 2)) + 0.5 * (diff == 0).mean(axis=(1, 2))
+    return _percentiles(wins.mean(axis=1), confidence)
+
+
+def verdict(poi_ci: tuple[float, float]) -> str:
+    """better / worse when the whole interval of P(ours > baseline) lies above / below 1/2."""
+    lo, hi = poi_ci
+    if lo > 0.5:
+        return "better"
+    if hi < 0.5:
+        return "worse"
+    return "matches"
+
+
+def curve_band(curves: np.ndarray, reps: int = 2000, confidence: float = CONFIDENCE,
+               seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over runs of (runs, points) curves and a percentile bootstrap band for that mean."""
+    c = np.asarray(curves, dtype=float)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, c.shape[0], size=(reps, c.shape[0]))
+    means = c[idx].mean(axis=1)  # (reps, points)
+    tail = 100 * (1 - confidence) / 2
+    lo, hi = np.percentile(means, [tail, 100 - tail], axis=0)
+    return c.mean(axis=0), lo, hi
+
+
+# -- tabular: error to the dynamic-programming optimum ---------------------------------------------
+
+
+def optimal_values(model: TabularModel, gamma: float, tol: float = 1e-10,
+                   max_sweeps: int = 100_000) -> np.ndarray:
+    """V* by value iteration, V <- max_a Q(s, a) until the largest change is below tol (S&B Sec. 4.4)."""
+    values = np.zeros(model.n_states)
+    for _ in range(max_sweeps):
+        new = model.q_from_v(values, gamma).max(axis=1)
+        if np.max(np.abs(new - values)) < tol:
+            return new
+        values = new
+    return values
+
+
+def policy_values(model: TabularModel, policy: np.ndarray, gamma: float) -> np.ndarray:
+    """V^pi of a deterministic policy, exactly: solve (I - gamma P_pi) V = r_pi (S&B eq. 4.4).
+
+    A policy that never terminates under gamma = 1 makes the system singular; its values are then
+    approximated by 10,000 sweeps of iterative evaluation, which shows it as far from optimal.
+    """
+    s = np.arange(model.n_states)
+    probs, nxt = model.probs[s, policy], model.next_states[s, policy]  # (S, K)
+    cont = np.where(model.terminated[s, policy], 0.0, probs)
+    r_pi = (probs * model.rewards[s, policy]).sum(axis=1)
+    p_pi = np.zeros((model.n_states, model.n_states))
+    np.add.at(p_pi, (np.repeat(s, nxt.shape[1]), nxt.ravel()), cont.ravel())
+    try:
+        values = np.linalg.solve(np.eye(model.n_states) - gamma * p_pi, r_pi)
+        if np.all(np.isfinite(values)) and np.linalg.cond(np.eye(model.n_states) - gamma * p_pi) < 1e12:
+            return values
+    except np.linalg.LinAlgError:
+        pass
+    values = np.zeros(model.n_states)
+    for _ in range(10_000):
+        values = r_pi + gamma * p_pi @ values
+    return values
+
+
+def dp_errors(model: TabularModel, gamma: float, q_values: np.ndarray | None = None,
+              values: np.ndarray | None = None) -> dict[str, float]:
+    """How far learned values are from the DP optimum.
+
+    value_error: max_s |V(s) - V*(s)|, with V(s) = max_a Q(s, a) when Q is given (the sup norm in
+    which value iteration converges). policy_gap: E_{s0}[V*(s0) - V^pi(s0)] for pi greedy in Q (or
+    in the one-step lookahead of V): how much return the learned policy leaves on the table.
+    """
+    if q_values is None and values is None:
+        raise ValueError("dp_errors needs q_values or values")
+    v_star = optimal_values(model, gamma)
+    if q_values is not None:
+        q = np.asarray(q_values, dtype=float)
+    else:
+        q = model.q_from_v(np.asarray(values, dtype=float), gamma)
+    v = q.max(axis=1) if values is None else np.asarray(values, dtype=float)
+    greedy = q.argmax(axis=1)
+    v_pi = policy_values(model, greedy, gamma)
+    return {
+        "value_error": float(np.max(np.abs(v - v_star))),
+        "policy_gap": float(model.initial @ (v_star - v_pi)),
+    }

@@ -1,0 +1,276 @@
+"""GridWorld MDPs defined by a text layout; the transition model is built once and `step()` samples it.
+
+Layout characters: `.` empty, `S` start (several `S` = uniform start distribution), `G` goal
+(terminal), `T` trap (terminal), `C` cliff (entering it costs its reward and sends the agent back to
+a start, as in Sutton & Barto Example 6.6), `#` wall (moves into it, or off the grid, stay put).
+
+Every cell is a state (index `row * width + col`), walls included: a wall is an unreachable absorbing
+state with value 0. Keeping the index equal to the cell makes pictures a reshape, and a 1000 x 1000
+maze exactly 10^6 states.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from rlgen.envs.model import TabularModel
+from rlgen.errors import UserError
+
+CELLS = ".SGTC#"
+MOVES: dict[int, list[tuple[int, int]]] = {
+    2: [(0, -1), (0, 1)],  # left, right (random walks)
+    4: [(-1, 0), (0, 1), (1, 0), (0, -1)],  # up, right, down, left (Gymnasium CliffWalking's order)
+    8: [(-1, 0), (0, 1), (1, 0), (0, -1), (-1, 1), (1, 1), (1, -1), (-1, -1)],  # king's moves, S&B Ex. 6.9
+}
+COLOURS = {".": (235, 235, 235), "S": (120, 170, 250), "G": (90, 200, 110), "T": (200, 90, 90),
+           "C": (60, 60, 60), "#": (25, 25, 40)}
+
+
+class LayoutError(UserError, ValueError):
+    """An invalid gridworld layout (one line saying what is wrong)."""
+
+
+def parse_layout(layout: str | Sequence[str] | np.ndarray) -> np.ndarray:
+    """A text map (rows separated by newlines or given as a list) -> (H, W) array of cell characters."""
+    if isinstance(layout, np.ndarray):
+        grid = layout
+    else:
+        rows = layout.strip().splitlines() if isinstance(layout, str) else list(layout)
+        rows = [r.strip() for r in rows if r.strip()]
+        if not rows:
+            raise LayoutError("empty gridworld layout")
+        widths = {len(r) for r in rows}
+        if len(widths) > 1:
+            raise LayoutError(f"ragged gridworld layout: rows have lengths {sorted(widths)}; all rows must be equal")
+        grid = np.array([list(r) for r in rows])
+    bad = sorted(set(np.unique(grid)) - set(CELLS))
+    if bad:
+        raise LayoutError(f"unknown character(s) {bad} in gridworld layout; use one of {list(CELLS)}")
+    if not (grid == "S").any():
+        raise LayoutError("gridworld layout has no start cell 'S'")
+    if not (grid == "G").any():
+        raise LayoutError("gridworld layout has no goal cell 'G'")
+    return grid
+
+
+def _outcomes(n_moves: int, slip: float, stochastic_wind: bool) -> list[tuple[np.ndarray, int, float]]:
+    """(probability of each intended action -> this effective move, move, wind offset) triples.
+
+    Slip: with probability `slip` the move is uniformly random (it may equal the intended one).
+    Stochastic wind (S&B Exercise 6.10): in windy columns the push is one more or one less than the
+    mean, each a third of the time.
+    """
+    offsets = [(-1, 1 / 3), (0, 1 / 3), (1, 1 / 3)] if stochastic_wind else [(0, 1.0)]
+    moves = range(n_moves) if slip > 0 else [None]
+    out = []
+    for b in moves:
+        if b is None:
+            p_move = np.ones(n_moves)
+        else:
+            p_move = np.full(n_moves, slip / n_moves)
+            p_move[b] += 1.0 - slip
+        for off, p_off in offsets:
+            out.append((p_move * p_off, -1 if b is None else b, off))
+    return out
+
+
+def build_model(grid: np.ndarray, step_reward: float, rewards: dict[str, float], wind: Sequence[int] | None,
+                stochastic_wind: bool, slip: float, n_moves: int) -> TabularModel:
+    """All transitions at once, vectorised over cells (a 10^6-cell maze builds in about a second)."""
+    H, W = grid.shape
+    S, kind = H * W, grid.ravel()
+    rows, cols = np.divmod(np.arange(S), W)
+    wind_col = np.zeros(W, dtype=np.int64) if wind is None else np.asarray(wind, dtype=np.int64)
+    if wind_col.shape != (W,):
+        raise LayoutError(f"wind needs one value per column ({W}), got {len(wind_col)}")
+    cell_reward = np.full(S, float(step_reward))
+    for char, r in rewards.items():
+        cell_reward[kind == char] = r
+    starts = np.flatnonzero(kind == "S")
+    has_cliff = (kind == "C").any()
+    ends = (kind == "G") | (kind == "T")
+    absorbing = ends | (kind == "#")
+    outcomes = _outcomes(n_moves, slip, stochastic_wind)
+    n_restart = len(starts) if has_cliff else 1
+    K = len(outcomes) * n_restart
+    next_states = np.zeros((S, n_moves, K), dtype=np.int64)
+    entered = np.zeros((S, n_moves, K), dtype=np.int64)
+    probs = np.zeros((S, n_moves, K))
+    for a in range(n_moves):
+        for j, (p_move, b, off) in enumerate(outcomes):
+            dr, dc = MOVES[n_moves][a if b < 0 else b]
+            push = np.where(wind_col[cols] != 0, wind_col[cols] + off, 0)  # wind of the column left (Ex. 6.5)
+            r2 = np.clip(rows + dr - push, 0, H - 1)
+            c2 = np.clip(cols + dc, 0, W - 1)
+            target = r2 * W + c2
+            target = np.where(kind[target] == "#", np.arange(S), target)
+            to_start = kind[target] == "C"
+            for i in range(n_restart):  # a cliff outcome splits over the starts; others use i == 0 only
+                k = j * n_restart + i
+                entered[:, a, k] = target
+                next_states[:, a, k] = np.where(to_start, starts[i], target)
+                probs[:, a, k] = np.where(to_start, p_move[a] / n_restart, p_move[a] if i == 0 else 0.0)
+    rewards_ = cell_reward[entered]
+    terminated = ends[entered]
+    # terminal and wall cells absorb: one outcome back to themselves, reward 0, episode over
+    idx = np.flatnonzero(absorbing)
+    next_states[idx], probs[idx], rewards_[idx], terminated[idx] = idx[:, None, None], 0.0, 0.0, True
+    probs[idx, :, 0] = 1.0
+    initial = np.zeros(S)
+    initial[starts] = 1.0 / len(starts)
+    return TabularModel(next_states, probs, rewards_, terminated, initial)
+
+
+def reachable(model: TabularModel) -> np.ndarray:
+    """(S,) bool: cells reachable from the start distribution (breadth-first over the outcome arrays)."""
+    seen = model.initial > 0
+    frontier = np.flatnonzero(seen)
+    while frontier.size:
+        nxt = model.next_states[frontier][model.probs[frontier] > 0]
+        nxt = np.unique(nxt[~seen[nxt]])
+        seen[nxt] = True
+        frontier = nxt
+    return seen
+
+
+class GridWorldEnv(gym.Env):
+    """A gridworld MDP from a text layout.
+
+    ## Description
+    The agent moves on a grid of cells (see the module docstring for the layout characters). Moves
+    are blocked by walls and the grid edge; per-column wind pushes the agent up; `slip` makes a move
+    random; `moves=8` gives king's moves and `moves=2` left/right only (random walks).
+
+    ## Action Space
+    `Discrete(moves)`: 0 up, 1 right, 2 down, 3 left (then the diagonals for king's moves);
+    with `moves=2`, 0 left and 1 right.
+
+    ## Observation Space
+    `Discrete(H * W)`: the cell index `row * W + col`.
+
+    ## Rewards
+    Entering a cell gives `rewards[cell character]` if given, else `step_reward`.
+
+    ## Episode End
+    Termination on entering a goal `G` or trap `T`; time limits are set at registration.
+
+    ## Arguments
+    `layout`, `step_reward`, `rewards`, `wind`, `stochastic_wind`, `slip`, `moves`, `render_mode`.
+    The model (`.model`, a TabularModel; `.P`, Gymnasium's toy-text view) is what `step()` samples.
+    """
+
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+
+    def __init__(self, layout: str | Sequence[str] | np.ndarray, step_reward: float = -1.0,
+                 rewards: dict[str, float] | None = None, wind: Sequence[int] | None = None,
+                 stochastic_wind: bool = False, slip: float = 0.0, moves: int = 4,
+                 render_mode: str | None = None):
+        if moves not in MOVES:
+            raise LayoutError(f"moves must be one of {sorted(MOVES)}, got {moves}")
+        if not 0.0 <= slip <= 1.0:
+            raise LayoutError(f"slip must be a probability in [0, 1], got {slip}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise UserError(f"render_mode must be one of {self.metadata['render_modes']}, got '{render_mode}'")
+        self.grid = parse_layout(layout)
+        self.model = build_model(self.grid, step_reward, dict(rewards or {}), wind, stochastic_wind, slip, moves)
+        seen = reachable(self.model)
+        if not seen[self.grid.ravel() == "G"].any():
+            raise LayoutError("no goal cell 'G' is reachable from the start in this gridworld layout")
+        self.wind = None if wind is None else list(wind)
+        self.observation_space = gym.spaces.Discrete(self.model.n_states)
+        self.action_space = gym.spaces.Discrete(moves)
+        self.render_mode = render_mode
+        self._cum_probs = np.cumsum(self.model.probs, axis=2)
+        self._P: dict | None = None
+        self.s = int(np.flatnonzero(self.model.initial)[0])
+        self.last_action: int | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.grid.shape
+
+    @property
+    def P(self) -> dict[int, dict[int, list[tuple[float, int, float, bool]]]]:
+        """Gymnasium's toy-text view of `.model` (built on first use: it is a large dict)."""
+        if self._P is None:
+            self._P = self.model.to_P()
+        return self._P
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """`options={"state": s}` starts in cell s (exploring starts, S&B Section 5.3)."""
+        super().reset(seed=seed)
+        if options and "state" in options:
+            s = int(options["state"])
+            if not 0 <= s < self.model.n_states or self.grid.ravel()[s] == "#":
+                raise ValueError(f"cannot start in state {s}: not a free cell of this gridworld")
+            self.s = s
+        else:
+            self.s = int(self.np_random.choice(self.model.n_states, p=self.model.initial))
+        self.last_action = None
+        return self.s, {"prob": 1.0}
+
+    def step(self, action: Any):
+        if not self.action_space.contains(action):
+            raise gym.error.InvalidAction(
+                f"invalid action {action!r}: this gridworld takes an integer in [0, {self.action_space.n - 1}]")
+        a = int(action)
+        k = int(np.searchsorted(self._cum_probs[self.s, a], self.np_random.random(), side="right"))
+        k = min(k, self.model.probs.shape[2] - 1)
+        s, self.s = self.s, int(self.model.next_states[self.s, a, k])
+        self.last_action = a
+        reward = float(self.model.rewards[s, a, k])
+        return self.s, reward, bool(self.model.terminated[s, a, k]), False, {"prob": float(self.model.probs[s, a, k])}
+
+    def render(self) -> str | np.ndarray | None:
+        if self.render_mode == "ansi":
+            cells = self.grid.copy().ravel()
+            cells[self.s] = "x"
+            return "\n".join("".join(row) for row in cells.reshape(self.grid.shape)) + "\n"
+        if self.render_mode == "rgb_array":
+            return self.picture()
+        return None
+
+    def picture(self, max_pixels: int = 512) -> np.ndarray:
+        """(H*c, W*c, 3) uint8 image: cell colours, the agent in red."""
+        H, W = self.grid.shape
+        c = max(1, min(32, max_pixels // max(H, W)))
+        codes = np.zeros(self.grid.shape, dtype=np.int64)
+        for i, ch in enumerate(CELLS):
+            codes[self.grid == ch] = i
+        img = np.array([COLOURS[ch] for ch in CELLS], dtype=np.uint8)[codes]
+        r, col = divmod(self.s, W)
+        img[r, col] = (220, 40, 40)
+        return np.repeat(np.repeat(img, c, axis=0), c, axis=1)
+
+
+def maze_layout(size: int, seed: int) -> np.ndarray:
+    """A perfect maze on a size x size grid (binary-tree algorithm, vectorised): rooms at odd
+    coordinates, each room opens north or west at random, so every room connects to the top-left.
+    Start top-left, goal at the bottom-right room."""
+    if size < 5:
+        raise LayoutError(f"maze size must be at least 5, got {size}")
+    m = (size - 1) // 2  # rooms per side
+    grid = np.full((size, size), "#")
+    grid[1:2 * m:2, 1:2 * m:2] = "."
+    rng = np.random.default_rng(seed)
+    i, j = np.meshgrid(np.arange(m), np.arange(m), indexing="ij")
+    north = rng.random((m, m)) < 0.5
+    north = np.where(i == 0, False, np.where(j == 0, True, north))
+    carve_n = north & (i > 0)
+    carve_w = ~north & (j > 0)
+    grid[2 * i[carve_n], 2 * j[carve_n] + 1] = "."
+    grid[2 * i[carve_w] + 1, 2 * j[carve_w]] = "."
+    grid[1, 1] = "S"
+    grid[2 * m - 1, 2 * m - 1] = "G"
+    return grid
+
+
+class MazeEnv(GridWorldEnv):
+    """A seeded random maze of any size (`size=1000` gives 10^6 states); -1 per step until the goal."""
+
+    def __init__(self, size: int = 21, maze_seed: int = 0, slip: float = 0.0, render_mode: str | None = None):
+        super().__init__(maze_layout(int(size), maze_seed), step_reward=-1.0, slip=slip, render_mode=render_mode)

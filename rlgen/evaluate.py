@@ -1,0 +1,105 @@
+"""python -m rlgen.evaluate run=<run dir> [episodes=20] [video=true] [seed=0] [deterministic=true]
+
+Loads a run's checkpoint, plays `episodes` evaluation episodes and prints their mean and spread;
+with video=true it also records the first `video_episodes` of them to <run dir>/videos/.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from rlgen.errors import UserError, cli_main, did_you_mean
+
+SETTINGS = {"run": str, "episodes": int, "video": bool, "video_episodes": int, "seed": int, "deterministic": bool}
+
+
+def parse(argv: list[str]) -> dict:
+    opts: dict = {"episodes": 20, "video": False, "video_episodes": 1, "seed": 0, "deterministic": True}
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep:
+            raise UserError(f"'{arg}' is not key=value; usage: python -m rlgen.evaluate run=<run dir> [episodes=20]")
+        if key not in SETTINGS:
+            raise UserError(f"unknown setting '{key}'{did_you_mean(key, SETTINGS)}; settings: {', '.join(SETTINGS)}")
+        kind = SETTINGS[key]
+        if kind is bool:
+            if value.lower() not in ("true", "false"):
+                raise UserError(f"{key} must be true or false, got '{value}'")
+            opts[key] = value.lower() == "true"
+        else:
+            try:
+                opts[key] = kind(value)
+            except ValueError:
+                raise UserError(f"{key} must be {kind.__name__}, got '{value}'") from None
+    if "run" not in opts:
+        raise UserError("missing run=<run dir>: the directory a training run wrote")
+    if opts["episodes"] <= 0:
+        raise UserError(f"episodes must be positive, got {opts['episodes']}")
+    return opts
+
+
+def record_video(agent, cfg, run_dir: Path, episodes: int, seed: int, deterministic: bool) -> Path:
+    import os
+
+    import gymnasium as gym
+
+    from rlgen.envs import make_env
+
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # render off-screen: no display is needed
+    env = make_env(cfg.env, render_mode="rgb_array", one_hot=agent.one_hot)
+    if "rgb_array" not in (env.metadata.get("render_modes") or []):
+        raise UserError(f"env {cfg.env.id} has no rgb_array rendering, so no video can be made")
+    folder = run_dir / "videos"
+    env = gym.wrappers.RecordVideo(env, str(folder), episode_trigger=lambda i: i < episodes, disable_logger=True)
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        done = False
+        while not done:
+            action = agent.act(np.asarray(obs)[None], deterministic=deterministic)[0]
+            obs, _, terminated, truncated, _ = env.step(action)
+            done = terminated or truncated
+    env.close()
+    return folder
+
+
+@cli_main
+def main(argv: list[str]) -> int:
+    if "-h" in argv or "--help" in argv:
+        print(__doc__)
+        return 0
+    opts = parse(argv)
+    run_dir = Path(opts["run"])
+    if not run_dir.is_dir():
+        raise UserError(f"no such run directory '{run_dir}'")
+    from rlgen.evaluation import evaluate
+    from rlgen.trainer import build_agent, load_run_config
+
+    cfg = load_run_config(run_dir)
+    agent = build_agent(cfg)
+    try:
+        agent.load(run_dir / "checkpoint")
+    except FileNotFoundError:
+        raise UserError(f"{run_dir} has no checkpoint yet (the run stopped before its first one)") from None
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        return agent.act(obs, deterministic=opts["deterministic"])
+
+    returns, lengths = evaluate(act, cfg.env, opts["episodes"], opts["seed"], one_hot=agent.one_hot)
+    result = {"episodes": len(returns), "mean_return": float(returns.mean()), "std_return": float(returns.std()),
+              "mean_length": float(lengths.mean()), "seed": opts["seed"], "deterministic": opts["deterministic"],
+              "checkpoint_step": agent.num_steps}
+    print(f"{cfg.agent.name} on {cfg.env.id} (checkpoint at step {agent.num_steps}): return "
+          f"{result['mean_return']:.2f} +- {result['std_return']:.2f} over {len(returns)} episodes")
+    if opts["video"]:
+        folder = record_video(agent, cfg, run_dir, opts["video_episodes"], opts["seed"], opts["deterministic"])
+        result["videos"] = sorted(p.name for p in folder.glob("*.mp4"))
+        print(f"video: {', '.join(str(folder / v) for v in result['videos'])}")
+    (run_dir / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    main()

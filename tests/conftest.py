@@ -1,0 +1,67 @@
+"""Shared helpers: run the training CLI in a subprocess and read what a run directory holds."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+torch.set_num_threads(1)  # the machines running the suite are shared; small nets are fastest this way
+
+
+def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`python -m rlgen.train *args`, on one torch thread, with its output captured."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "rlgen.train", *args],
+        capture_output=True, text=True, timeout=timeout, env=env, check=False,
+    )
+
+
+def train_run(run_dir: Path, *overrides: str, timeout: float = 300) -> Path:
+    """A training run into `run_dir` (no progress bar) that must succeed; returns the directory."""
+    out = cli(*overrides, f"run_dir={run_dir}", "progress=false", timeout=timeout)
+    assert out.returncode == 0, f"exit {out.returncode}\nstdout:\n{out.stdout}\nstderr:\n{out.stderr}"
+    assert "Traceback" not in out.stderr, out.stderr
+    return Path(run_dir)
+
+
+def assert_user_error(out: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    """A user mistake: exit status 2 and exactly one line on stderr (no traceback) naming the fix."""
+    assert out.returncode == 2, f"exit {out.returncode}\nstderr:\n{out.stderr}"
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{out.stderr}"
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        return list(reader.fieldnames or []), rows
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
+
+
+def eval_means(run_dir: Path) -> list[float]:
+    return [float(r["mean_return"]) for r in read_csv(Path(run_dir) / "eval.csv")[1]]
+
+
+def eval_steps(run_dir: Path) -> list[int]:
+    return [int(r["step"]) for r in read_csv(Path(run_dir) / "eval.csv")[1]]
+
+
+@pytest.fixture
+def run_cli():
+    return cli

@@ -1,0 +1,139 @@
+"""The benchmark harness end to end: suites, the process pool, resuming, the report's numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rlgen import bench
+from rlgen import benchstats as bs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _summaries(logdir: Path) -> dict[tuple[str, int], dict]:
+    out = {}
+    for path in logdir.glob("*/*/seed*/summary.json"):
+        summary = json.loads(path.read_text())
+        out[(summary["agent"], summary["seed"])] = {**summary, "dir": path.parent}
+    return out
+
+
+@pytest.mark.slow
+def test_smoke_suite_end_to_end_through_the_process_pool(tmp_path, capsys):
+    logdir, out = tmp_path / "runs", tmp_path / "report"
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(["smoke", "workers=1", f"logdir={logdir}", f"out={out}"])
+    assert exit_.value.code == 0
+    runs = _summaries(logdir)
+    assert sorted(runs) == [(a, s) for a in ("ppo", "sb3_ppo") for s in (0, 1, 2)]
+    assert all(r["status"] == "completed" and r["total_steps"] >= 4096 for r in runs.values())
+    # one logdir, one sub-tree per run: TensorBoard overlays ours and SB3's
+    assert all(any((r["dir"] / "tb").iterdir()) for r in runs.values())
+
+    # the report's numbers, recomputed from the run directories alone
+    report = (out / "REPORT.md").read_text()
+    results = json.loads((out / "results.json").read_text())
+    for row in results["tables"]["CartPole"]:
+        mine = [r for (a, _), r in runs.items() if a == row["agent"]]
+        finals = np.array([r["eval_mean_return"] for r in mine])
+        assert row["iqm"] == pytest.approx(bs.iqm(finals))
+        lo, hi = bs.bootstrap_ci(finals)
+        assert row["ci"] == [pytest.approx(lo), pytest.approx(hi)]
+        assert lo <= row["iqm"] <= hi
+        assert row["sps"] == pytest.approx(np.mean([r["steps_per_second"] for r in mine]))
+        assert row["wall"] == pytest.approx(np.mean([r["wall_seconds"] for r in mine]))
+        peaks = [json.loads((r["dir"] / "bench.json").read_text())["peak_rss_mb"] for r in mine]
+        assert row["peak_mb"] == pytest.approx(max(peaks)) and 50 < row["peak_mb"] < 4000
+        assert row["solved"] == sum(r["solved_at_step"] is not None for r in mine)
+        line = next(ln for ln in report.splitlines() if ln.startswith(f"| {row['agent']} | 3 |"))
+        assert f"{bs.iqm(finals):.2f} [{lo:.2f}, {hi:.2f}]" in line
+        assert f"| {row['solved']}/3 |" in line and f"| {max(peaks):.0f} |" in line
+    x = [runs[("ppo", s)]["eval_mean_return"] for s in range(3)]
+    y = [runs[("sb3_ppo", s)]["eval_mean_return"] for s in range(3)]
+    poi, ci = bs.probability_of_improvement(x, y), bs.probability_of_improvement_ci(x, y)
+    assert f"| ppo | sb3_ppo | CartPole | {poi:.2f} [{ci[0]:.2f}, {ci[1]:.2f}] | **{bs.verdict(ci)}** |" in report
+    assert (out / "curves_CartPole.png").stat().st_size > 10_000
+    assert "seeds: 0, 1, 2" in report and "torch: " in report and "cores: " in report
+
+    # a second call runs nothing; an interrupted run is resumed, the others are left alone
+    interrupted = runs[("sb3_ppo", 1)]["dir"] / "summary.json"
+    interrupted.write_text(interrupted.read_text().replace('"completed"', '"interrupted"'))
+    untouched = runs[("ppo", 0)]["dir"] / "summary.json"
+    before = untouched.stat().st_mtime_ns
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        bench.main(["smoke", "workers=1", f"logdir={logdir}", f"out={out}"])
+    printed = capsys.readouterr().out
+    assert "6 runs, 5 already done" in printed and "[1/1] completed" in printed
+    assert json.loads(interrupted.read_text())["status"] == "completed"
+    assert untouched.stat().st_mtime_ns == before
+
+
+def test_classic_suite_plans_rl_zoo_budgets(tmp_path):
+    suite = bench.load_suite(bench.find_suite("classic"))
+    jobs = bench.plan(suite, bench.parse_options([]), tmp_path)
+    budget = {(j.agent, j.env): j.budget for j in jobs}
+    assert budget[("ppo", "CartPole")] == budget[("sb3_ppo", "CartPole")] == 100_000
+    assert budget[("dqn", "MountainCar")] == budget[("sb3_dqn", "MountainCar")] == 120_000
+    assert budget[("ppo", "LunarLander")] == 1_000_000 and budget[("sb3_a2c", "LunarLander")] == 200_000
+    assert len(jobs) == len(budget) * 5 and {j.seed for j in jobs} == {0, 1, 2, 3, 4}
+    a2c = next(j for j in jobs if j.agent == "sb3_a2c" and j.env == "LunarLander")
+    assert "agent.gamma=0.995" in a2c.overrides
+    cut = bench.plan(suite, bench.parse_options(["seeds=2", "budget_scale=0.1", "envs=CartPole"]), tmp_path)
+    assert {j.seed for j in cut} == {0, 1} and {j.env for j in cut} == {"CartPole"}
+    assert {(j.agent, j.budget) for j in cut if j.agent == "dqn"} == {("dqn", 5000)}
+    assert "eval_every=250" in next(j for j in cut if j.agent == "dqn").overrides
+
+
+def test_tabular_suite_is_a_valid_dp_error_suite():
+    suite = bench.load_suite(bench.find_suite("tabular"))
+    assert suite.metric == "dp_error" and "FrozenLake" in suite.envs
+    assert bench._lookup(suite.step_sweep, "value_iteration", "CliffWalking")[-1] == [1, 3, 10, 30, 100]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["smok"], "unknown suite 'smok' (did you mean 'smoke'"),
+    (["smoke", "budget_scale=2"], "budget_scale must be in (0, 1]"),
+    (["smoke", "backend=dask"], "unknown backend 'dask'"),
+    (["smoke", "worker=2"], "unknown option 'worker' (did you mean 'workers'"),
+    (["smoke", "seeds=two"], "option seeds takes a int"),
+    (["smoke", "agents=dqn"], "unknown agent in this suite 'dqn'"),
+])
+def test_user_mistakes_are_one_line_and_exit_2(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        bench.main([*argv, f"logdir={tmp_path}", f"out={tmp_path}"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err and err.count("\n") == 1
+
+
+def test_a_suite_file_with_a_typo_is_a_user_error(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: bad\nagents: [ppo]\nenvs: [CartPole]\nseed: [0]\n")
+    with pytest.raises(bench.UserError, match="seed"):
+        bench.load_suite(path)
+
+
+@pytest.mark.slow
+def test_a_tiny_suite_on_a_local_ray_instance(tmp_path):
+    ray = pytest.importorskip("ray")
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text("name: tiny\nagents: [ppo]\nenvs: [CartPole]\nseeds: [0, 1]\n"
+                     "steps: {all: 512}\noverrides: {all: [eval_every=256, eval_episodes=2]}\n")
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        assert ray.is_initialized()
+        with pytest.raises(SystemExit) as exit_:
+            bench.main([str(suite), "backend=ray", f"logdir={tmp_path / 'runs'}", f"out={tmp_path / 'report'}"])
+    finally:
+        ray.shutdown()
+    assert exit_.value.code == 0
+    runs = _summaries(tmp_path / "runs")
+    assert sorted(runs) == [("ppo", 0), ("ppo", 1)]
+    assert all(r["status"] == "completed" and (r["dir"] / "bench.json").is_file() for r in runs.values())
+    results = json.loads((tmp_path / "report" / "results.json").read_text())
+    finals = [r["eval_mean_return"] for r in runs.values()]
+    assert results["tables"]["CartPole"][0]["iqm"] == pytest.approx(bs.iqm(finals))
