@@ -93,7 +93,9 @@ def _resolve_env_choice(value: str, short_names: list[str]) -> list[str]:
         return [f"env={value}"]
     if value in gym.registry:
         return [f"env={ENV_GROUP_GENERIC}", f"env.id={value}", f"env.name={value}"]
-    raise unknown("env", value, [n for n in short_names if n != ENV_GROUP_GENERIC] + list(gym.registry))
+    names = sorted(n for n in short_names if n != ENV_GROUP_GENERIC)
+    near = did_you_mean(value, names + list(gym.registry))
+    raise UserError(f"unknown env '{value}'{near}; short names: {', '.join(names)}, or any registered Gymnasium id")
 
 
 def _check_override(key: str, agent: str) -> None:
@@ -130,6 +132,9 @@ def list_choices() -> tuple[list[str], list[str]]:
 
 def expand_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
     """Split a command line into one override list per job (the cartesian product of sweeps)."""
+    for line in overrides:
+        if "=" not in line:
+            raise UserError(f"'{line}' is not an override: write key=value (e.g. agent=ppo env=CartPole)")
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as err:

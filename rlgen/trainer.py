@@ -82,8 +82,9 @@ def train(cfg: TrainConfig) -> tuple[dict[str, Any], Path]:
             status = "interrupted"
     except Diverged as err:
         run.close()
-        kept = read_json(run_dir / "checkpoint.json")["num_steps"] if (run_dir / "checkpoint.json").exists() else None
-        where = f"the last good checkpoint (step {kept}) is kept" if kept is not None else "no checkpoint was written yet"
+        saved = run_dir / "checkpoint.json"
+        kept = read_json(saved)["num_steps"] if saved.exists() else None
+        where = f"the last good checkpoint (step {kept}) is kept" if kept is not None else "no checkpoint was written"
         raise TrainingFailed(f"training diverged: {err}; {where} in {run_dir}") from None
     finally:
         signal.signal(signal.SIGINT, previous)
