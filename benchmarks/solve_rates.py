@@ -49,8 +49,9 @@ def main() -> None:
         agent, env = pair.split(":")
         rows = sweep(agent, env, args.seeds, args.runs / time.strftime("%Y%m%d-%H%M%S"))
         (args.out / f"{agent}_{env}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    seeds = " ".join(map(str, args.seeds))
     lines = ["# Solve rates of rlgen's tuned agents", "",
-             f"Command: `python benchmarks/solve_rates.py {' '.join(args.pairs)} --seeds {' '.join(map(str, args.seeds))}`",
+             f"Command: `python benchmarks/solve_rates.py {' '.join(args.pairs)} --seeds {seeds}`",
              "Evaluation: 10 deterministic episodes every `eval_every` steps (see the tuned config).", ""]
     for path in sorted(args.out.glob("*_*.json")):
         agent, env = path.stem.rsplit("_", 1)

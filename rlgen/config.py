@@ -24,6 +24,18 @@ from omegaconf.errors import OmegaConfBaseException
 from rlgen.errors import UserError, did_you_mean, unknown
 
 
+def check_choice(field: str, value: str, choices: list[str] | tuple[str, ...]) -> None:
+    """For a config's __post_init__: a value outside `choices` is a user mistake."""
+    if value not in choices:
+        raise UserError(f"{field}={value!r} is not one of {', '.join(choices)}{did_you_mean(value, choices)}")
+
+
+def check_positive(**values: float) -> None:
+    for name, value in values.items():
+        if value <= 0:
+            raise UserError(f"{name} must be positive, got {value}")
+
+
 @dataclass
 class AgentConfig:
     """Fields every agent has; each agent extends it with its hyperparameters."""
@@ -89,6 +101,8 @@ ENV_GROUP_GENERIC = "gym"  # conf/env/gym.yaml: any registered Gymnasium id
 
 def _resolve_env_choice(value: str, short_names: list[str]) -> list[str]:
     """`env=CartPole` picks conf/env/CartPole.yaml; `env=<any registered id>` uses the generic node."""
+    import rlgen.envs  # noqa: F401  (registers rlgen/<Name>-v0 before the registry is consulted)
+
     if value in short_names:
         return [f"env={value}"]
     if value in gym.registry:
@@ -117,9 +131,6 @@ def _check_override(key: str, agent: str) -> None:
                 f"agent {agent} has no field '{field_name}'{did_you_mean(field_name, names)}; "
                 f"fields: {', '.join(names)}"
             )
-    elif head == "env" and rest.split(".")[0] not in [f.name for f in fields(EnvConfig)]:
-        names = [f.name for f in fields(EnvConfig)]
-        raise UserError(f"env has no field '{rest}'{did_you_mean(rest, names)}; fields: {', '.join(names)}")
 
 
 def list_choices() -> tuple[list[str], list[str]]:
@@ -128,6 +139,21 @@ def list_choices() -> tuple[list[str], list[str]]:
     with initialize_config_module("rlgen.conf", version_base="1.3"):
         envs = [e for e in _group_options("env") if e != ENV_GROUP_GENERIC]
         return _group_options("agent"), envs
+
+
+def _env_kwarg(key: str, value: str) -> str | None:
+    """`env.size=1000` is short for `env.kwargs.size=1000` when `size` is not an EnvConfig field;
+    gymnasium.make then rejects a keyword the env does not take, with the env's own message."""
+    head, _, rest = key.partition(".")
+    names = [f.name for f in fields(EnvConfig)]
+    if head == "env" and rest and "." not in rest and rest not in names:
+        near = did_you_mean(rest, names)
+        if near:  # a misspelt field, not an env keyword
+            raise UserError(f"env has no field '{rest}'{near}; fields: {', '.join(names)}, or env keywords")
+        return f"++env.kwargs.{rest}={value}"
+    if key.startswith("env.kwargs."):  # kwargs is open: `++` adds the key or overrides it
+        return f"++{key}={value}"
+    return None
 
 
 def expand_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
@@ -161,6 +187,7 @@ def load_config(overrides: list[str]) -> TrainConfig:
         agent = next(d["agent"] for d in defaults if not isinstance(d, str) and "agent" in d)
         for line in overrides:
             key, sep, value = line.partition("=")
+            line = _env_kwarg(key, value) or line
             if not sep:
                 raise UserError(f"'{line}' is not an override: write key=value (e.g. agent=ppo env=CartPole)")
             if key == "agent":

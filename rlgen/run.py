@@ -102,6 +102,7 @@ class Run:
         self.t0 = time.perf_counter()
         self.cpu0 = time.process_time()
         self.stop_requested = False
+        self.closed = False
         self.agent: Agent | None = None
         self.bar = ProgressBar(cfg.total_steps, start, enabled=cfg.progress)
 
@@ -148,10 +149,10 @@ class Run:
     def tick(self, step: int) -> bool:
         """Called by the agent as it goes: evaluates and checkpoints when due; False means stop."""
         if step >= self.next_eval:
+            while self.next_eval <= step:  # advanced first: the checkpoint records the next one due
+                self.next_eval += self.cfg.eval_every or self.cfg.total_steps
             self.evaluate(step)
             self.checkpoint(step)
-            while self.next_eval <= step:
-                self.next_eval += self.cfg.eval_every or self.cfg.total_steps
         self.bar.update(step, self.recent_returns[-1] if self.recent_returns else None)
         return not self.stop_requested
 
@@ -235,6 +236,10 @@ class Run:
         }
 
     def close(self) -> None:
+        """Idempotent: the trainer closes the run however learning ended."""
+        if self.closed:
+            return
+        self.closed = True
         self.bar.close()
         self.tb.close()
         for log in (self.progress_csv, self.eval_csv, self.episodes_csv):

@@ -18,7 +18,7 @@ summary) goes to runs/<env>/<agent>/<seed>-<timestamp>/ unless run_dir=PATH is g
 
   agent=NAME              {agents}
   env=NAME                {envs}
-                          or any registered Gymnasium id (e.g. env=Taxi-v3)
+                          or any registered Gymnasium id (e.g. env=Taxi-v4)
   seed=INT                total_steps=INT          eval_every=INT         eval_episodes=INT
   run_dir=PATH            resume=RUN_DIR           progress=BOOL          torch_threads=INT
   agent.FIELD=VALUE       any hyperparameter of the agent (see rlgen/conf/agent/NAME.yaml)

@@ -63,46 +63,46 @@ def train(cfg: TrainConfig) -> tuple[dict[str, Any], Path]:
         if not (run_dir / "checkpoint.json").is_file():
             raise UserError(f"cannot resume {run_dir}: no checkpoint.json there (is it a run directory?)")
         state = read_json(run_dir / "checkpoint.json")
+    agent = build_agent(cfg)  # before the run directory: a config the env rejects leaves nothing behind
+    if state is not None:
+        agent.load(run_dir / "checkpoint")
     else:
         run_dir = new_run_dir(cfg)
         write_text_atomic(run_dir / "config.yaml", to_yaml(cfg))
-    agent = build_agent(cfg)
-    if state is not None:
-        agent.load(run_dir / "checkpoint")
     run = Run(cfg, run_dir, state)
     run.agent = agent
     if state is None:
         run.tb.add_text("hparams", "```yaml\n" + to_yaml(cfg) + "```", 0)
     previous = signal.getsignal(signal.SIGINT)
     run.catch_interrupt()
-    status = "completed"
     try:
         agent.learn(cfg.total_steps, run)
-        if run.stop_requested:
-            status = "interrupted"
+        return _finish(run, agent, "interrupted" if run.stop_requested else "completed"), run_dir
     except Diverged as err:
-        run.close()
         saved = run_dir / "checkpoint.json"
         kept = read_json(saved)["num_steps"] if saved.exists() else None
         where = f"the last good checkpoint (step {kept}) is kept" if kept is not None else "no checkpoint was written"
         raise TrainingFailed(f"training diverged: {err}; {where} in {run_dir}") from None
     finally:
         signal.signal(signal.SIGINT, previous)
+        run.close()
+
+
+def _finish(run: Run, agent: Agent, status: str) -> dict[str, Any]:
+    """Final evaluation (unless one was just made), checkpoint, artifacts and summary.json."""
     step = agent.num_steps
-    if status == "completed" and run.eval_csv.rows and int(float(run.eval_csv.rows[-1]["step"])) != step:
-        run.evaluate(step)
-    elif status == "completed" and not run.eval_csv.rows:
+    last_eval = int(float(run.eval_csv.rows[-1]["step"])) if run.eval_csv.rows else None
+    if status == "completed" and last_eval != step:
         run.evaluate(step)
     run.flush_logs(step)
     run.checkpoint(step)
     agent.write_artifacts(run)
     summary = run.summary(step, status)
-    write_summary(run_dir / "summary.json", summary)
+    write_summary(run.dir / "summary.json", summary)
     if status == "completed":
         metrics = {"eval/mean_reward": summary["eval_mean_return"] or 0.0}
-        run.tb.add_hparams(_flat_hparams(cfg), metrics, run_name=".")
-    run.close()
-    return summary, run_dir
+        run.tb.add_hparams(_flat_hparams(run.cfg), metrics, run_name=".")
+    return summary
 
 
 def _flat_hparams(cfg: TrainConfig) -> dict[str, Any]:

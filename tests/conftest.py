@@ -33,7 +33,7 @@ def train_run(run_dir: Path, *overrides: str, timeout: float = 300) -> Path:
     return Path(run_dir)
 
 
-def assert_user_error(out: subprocess.CompletedProcess[str], *fragments: str) -> str:
+def assert_user_error(out: Any, *fragments: str) -> str:
     """A user mistake: exit status 2 and exactly one line on stderr (no traceback) naming the fix."""
     assert out.returncode == 2, f"exit {out.returncode}\nstderr:\n{out.stderr}"
     lines = out.stderr.strip().splitlines()
@@ -62,6 +62,24 @@ def eval_steps(run_dir: Path) -> list[int]:
     return [int(r["step"]) for r in read_csv(Path(run_dir) / "eval.csv")[1]]
 
 
+class Exit:
+    """What the CLI's entry point did when called in-process: exit status, stdout, stderr."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
 @pytest.fixture
-def run_cli():
-    return cli
+def main_in_process(capsys):
+    """Call rlgen.train's entry point in this process (no interpreter start-up, torch already loaded).
+    An exception other than the CLI's own exit escapes and fails the test: that would be a traceback."""
+    from rlgen.train import main
+
+    def call(*args: str) -> Exit:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_:
+            main(list(args))
+        captured = capsys.readouterr()
+        return Exit(int(exit_.value.code or 0), captured.out, captured.err)
+
+    return call

@@ -50,6 +50,10 @@ def check_run_dir(run: Path, agent: str, budget: int) -> None:
 
 def test_smoke_ppo(ppo_run):
     check_run_dir(ppo_run, "ppo", 600)
+    columns, _ = read_csv(ppo_run / "progress.csv")
+    # SB3's tag names, so that rlgen and SB3 runs overlay in one TensorBoard
+    assert {"train/policy_gradient_loss", "train/value_loss", "train/entropy_loss", "train/approx_kl",
+            "train/clip_fraction", "train/explained_variance", "rollout/ep_rew_mean", "time/fps"} <= set(columns)
 
 
 @pytest.mark.parametrize("agent", [a for a in DEEP_AGENTS if a != "ppo"])
@@ -75,8 +79,6 @@ def test_help_lists_agents_and_envs():
     assert {"CartPole", "Pendulum", "Acrobot"} <= set(re.findall(r"[\w-]+", envs_line))
 
 
-@pytest.mark.xfail(strict=True, reason="--help offers 'e.g. env=Taxi-v3', which gymnasium 1.4 no longer "
-                   "registers (Taxi-v4); following the help's example is an error")
 def test_help_example_env_id_is_accepted():
     example = re.search(r"e\.g\. (env=\S+?)\)", cli("--help").stdout).group(1)
     out = cli(example, "--cfg")
@@ -93,6 +95,17 @@ def test_sweep_runs_one_job_per_combination(tmp_path):
     # runs_root/<env>/<agent>/<seed>-<timestamp>
     assert all(re.fullmatch(r"[01]-\d{8}-\d{6}(-\d+)?", p.parent.name)
                for p in tmp_path.glob("CartPole/*/*/summary.json"))
+    # the seed reaches the envs and the agent: the two ppo runs saw different episodes
+    seed0, seed1 = (next(tmp_path.glob(f"CartPole/ppo/{s}-*/episodes.csv")).read_bytes() for s in (0, 1))
+    assert seed0 != seed1
+
+
+def test_a_user_mistake_from_the_shell_is_one_line_and_exit_2(tmp_path):
+    """The real entry point (`python -m rlgen.train`); the cases below call it in-process."""
+    out = cli("agent=ppp", f"run_dir={tmp_path / 'run'}")
+    assert "Traceback" not in out.stderr
+    assert_user_error(out, "unknown agent 'ppp'", "'ppo'")
+    assert out.stdout == ""
 
 
 @pytest.mark.parametrize(
@@ -101,6 +114,7 @@ def test_sweep_runs_one_job_per_combination(tmp_path):
         (["agent=ppp"], ["unknown agent 'ppp'", "'ppo'"]),
         (["env=CartPol"], ["unknown env 'CartPol'", "'CartPole'"]),
         (["agent.learnin_rate=1"], ["learnin_rate", "'learning_rate'"]),
+        (["agent=dqn", "agent.learnin_rate=1"], ["learnin_rate", "'learning_rate'"]),
         (["agent.learning_rate=abc"], ["learning_rate", "abc"]),
         (["sed=3"], ["'sed'", "'seed'"]),
         (["total_steps=0"], ["total_steps", "0"]),
@@ -109,40 +123,44 @@ def test_sweep_runs_one_job_per_combination(tmp_path):
         (["--frobnicate"], ["--frobnicate"]),
     ],
 )
-def test_user_mistakes_exit_2_with_one_line(args, fragments, tmp_path):
-    out = cli(*args, f"run_dir={tmp_path / 'run'}", "progress=false")
+def test_user_mistakes_exit_2_with_one_line(args, fragments, tmp_path, main_in_process):
+    out = main_in_process(*args, f"run_dir={tmp_path / 'run'}", "progress=false")
     assert_user_error(out, *fragments)
     assert not (tmp_path / "run").exists(), "a rejected command must not create its run directory"
 
 
-def test_resume_of_a_missing_directory(tmp_path):
-    assert_user_error(cli(f"resume={tmp_path / 'nope'}"), "nope")
+def test_resume_of_a_missing_directory(tmp_path, main_in_process):
+    assert_user_error(main_in_process(f"resume={tmp_path / 'nope'}"), "nope")
 
 
-def test_resume_cannot_change_the_saved_config(ppo_run):
-    assert_user_error(cli(f"resume={ppo_run}", "seed=4"), "seed")
+def test_resume_cannot_change_the_saved_config(ppo_run, main_in_process):
+    assert_user_error(main_in_process(f"resume={ppo_run}", "seed=4"), "seed")
 
 
-def test_run_dir_that_already_holds_a_run(ppo_run):
+def test_run_dir_that_already_holds_a_run(ppo_run, main_in_process):
     before = (ppo_run / "summary.json").read_bytes()
-    assert_user_error(cli("agent=ppo", *TINY, f"run_dir={ppo_run}", "progress=false"), str(ppo_run), "resume=")
+    out = main_in_process("agent=ppo", *TINY, f"run_dir={ppo_run}", "progress=false")
+    assert_user_error(out, str(ppo_run), "resume=")
     assert (ppo_run / "summary.json").read_bytes() == before
 
 
-# Mistakes that currently end in a traceback instead of one line (bugs; see each reason).
+# Mistakes found while the config is checked or the agent is built, before any file is written.
 @pytest.mark.parametrize(
     "args",
     [
-        pytest.param(["agent=ppo", "agent.lr_schedule=foo"], marks=pytest.mark.xfail(
-            strict=True, reason="an unknown schedule name raises ValueError from ppo.schedule mid-run")),
-        pytest.param(["agent=ppo", "agent.activation=gelu"], marks=pytest.mark.xfail(
-            strict=True, reason="an unknown activation raises KeyError from nets.mlp when the agent is built")),
-        pytest.param(["agent=ppo", "agent.n_envs=0"], marks=pytest.mark.xfail(
-            strict=True, reason="n_envs=0 is accepted and fails with a ValueError reshape in PPO.collect_rollout")),
-        pytest.param(["agent=dqn", "env=Pendulum"], marks=pytest.mark.xfail(
-            strict=True, reason="DQN on Box actions raises TypeError (not UserError) from DQN.__init__")),
+        ["agent=ppo", "agent.activation=gelu"],
+        ["agent=dqn", "env=Pendulum"],
+        ["agent=ppo", "agent.lr_schedule=foo"],
+        ["agent=ppo", "agent.n_envs=0"],
     ],
 )
-def test_invalid_values_are_user_errors(args, tmp_path):
-    out = cli(*args, "total_steps=256", "eval_episodes=1", f"run_dir={tmp_path / 'run'}", "progress=false")
+def test_invalid_agent_settings_are_user_errors(args, tmp_path, main_in_process):
+    """These fail while the agent is built, before the run opens any file: safe to call in-process,
+    and `raises` pins the exception, so any other failure still fails."""
+    assert_user_error(main_in_process(*args, "total_steps=256", f"run_dir={tmp_path / 'run'}", "progress=false"))
+
+
+def test_invalid_values_leave_no_run_directory(tmp_path):
+    out = cli("agent=ppo", "agent.n_envs=0", f"run_dir={tmp_path / 'run'}", "progress=false")
     assert_user_error(out)
+    assert not (tmp_path / "run").exists()

@@ -80,8 +80,6 @@ def test_did_you_mean_ignores_case_and_stays_quiet_when_nothing_is_close():
     assert did_you_mean("zzzzzz", ["CartPole", "Pendulum"]) == ""
 
 
-@pytest.mark.xfail(strict=True, reason="--help documents env.kwargs.KEY=VALUE, but EnvConfig.kwargs is a "
-                   "struct node: a new key is refused ('Key ... is not in struct') unless written +env.kwargs.KEY")
 def test_env_kwargs_as_documented_in_help():
     cfg = load_config(["env=MountainCar", "env.kwargs.goal_velocity=0.1"])
     assert cfg.env.kwargs == {"goal_velocity": 0.1}

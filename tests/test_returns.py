@@ -85,7 +85,8 @@ def test_the_reset_step_after_a_done_does_not_leak_into_the_finished_episode(ter
     np.testing.assert_array_equal(before[: end + 1], after[: end + 1])
     if terminated_end:  # a terminal step's value does not matter either
         values2[end + 1] += 7.0
-        np.testing.assert_array_equal(before[: end + 1], gae(rewards2, values2, terminated, done, GAMMA, 0.95)[: end + 1])
+        again = gae(rewards2, values2, terminated, done, GAMMA, 0.95)
+        np.testing.assert_array_equal(before[: end + 1], again[: end + 1])
 
 
 def test_gae_treats_each_env_column_independently():

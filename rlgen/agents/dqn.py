@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from rlgen.agents.base import Agent
-from rlgen.config import AgentConfig
-from rlgen.nets.mlp import copy_params, flat_dim, mlp, numpy_forward
+from rlgen.config import AgentConfig, check_choice, check_positive
+from rlgen.errors import UserError
+from rlgen.nets.mlp import ACTIVATIONS, copy_params, flat_dim, mlp, numpy_forward
 from rlgen.nets.optim import FlatAdam
 from rlgen.run import Run
 
@@ -54,6 +55,13 @@ class DQNConfig(AgentConfig):
     """Double DQN target: the online network picks the next action, the target network values it"""
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
     activation: str = "relu"
+
+    def __post_init__(self) -> None:
+        check_choice("agent.activation", self.activation, tuple(ACTIVATIONS))
+        positive = ("n_envs", "batch_size", "buffer_size", "train_freq")
+        check_positive(**{f"agent.{k}": getattr(self, k) for k in positive})
+        if self.gradient_steps == 0 or self.gradient_steps < -1:
+            raise UserError(f"agent.gradient_steps must be positive or -1, got {self.gradient_steps}")
 
 
 class ReplayBuffer:
@@ -116,7 +124,7 @@ class DQN(Agent):
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: DQNConfig, seed: int):
         super().__init__(observation_space, action_space, config, seed)
         if not isinstance(action_space, gym.spaces.Discrete):
-            raise TypeError(f"{type(self).__name__} needs Discrete actions, not {type(action_space).__name__}")
+            raise UserError(f"{config.name} needs Discrete actions; this env's are {type(action_space).__name__}")
         self.n_envs = config.n_envs
         self.n_actions = int(action_space.n)
         self.obs_dim = obs_dim = flat_dim(observation_space.shape)

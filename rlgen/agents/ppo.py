@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlgen.agents.base import Agent
-from rlgen.config import AgentConfig
-from rlgen.nets.mlp import flat_dim, mlp, numpy_forward
+from rlgen.config import AgentConfig, check_choice, check_positive
+from rlgen.errors import UserError
+from rlgen.nets.mlp import ACTIVATIONS, flat_dim, mlp, numpy_forward
 from rlgen.nets.optim import FlatAdam
 from rlgen.returns import explained_variance, gae, linear_schedule
 from rlgen.run import Run
@@ -65,17 +66,27 @@ class PPOConfig(AgentConfig):
     log_std_init: float = 0.0
     """initial log standard deviation of the Gaussian policy (Box actions)"""
 
+    def __post_init__(self) -> None:
+        check_choice("agent.lr_schedule", self.lr_schedule, SCHEDULES)
+        check_choice("agent.clip_range_schedule", self.clip_range_schedule, SCHEDULES)
+        check_choice("agent.activation", self.activation, tuple(ACTIVATIONS))
+        check_positive(**{f"agent.{k}": getattr(self, k) for k in ("n_envs", "n_steps", "batch_size", "n_epochs")})
+
     @property
     def rollout_size(self) -> int:
         return self.n_steps * self.n_envs
 
 
+SCHEDULES = ("constant", "linear")
+
+
 def schedule(kind: str, initial: float, progress_remaining: float) -> float:
-    if kind == "constant":
-        return initial
-    if kind == "linear":
-        return linear_schedule(initial, progress_remaining)
-    raise ValueError(f"unknown schedule '{kind}' (constant | linear)")
+    return linear_schedule(initial, progress_remaining) if kind == "linear" else initial
+
+
+def clipped_surrogate_loss(advantages: torch.Tensor, ratio: torch.Tensor, clip: float) -> torch.Tensor:
+    """-E[min(r A, clip(r, 1-eps, 1+eps) A)]: the PPO-Clip objective, Schulman et al. 2017 eq. 7."""
+    return -torch.min(advantages * ratio, advantages * ratio.clamp(1 - clip, 1 + clip)).mean()
 
 
 class PPO(Agent):
@@ -86,7 +97,7 @@ class PPO(Agent):
         self.n_envs = config.n_envs
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         if not self.discrete and not isinstance(action_space, gym.spaces.Box):
-            raise TypeError(f"PPO handles Discrete and Box actions, not {type(action_space).__name__}")
+            raise UserError(f"ppo handles Discrete and Box actions, not {type(action_space).__name__}")
         obs_dim = flat_dim(observation_space.shape)
         act_dim = int(action_space.n) if self.discrete else flat_dim(action_space.shape)
         c = config
@@ -234,8 +245,7 @@ class PPO(Agent):
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 log_ratio = logp - data["logp"][idx]
                 ratio = log_ratio.exp()
-                # clipped surrogate objective, Schulman et al. 2017 eq. 7
-                pg_loss = -torch.min(adv * ratio, adv * ratio.clamp(1 - clip, 1 + clip)).mean()
+                pg_loss = clipped_surrogate_loss(adv, ratio, clip)
                 if c.clip_range_vf is not None:  # SB3's form: clip the prediction around the old value
                     old = data["values"][idx]
                     value = old + (value - old).clamp(-c.clip_range_vf, c.clip_range_vf)
@@ -277,7 +287,7 @@ class PPO(Agent):
             "train/n_updates": self.n_updates,
         }
         if not self.discrete:
-            out["train/std"] = float(self.log_std.exp().mean())
+            out["train/std"] = float(self.log_std.detach().exp().mean())
         return {k: float(v) for k, v in out.items()}
 
     # -- checkpoints --------------------------------------------------------------------------------

@@ -72,3 +72,7 @@ def make_vec_env(cfg: EnvConfig, num_envs: int, one_hot: bool = True) -> gym.vec
 
 def reward_threshold(cfg: EnvConfig) -> float | None:
     return gym.spec(cfg.id).reward_threshold
+
+
+# rlgen's own environments register their ids (rlgen/<Name>-v0) when this package is imported
+from rlgen.envs import registration as _registration  # noqa: E402, F401
