@@ -57,8 +57,12 @@ def run_testbed(spec: str, problems: int = 2000, steps: int = 1000, k: int = 10,
     rule_cls, config, label = parse_agent(spec)
     rng = np.random.default_rng(seed)
     env_rng = np.random.default_rng(seed + 1)  # same problems for every agent of a comparison
-    q = {"gaussian": lambda: env_rng.normal(0, 1, (problems, k)), "bernoulli": lambda: env_rng.uniform(0, 1, (problems, k)),
-         "nonstationary": lambda: np.zeros((problems, k))}[kind]()
+    if kind == "gaussian":
+        q = env_rng.normal(0, 1, (problems, k))
+    elif kind == "bernoulli":
+        q = env_rng.uniform(0, 1, (problems, k))
+    else:
+        q = np.zeros((problems, k))
     rule = rule_cls(problems, k, config, rng)
     rows = np.arange(problems)
     reward, optimal = np.zeros(steps), np.zeros(steps)
@@ -115,7 +119,8 @@ def main(argv: list[str]) -> int:
         curves.append(c)
         print(f"{c.label:40s} mean reward {c.reward.mean():.3f}  last-100 reward {c.reward[-100:].mean():.3f}  "
               f"% optimal (last 100) {100 * c.optimal[-100:].mean():5.1f}  {c.seconds:.2f}s")
-    print(f"total {time.perf_counter() - t0:.2f}s for {len(curves)} agents x {args.problems} problems x {args.steps} steps")
+    print(f"total {time.perf_counter() - t0:.2f}s for {len(curves)} agents x {args.problems} problems "
+          f"x {args.steps} steps")
     plot(curves, args.out, f"{args.k}-armed testbed ({args.kind}), {args.problems} problems")
     print(f"plot: {args.out}")
     return 0

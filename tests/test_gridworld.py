@@ -99,7 +99,7 @@ def test_bad_layout_through_the_cli_is_one_line(tmp_path):
     import sys
 
     out = subprocess.run([sys.executable, "-m", "rlgen.train", "agent=value_iteration", "env=GridWorld4x4",
-                          "env.kwargs.layout=['S#G']", f"run_dir={tmp_path}", "progress=false"],
+                          "+env.kwargs.layout=['S#G']", f"run_dir={tmp_path}", "progress=false"],
                          capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == ["error: no goal cell 'G' is reachable from the start in this gridworld "

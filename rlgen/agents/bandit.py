@@ -241,7 +241,6 @@ class BanditAgent(TabularAgent):
         return np.array([int(self.rule.select()[0]) for _ in range(n)])
 
     def state_dict(self) -> dict[str, Any]:
-        self.refresh()
         return {**super().state_dict(), "rule": self.rule.__dict__ | {"rng": None, "cfg": None}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -24,26 +24,51 @@ if TYPE_CHECKING:
 
 class Backup:
     """The model folded for fast sweeps: Q = R + sum_k G_k V[next_k], with R = sum_k p_k r_k and
-    G_k = gamma p_k (1 - terminated_k) computed once (S&B eq. 4.6)."""
+    G_k = gamma p_k (1 - terminated_k) computed once (S&B eq. 4.6).
+
+    Only "live" states, those with an outcome that bootstraps, are swept; the others (terminal cells,
+    a maze's walls: half of its cells) have the constant Q = R. Outcome slots no live state uses are
+    dropped. Arrays are stored outcome- and action-major, (K, A, L), so the sums over outcomes and
+    the max over actions combine whole rows (numpy reduces a short last axis slowly).
+    """
 
     def __init__(self, model: TabularModel, gamma: float):
-        self.next_states = model.next_states
-        self.R = (model.probs * model.rewards).sum(axis=2)
-        self.G = gamma * model.probs * ~model.terminated
+        self.R = (model.probs * model.rewards).sum(axis=2)  # (S, A)
+        boot = (model.probs > 0) & ~model.terminated  # (S, A, K)
+        self.live = np.flatnonzero(boot.any(axis=(1, 2)))
+        slots = boot[self.live].any(axis=(0, 1)) if self.live.size else np.zeros(boot.shape[2], bool)
+        index_type = np.int32 if model.n_states < 2**31 else np.int64  # half the memory traffic
+        self.next = np.ascontiguousarray(model.next_states[self.live][:, :, slots].astype(index_type).T)
+        self.G = np.ascontiguousarray((gamma * model.probs * ~model.terminated)[self.live][:, :, slots].T)
+        self.R_live = np.ascontiguousarray(self.R[self.live].T)  # (A, L)
+        self.v_fixed = self.R.max(axis=1)  # V of the states that do not bootstrap, under a greedy policy
+
+    def q_live(self, v: np.ndarray) -> np.ndarray:
+        """(A, L) action values of the live states after one backup of V."""
+        q = self.R_live.copy()
+        for k in range(self.G.shape[0]):
+            q += self.G[k] * v[self.next[k]]
+        return q
 
     def q(self, v: np.ndarray) -> np.ndarray:
         """(S, A) action values of V after one backup."""
-        return self.R + np.einsum("sak,sak->sa", self.G, v[self.next_states])
+        q = self.R.copy()
+        q[self.live] = self.q_live(v).T
+        return q
 
 
 def evaluation_sweep(backup: Backup, policy: np.ndarray, v: np.ndarray) -> np.ndarray:
     """One synchronous sweep of the Bellman expectation equation (S&B eq. 4.5)."""
-    return (policy * backup.q(v)).sum(axis=1)
+    new = (policy * backup.R).sum(axis=1)
+    new[backup.live] = (policy[backup.live].T * backup.q_live(v)).sum(axis=0)
+    return new
 
 
 def optimality_sweep(backup: Backup, v: np.ndarray) -> np.ndarray:
     """One synchronous sweep of the Bellman optimality equation (S&B eq. 4.10)."""
-    return backup.q(v).max(axis=1)
+    new = backup.v_fixed.copy()
+    new[backup.live] = backup.q_live(v).max(axis=0)
+    return new
 
 
 def evaluate_policy(model: TabularModel, policy: np.ndarray, gamma: float, tol: float = 1e-10,
@@ -94,7 +119,8 @@ class DPAgent(TabularAgent):
             raise UserError(f"env '{run.cfg.env.id}' exposes no tabular model (no `.model` or `P`), which "
                             "dynamic programming needs; use a learning agent (q_learning, mc_control, ...)")
         if model.n_states != self.n_states:
-            raise UserError(f"the model of '{run.cfg.env.id}' has {model.n_states} states, observations {self.n_states}")
+            raise UserError(f"the model of '{run.cfg.env.id}' has {model.n_states} states, "
+                            f"its observations {self.n_states}")
         return model
 
     def sweep(self, backup: Backup) -> float:
@@ -185,11 +211,15 @@ class ValueIteration(DPAgent):
     Config = ValueIterationConfig
 
     def sweep(self, backup: Backup) -> float:
-        self.Q = backup.q(self.V)
-        new = self.Q.max(axis=1)
+        new = optimality_sweep(backup, self.V)
         delta, self.V = float(np.abs(new - self.V).max()), new
-        self.stale = True  # the greedy policy is derived when read, not on every sweep of a big maze
+        self.backup = backup  # Q and the greedy policy are derived when read, not on every sweep
+        self.stale = True
         return delta
+
+    def learn(self, total_steps: int, run: Run) -> None:
+        super().learn(total_steps, run)
+        self.refresh()
 
     def act(self, obs, deterministic: bool = True) -> np.ndarray:
         self.refresh()
@@ -197,12 +227,6 @@ class ValueIteration(DPAgent):
 
     def refresh(self) -> None:
         if getattr(self, "stale", False):
+            self.Q = self.backup.q(self.V)
             self.policy, self.stale = greedy(self.Q), False
 
-    def state_dict(self) -> dict:
-        self.refresh()
-        return super().state_dict()
-
-    def write_artifacts(self, run: Run) -> None:
-        self.refresh()
-        super().write_artifacts(run)

@@ -19,8 +19,14 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 
-from rlgen.agents.tabular import (TabularAgent, TabularConfig, argmax_random, epsilon_greedy_probs, greedy,
-                                  linear_schedule)
+from rlgen.agents.tabular import (
+    TabularAgent,
+    TabularConfig,
+    argmax_random,
+    epsilon_greedy_probs,
+    greedy,
+    linear_schedule,
+)
 from rlgen.errors import UserError
 from rlgen.returns import discounted_returns
 
@@ -58,6 +64,9 @@ class MCConfig(TabularConfig):
     """0: epsilon stays constant"""
     alpha: float = 0.0
     """constant step size; 0 means sample averages (1/N)"""
+    initial_value: float = 0.0
+    """Q before any return; below every return (pessimistic) makes the greedy target of mc_off_policy
+    prefer actions already tried, so its importance weights survive (S&B Section 5.7's "arbitrary")"""
 
 
 @dataclass
@@ -76,6 +85,8 @@ class MCAgent(TabularAgent):
     def __init__(self, observation_space, action_space, config, seed):
         super().__init__(observation_space, action_space, config, seed)
         self.counts = np.zeros((self.n_states, self.n_actions))
+        if self.Q is not None:
+            self.Q[:] = config.initial_value
 
     def behaviour(self, s: int) -> int:
         return int(self.rng.choice(self.n_actions, p=self.policy[s]))
@@ -107,7 +118,7 @@ class MCAgent(TabularAgent):
                 s, a = self.state(obs), None
                 if terminated or truncated:
                     break
-            tail = 0.0 if terminated else float(self.V[s])
+            tail = 0.0 if terminated else self.bootstrap(s)
             self.update(states, actions, episode_returns(rewards, gamma, tail))
             self.num_steps += len(rewards)
             run.episodes(self.num_steps, [sum(rewards)], [len(rewards)])
@@ -115,6 +126,11 @@ class MCAgent(TabularAgent):
             if not run.tick(self.num_steps):
                 break
         env.close()
+        self.refresh()
+
+    def bootstrap(self, s: int) -> float:
+        """The value that completes an episode cut by a time limit in state s."""
+        return float(self.V[s])
 
     def average(self, s: int, a: int, target: float) -> None:
         """Q(s, a) moves toward the return: a sample average, or a constant step (S&B eq. 2.3, 2.5)."""
@@ -166,11 +182,17 @@ class MCControl(MCAgent):
     def update(self, states: list[int], actions: list[int], returns: np.ndarray) -> None:
         pairs = list(zip(states, actions, strict=True))
         use = first_visits(pairs) if self.config.first_visit else np.ones(len(pairs), dtype=bool)
-        for (s, a), g in zip(np.asarray(pairs)[use], returns[use], strict=True):
-            self.average(s, a, g)
-        touched = np.unique(states)
-        self.policy[touched] = epsilon_greedy_probs(self.Q[touched], self.epsilon())
-        self.V[touched] = (self.policy[touched] * self.Q[touched]).sum(axis=1)
+        for (s, a), g, keep in zip(pairs, returns.tolist(), use.tolist(), strict=True):
+            if keep:
+                self.average(s, a, g)
+
+    def bootstrap(self, s: int) -> float:
+        return float(epsilon_greedy_probs(self.Q[s:s + 1], self.epsilon())[0] @ self.Q[s])
+
+    def refresh(self) -> None:
+        """policy.npy and values.npy from Q: the epsilon-soft policy being learned, and its V."""
+        self.policy = epsilon_greedy_probs(self.Q, self.epsilon())
+        self.V = (self.policy * self.Q).sum(axis=1)
 
     def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
         if deterministic:  # the greedy action of the learned Q, not of the epsilon-soft policy's noise
@@ -199,11 +221,12 @@ class MCExploringStarts(MCControl):
     def behaviour(self, s: int) -> int:
         return argmax_random(self.Q[s], self.rng)
 
-    def update(self, states: list[int], actions: list[int], returns: np.ndarray) -> None:
-        super().update(states, actions, returns)
-        touched = np.unique(states)
-        self.policy[touched] = greedy(self.Q[touched])
-        self.V[touched] = self.Q[touched].max(axis=1)
+    def bootstrap(self, s: int) -> float:
+        return float(self.Q[s].max())
+
+    def refresh(self) -> None:
+        self.policy = greedy(self.Q)
+        self.V = self.Q.max(axis=1)
 
 
 class MCOffPolicy(MCAgent):
@@ -228,11 +251,16 @@ class MCOffPolicy(MCAgent):
             s, a = states[t], actions[t]
             self.C[s, a] += w
             self.Q[s, a] += w / self.C[s, a] * (returns[t] - self.Q[s, a])
-            self.V[s] = self.Q[s].max()
-            self.policy[s] = greedy(self.Q[s:s + 1])[0]
             if a != int(self.Q[s].argmax()):
                 break  # pi(a|s) = 0: earlier steps carry zero weight
             w /= 1.0 - eps + eps / n  # b(a|s) of the greedy action under epsilon-greedy
+
+    def bootstrap(self, s: int) -> float:
+        return float(self.Q[s].max())
+
+    def refresh(self) -> None:
+        self.policy = greedy(self.Q)
+        self.V = self.Q.max(axis=1)
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "C": self.C}

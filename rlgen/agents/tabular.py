@@ -7,10 +7,12 @@ and implements `learn`:
 - `Q` (S, A) or None: action values (None for agents that only predict V);
 - `policy` (S, A): action probabilities; `act` takes the argmax (deterministic) or samples from it.
 
-Everything else is shared: turning observations into state indices (`Discrete` and `Tuple` of
-`Discrete`, e.g. Blackjack's (sum, dealer card, usable ace)), checkpoints of the three arrays, and
-`write_artifacts` (values.npy, q_values.npy, policy.npy, and on gridworlds values.png: the value
-heatmap with the policy's arrows, also added to TensorBoard).
+Agents that update only Q while learning derive `policy` and `V` from it in `refresh()`, which the
+base calls before the arrays are read (checkpoints, artifacts). Everything else is shared: turning
+observations into state indices (`Discrete` and `Tuple` of `Discrete`, e.g. Blackjack's (sum,
+dealer card, usable ace)), checkpoints of the three arrays, and `write_artifacts` (values.npy,
+q_values.npy, policy.npy, and on gridworlds values.png: the value heatmap with the policy's arrows,
+also added to TensorBoard).
 """
 
 from __future__ import annotations
@@ -125,7 +127,11 @@ class TabularAgent(Agent):
 
     # -- checkpoints and artifacts --------------------------------------------------------------------
 
+    def refresh(self) -> None:
+        """Bring `policy` and `V` up to date with what was learned (a hook; nothing to do by default)."""
+
     def state_dict(self) -> dict[str, Any]:
+        self.refresh()
         return {**super().state_dict(), "V": self.V, "Q": self.Q, "policy": self.policy}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -135,6 +141,7 @@ class TabularAgent(Agent):
     def write_artifacts(self, run: Run) -> None:
         """values.npy (S,), q_values.npy (S, A) if the agent has Q, policy.npy (S, A); on gridworlds
         values.png (heatmap + arrows), also as the TensorBoard image `tabular/values`."""
+        self.refresh()
         np.save(run.dir / "values.npy", self.V)
         if self.Q is not None:
             np.save(run.dir / "q_values.npy", self.Q)

@@ -29,7 +29,7 @@ def value_picture(grid: np.ndarray, values: np.ndarray, policy: np.ndarray, path
                   title: str = "") -> np.ndarray:
     """Save the heatmap-with-arrows PNG at `path` and return it as an (H, W, 3) uint8 array."""
     H, W = grid.shape
-    shown = np.ma.masked_where(grid == "#", values.reshape(H, W))
+    shown = np.ma.masked_where(np.isin(grid, ["#", "C"]), values.reshape(H, W))  # cells never occupied
     scale = min(0.6, 12.0 / max(H, W))
     fig, ax = plt.subplots(figsize=(max(4.0, W * scale + 1.5), max(3.0, H * scale + 0.8)), dpi=100)
     cmap = plt.get_cmap("viridis").copy()
@@ -37,7 +37,7 @@ def value_picture(grid: np.ndarray, values: np.ndarray, policy: np.ndarray, path
     im = ax.imshow(shown, cmap=cmap, interpolation="nearest")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="V(s)")
     if H * W <= MAX_ARROW_CELLS and policy.shape[1] in MOVES:
-        free = ((grid != "#") & (grid != "G") & (grid != "T")).ravel()
+        free = ~np.isin(grid, ["#", "G", "T", "C"]).ravel()
         s, u, v = arrows(policy)
         keep = free[s]
         rows, cols = np.divmod(s[keep], W)

@@ -18,8 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rlgen.agents.tabular import (TabularAgent, TabularConfig, argmax_random, epsilon_greedy_probs, greedy,
-                                  linear_schedule)
+from rlgen.agents.tabular import (
+    TabularAgent,
+    TabularConfig,
+    argmax_random,
+    epsilon_greedy_probs,
+    greedy,
+    linear_schedule,
+)
 from rlgen.errors import UserError
 
 if TYPE_CHECKING:
@@ -166,10 +172,6 @@ class TDControl(TabularAgent):
             return self.Q[s].argmax(axis=1)
         probs = epsilon_greedy_probs(self.Q[s], self.epsilon())
         return np.array([self.rng.choice(self.n_actions, p=p) for p in probs])
-
-    def state_dict(self) -> dict[str, Any]:
-        self.refresh()
-        return super().state_dict()
 
 
 class Sarsa(TDControl):

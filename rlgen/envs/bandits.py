@@ -75,7 +75,8 @@ class BanditEnv(gym.Env):
 
     def render(self) -> str | np.ndarray | None:
         if self.render_mode == "ansi":
-            lines = [f"arm {a}: q*={q:+.3f} pulls={n}" for a, (q, n) in enumerate(zip(self.q_star, self.counts))]
+            rows = enumerate(zip(self.q_star, self.counts, strict=True))
+            lines = [f"arm {a}: q*={q:+.3f} pulls={n}" for a, (q, n) in rows]
             return "\n".join(lines) + "\n"
         if self.render_mode == "rgb_array":
             return self._bars()

@@ -12,6 +12,7 @@ maze exactly 10^6 states.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import gymnasium as gym
@@ -137,6 +138,25 @@ def reachable(model: TabularModel) -> np.ndarray:
     return seen
 
 
+@lru_cache(maxsize=4)
+def checked_model(layout: Any, step_reward: float, rewards: tuple, wind: tuple | None, stochastic_wind: bool,
+                  slip: float, moves: int) -> tuple[np.ndarray, TabularModel]:
+    """Parse, build and validate once per distinct layout: the evaluation's envs and the agent's share
+    one read-only model (a 10^6-state maze's arrays are about 100 MB)."""
+    grid = parse_layout(np.array(layout) if layout and isinstance(layout[0], tuple) else layout)
+    model = build_model(grid, step_reward, dict(rewards), wind, stochastic_wind, slip, moves)
+    if not reachable(model)[grid.ravel() == "G"].any():
+        raise LayoutError("no goal cell 'G' is reachable from the start in this gridworld layout")
+    for array in (grid, model.next_states, model.probs, model.rewards, model.terminated, model.initial):
+        array.setflags(write=False)
+    return grid, model
+
+
+def _hashable(layout: str | Sequence[str] | np.ndarray) -> Any:
+    return tuple(map(tuple, layout)) if isinstance(layout, np.ndarray) else (
+        layout if isinstance(layout, str) else tuple(layout))
+
+
 class GridWorldEnv(gym.Env):
     """A gridworld MDP from a text layout.
 
@@ -175,11 +195,8 @@ class GridWorldEnv(gym.Env):
             raise LayoutError(f"slip must be a probability in [0, 1], got {slip}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise UserError(f"render_mode must be one of {self.metadata['render_modes']}, got '{render_mode}'")
-        self.grid = parse_layout(layout)
-        self.model = build_model(self.grid, step_reward, dict(rewards or {}), wind, stochastic_wind, slip, moves)
-        seen = reachable(self.model)
-        if not seen[self.grid.ravel() == "G"].any():
-            raise LayoutError("no goal cell 'G' is reachable from the start in this gridworld layout")
+        self.grid, self.model = checked_model(_hashable(layout), step_reward, tuple(sorted((rewards or {}).items())),
+                                              None if wind is None else tuple(wind), stochastic_wind, slip, moves)
         self.wind = None if wind is None else list(wind)
         self.observation_space = gym.spaces.Discrete(self.model.n_states)
         self.action_space = gym.spaces.Discrete(moves)
