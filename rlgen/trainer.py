@@ -97,7 +97,7 @@ def _finish(run: Run, agent: Agent, status: str) -> dict[str, Any]:
     run.flush_logs(step)
     run.checkpoint(step)
     agent.write_artifacts(run)
-    summary = run.summary(step, status)
+    summary = run.summary(step, status) | agent.summary_fields()
     write_summary(run.dir / "summary.json", summary)
     if status == "completed":
         metrics = {"eval/mean_reward": summary["eval_mean_return"] or 0.0}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 
@@ -18,8 +17,18 @@ from rlgen.envs.text_preference import TextPreference
 from rlgen.rlhf.best_of_n import best_of_n_curve, best_of_n_exact_kl, best_of_n_kl
 from rlgen.rlhf.corpus import PROMPT_LEN, CorpusConfig, Vocab, make_corpus
 from rlgen.rlhf.gold import gold_words, noise_ceiling, preference_probability
-from rlgen.rlhf.ppo_lm import (AdaptiveKLController, FixedKLController, LMPPOConfig, advantages_and_returns,
-                               kl_exact, kl_k1, kl_k3, make_rollout, ppo_update, token_rewards)
+from rlgen.rlhf.ppo_lm import (
+    AdaptiveKLController,
+    FixedKLController,
+    LMPPOConfig,
+    advantages_and_returns,
+    kl_exact,
+    kl_k1,
+    kl_k3,
+    make_rollout,
+    ppo_update,
+    token_rewards,
+)
 from rlgen.rlhf.reward_model import RewardModel, bradley_terry_loss, last_token_index
 from rlgen.rlhf.sft import SFTConfig, pretrained_sft, response_mask, train_sft
 
@@ -121,7 +130,7 @@ def test_corpus_is_grammatical_and_fits_the_block():
     assert 150 <= len(vocab) <= 400
     for row in data:
         words = vocab.decode(row).split()
-        assert words[-1] == "<eos>" and words[: PROMPT_LEN - 2] == ["<bos>", "review", "of"]
+        assert words[-1] == "<eos>" and words[:3] == ["<bos>", "review", "of"] and words[PROMPT_LEN - 1] == ":"
         assert abs(gold_words(words[PROMPT_LEN:])) <= 2.0  # no penalty ever applies to the corpus
 
 
@@ -150,6 +159,16 @@ def test_text_preference_scores_at_the_end_only():
         env.step(len(v))
 
 
+def test_our_ppo_with_an_mlp_trains_on_it(tmp_path):
+    from rlgen.config import load_config
+    from rlgen.trainer import train
+
+    cfg = load_config(["agent=ppo", "env=TextPreference", "total_steps=1024", "eval_every=0", "eval_episodes=2",
+                       f"run_dir={tmp_path}", "progress=false", "agent.n_envs=4", "agent.n_steps=128"])
+    summary, _ = train(cfg)
+    assert summary["total_steps"] >= 1024 and math.isfinite(summary["eval_mean_return"])
+
+
 def test_pluggable_scorer():
     env = TextPreference(scorer=lambda tokens: float(len(tokens)))
     env.reset(seed=0)
@@ -171,10 +190,10 @@ def test_sft_is_cached_and_reloaded(tmp_path):
     torch.testing.assert_close(a.state_dict(), b.state_dict())
 
 
-def test_hugging_face_gpt2_backbone_trains_and_takes_a_ppo_step():
+def test_hugging_face_gpt2_backbone_trains_and_takes_a_ppo_step(tmp_path):
     pytest.importorskip("transformers")
     from rlgen.nets.gpt import PolicyWithValue
-    from rlgen.rlhf.hf import random_gpt2
+    from rlgen.rlhf.hf import local_causal_lm, random_gpt2
     from rlgen.rlhf.sft import generate
 
     torch.manual_seed(0)
@@ -187,6 +206,9 @@ def test_hugging_face_gpt2_backbone_trains_and_takes_a_ppo_step():
     assert seq.shape == (8, 32)
     rm = RewardModel(lm, vocab.pad)
     assert rm(seq).shape == (8,)
+    lm.model.save_pretrained(tmp_path / "tiny")  # a model directory on disk loads without the hub
+    local = local_causal_lm(str(tmp_path / "tiny"), len(vocab)).eval()
+    torch.testing.assert_close(local(seq), lm.eval()(seq))
     policy = PolicyWithValue(random_gpt2(len(vocab), 32, 1, 2, 32), 32).eval()
     policy.lm.load_state_dict(lm.state_dict())
     cfg = LMPPOConfig(minibatch_size=4, n_epochs=1)
@@ -205,22 +227,33 @@ def test_last_token_index():
 # -- end to end -------------------------------------------------------------------------------------------
 
 
+SUMMARY_KEYS = ("gold_reward_sft", "gold_reward_final", "proxy_reward_final", "kl_final",
+                "reward_model_accuracy")
+
+
 @pytest.mark.slow
-def test_cli_runs_the_whole_pipeline(tmp_path):
+def test_cli_runs_the_whole_pipeline_and_rl_beats_sft_on_the_gold_reward(tmp_path):
+    """A small pipeline (about 50 s): 5,000 reviews, 200 SFT steps, 1,000 pairs, 12,000 RL tokens."""
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "rlgen.train", "agent=rlhf", "env=TextPreference", f"run_dir={run_dir}",
-           "progress=false", "total_steps=2000", "eval_every=1000", "eval_episodes=4",
-           "agent.sft.steps=40", "agent.reward_model.n_pairs=128", "agent.reward_model.n_eval_pairs=64",
-           "agent.bon_prompts=2", "agent.bon_samples=8", "agent.n_eval_prompts=16", "agent.ppo.batch_size=32",
-           f"agent.cache_dir={tmp_path / 'cache'}"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env={**os.environ, "PYTHONWARNINGS": ""})
+           "progress=false", "total_steps=12000", "eval_every=6000", "eval_episodes=2",
+           "agent.sft.steps=200", "agent.corpus.n_reviews=5000", "agent.reward_model.n_pairs=1000",
+           "agent.reward_model.n_eval_pairs=200", "agent.bon_prompts=2", "agent.bon_samples=8",
+           "agent.n_eval_prompts=128", f"agent.cache_dir={tmp_path / 'cache'}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     summary = json.loads((run_dir / "rlhf_summary.json").read_text())
-    for key in ("gold_reward_sft", "gold_reward_final", "proxy_reward_final", "kl_final", "reward_model_accuracy"):
+    for key in SUMMARY_KEYS:
         assert math.isfinite(summary[key])
+    assert summary["reward_model_accuracy"] > 0.6  # noise ceiling about 0.8 (chance: 0.5)
+    assert summary["proxy_reward_final"] > summary["proxy_reward_sft"] + 0.8
+    assert summary["gold_reward_final"] > summary["gold_reward_sft"] + 0.2
+    assert 0.5 < summary["kl_final"] < 10.0
     assert set(summary["stage_seconds"]) == {"sft", "preferences", "reward_model", "best_of_n", "rl"}
     header = (run_dir / "progress.csv").read_text().splitlines()[0].split(",")
-    for tag in ("rlhf/proxy_reward", "rlhf/gold_reward", "rlhf/kl", "rlhf/kl_coef", "reward_model/eval_accuracy"):
+    for tag in ("rlhf/proxy_reward", "rlhf/gold_reward", "rlhf/kl", "rlhf/kl_coef",
+                "reward_model/eval_accuracy"):
         assert tag in header
-    assert (run_dir / "rlhf.png").stat().st_size > 0 and "Samples after" in (run_dir / "REPORT.md").read_text()
+    assert (run_dir / "rlhf.png").stat().st_size > 0
+    assert "Samples after" in (run_dir / "REPORT.md").read_text()
     assert any((tmp_path / "cache").glob("sft-*/model.pt"))

@@ -49,6 +49,10 @@ class Agent:
         """Extra files for the run directory at the end of training (tabular agents: value arrays,
         pictures). Deep agents have none beyond the checkpoint."""
 
+    def summary_fields(self) -> dict[str, Any]:
+        """Agent-specific figures added to summary.json (e.g. RLHF's gold and proxy rewards)."""
+        return {}
+
     # -- checkpoints --------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:

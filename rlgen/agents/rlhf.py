@@ -11,6 +11,7 @@ whose return is the gold (hidden) score of a greedy completion.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,10 +30,21 @@ from rlgen.rlhf.corpus import PROMPT_LEN, CorpusConfig, Vocab, sample_prompt
 from rlgen.rlhf.gold import gold_score, noise_ceiling, preference_labels
 from rlgen.rlhf.ppo_lm import KLControllerConfig, LMPPOConfig, kl_controller, make_rollout, ppo_update
 from rlgen.rlhf.report import write_report
-from rlgen.rlhf.reward_model import (RewardModel, RewardModelConfig, order_pairs, pair_stats,
-                                     train_reward_model)
+from rlgen.rlhf.reward_model import (
+    RewardModel,
+    RewardModelConfig,
+    order_pairs,
+    pair_stats,
+    train_reward_model,
+)
 from rlgen.rlhf.sft import SFTConfig, default_cache_dir, generate, pretrained_sft, response_mask
 from rlgen.run import Run
+
+BACKBONES: dict[str, Callable[[int, int, int, int, int], torch.nn.Module]] = {
+    "gpt": lambda V, T, n_layer, n_head, n_embd: GPT(GPTConfig(V, T, n_layer, n_head, n_embd)),
+    "hf_gpt2": hf.random_gpt2,
+}
+"""backbone name -> (vocab_size, block_size, n_layer, n_head, n_embd) -> language model"""
 
 
 @dataclass
@@ -80,11 +92,9 @@ class RLHF(Agent):
 
     def make_lm(self) -> torch.nn.Module:
         c, V = self.config, len(self.vocab)
-        if c.backbone == "gpt":
-            return GPT(GPTConfig(V, self.block_size, c.n_layer, c.n_head, c.n_embd))
-        if c.backbone == "hf_gpt2":
-            return hf.random_gpt2(V, self.block_size, c.n_layer, c.n_head, c.n_embd)
-        return hf.local_causal_lm(c.backbone, V)
+        if c.backbone in BACKBONES:
+            return BACKBONES[c.backbone](V, self.block_size, c.n_layer, c.n_head, c.n_embd)
+        return hf.local_causal_lm(c.backbone, V)  # anything else names a model directory on disk
 
     # -- stages -------------------------------------------------------------------------------------
 
@@ -118,7 +128,7 @@ class RLHF(Agent):
         run.log(0, {"sft/loss": stats["loss_final"]})
 
     def stage_reward_model(self, run: Run) -> None:
-        c, rc = self.config, self.config.reward_model
+        rc = self.config.reward_model
         rng = np.random.default_rng(self.seed + 1)
         n = rc.n_pairs + rc.n_eval_pairs
         prompts = self.prompts(n, rng)
@@ -200,10 +210,12 @@ class RLHF(Agent):
             stats = self.rl_iteration(rng)
             run.log(self.num_steps, stats)
             run.episodes(self.num_steps, *self._last_batch)
-            self.history.append({"step": self.num_steps, **{k: stats[k] for k in stats if k.startswith("rlhf/")}})
+            rl_stats = {k: v for k, v in stats.items() if k.startswith("rlhf/")}
+            self.history.append({"step": self.num_steps, **rl_stats})
             if not run.tick(self.num_steps):
                 break
-        self.info["stage_seconds"]["rl"] = self.info["stage_seconds"].get("rl", 0.0) + time.perf_counter() - t_rl
+        seconds = self.info["stage_seconds"]
+        seconds["rl"] = seconds.get("rl", 0.0) + time.perf_counter() - t_rl
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
@@ -240,12 +252,27 @@ class RLHF(Agent):
     def write_artifacts(self, run: Run) -> None:
         if self.rm is None:
             return
-        summary = self.final_stats()
+        summary = self.final()
         write_json_atomic(run.dir / "rlhf_summary.json", summary)
         extra = {k: self.info[k] for k in ("best_of_n", "samples_sft", "sft") if k in self.info}
         write_json_atomic(run.dir / "rlhf_curves.json", {"rl": self.history, **extra,
                                                          "reward_model": self.info["reward_model"]})
         write_report(run.dir, summary, self.history, self.info, run.tb)
+
+    SUMMARY_FIELDS = ("gold_reward_sft", "gold_reward_final", "proxy_reward_sft", "proxy_reward_final", "kl_final",
+                      "reward_model_accuracy", "reward_model_noise_ceiling", "stage_seconds")
+
+    def summary_fields(self) -> dict[str, Any]:
+        if self.rm is None:
+            return {}
+        stats = self.final()
+        return {k: stats[k] for k in self.SUMMARY_FIELDS if k in stats}
+
+    def final(self) -> dict[str, Any]:
+        """final_stats() once per process: it samples, so a second call would differ."""
+        if getattr(self, "_final", None) is None:
+            self._final = self.final_stats()
+        return self._final
 
     def state_dict(self) -> dict[str, Any]:
         return super().state_dict() | {

@@ -76,3 +76,4 @@ def reward_threshold(cfg: EnvConfig) -> float | None:
 
 # rlgen's own environments register their ids (rlgen/<Name>-v0) when this package is imported
 from rlgen.envs import registration as _registration  # noqa: E402, F401
+from rlgen.envs import text_preference as _text_preference  # noqa: E402, F401

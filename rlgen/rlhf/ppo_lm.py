@@ -145,7 +145,8 @@ class Rollout:
     returns: torch.Tensor
 
 
-def ppo_step(policy: PolicyWithValue, opt: torch.optim.Optimizer, b: Rollout, cfg: LMPPOConfig) -> dict[str, float]:
+def ppo_step(policy: PolicyWithValue, opt: torch.optim.Optimizer, b: Rollout,
+             cfg: LMPPOConfig) -> dict[str, float]:
     """One clipped-surrogate gradient step on a minibatch (Schulman et al. 2017, eq. 7; value
     clipping as in Ziegler et al.'s code)."""
     logits, values = policy(b.seq)

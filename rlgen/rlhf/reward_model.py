@@ -70,8 +70,9 @@ def pair_stats(rm: RewardModel, chosen: torch.Tensor, rejected: torch.Tensor) ->
     }
 
 
-def train_reward_model(rm: RewardModel, chosen: torch.Tensor, rejected: torch.Tensor, cfg: RewardModelConfig,
-                       seed: int, on_step: Callable[[int, dict[str, float]], None] | None = None) -> list[dict]:
+def train_reward_model(rm: RewardModel, chosen: torch.Tensor, rejected: torch.Tensor,
+                       cfg: RewardModelConfig, seed: int,
+                       on_step: Callable[[int, dict[str, float]], None] | None = None) -> list[dict]:
     """Minibatch AdamW on the Bradley-Terry loss; returns per-step training stats."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(rm.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
