@@ -218,12 +218,20 @@ class PPO(Agent):
         if self.discrete:
             logp_all = F.log_softmax(out, dim=1)
             logp = logp_all.gather(1, actions.long().unsqueeze(1)).squeeze(1)
-            entropy = -(logp_all.exp() * logp_all).sum(1)
+            # without an entropy bonus the entropy is only reported: keep it out of the backward pass
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.ent_coef != 0):
+                entropy = -(logp_all.exp() * logp_all).sum(1)
         else:
             z = (actions - out) / self.log_std.exp()
             logp = (-0.5 * z.pow(2) - self.log_std - 0.5 * LOG_2PI).sum(1)
             entropy = (0.5 + 0.5 * LOG_2PI + self.log_std).sum().expand(len(obs))
         return logp, entropy, self.critic(obs).squeeze(1)
+
+    def _minibatches(self, data: dict[str, torch.Tensor], n: int, size: int):
+        perm = torch.as_tensor(self.rng.permutation(n))
+        for start in range(0, n, size):
+            idx = perm[start : start + size]
+            yield {k: v[idx] for k, v in data.items()}
 
     def train(self, batch: dict[str, np.ndarray], progress_remaining: float) -> dict[str, float]:
         """n_epochs of minibatch updates on one rollout; returns the mean statistics."""
@@ -236,20 +244,20 @@ class PPO(Agent):
         stats: dict[str, list[float]] = {k: [] for k in ("pg", "vf", "ent", "loss", "kl", "clipfrac")}
         stop = False
         for _ in range(c.n_epochs):
-            perm = torch.as_tensor(self.rng.permutation(n))
-            for start in range(0, n, c.batch_size):
-                idx = perm[start : start + c.batch_size]
-                logp, entropy, value = self.evaluate_actions(data["obs"][idx], data["actions"][idx])
-                adv = data["advantages"][idx]
-                if c.normalize_advantage and len(idx) > 1:
+            # one minibatch holding the whole rollout needs no shuffle: every statistic is a mean over it
+            minibatches = [data] if n <= c.batch_size else self._minibatches(data, n, c.batch_size)
+            for mb in minibatches:
+                logp, entropy, value = self.evaluate_actions(mb["obs"], mb["actions"])
+                adv = mb["advantages"]
+                if c.normalize_advantage and len(adv) > 1:
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                log_ratio = logp - data["logp"][idx]
+                log_ratio = logp - mb["logp"]
                 ratio = log_ratio.exp()
                 pg_loss = clipped_surrogate_loss(adv, ratio, clip)
                 if c.clip_range_vf is not None:  # SB3's form: clip the prediction around the old value
-                    old = data["values"][idx]
+                    old = mb["values"]
                     value = old + (value - old).clamp(-c.clip_range_vf, c.clip_range_vf)
-                vf_loss = F.mse_loss(value, data["returns"][idx])
+                vf_loss = F.mse_loss(value, mb["returns"])
                 ent_loss = -entropy.mean()
                 loss = pg_loss + c.ent_coef * ent_loss + c.vf_coef * vf_loss
                 with torch.no_grad():
