@@ -53,7 +53,7 @@ class EnvConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)
     """extra keyword arguments for gymnasium.make"""
     vectorization: str = "auto"
-    """auto (the env's native vector version where it has one, else sync) | sync | async"""
+    """auto (the env's native vector version where it has one and there are 4+ copies, else sync) | sync | async"""
 
 
 @dataclass
