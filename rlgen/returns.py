@@ -53,3 +53,10 @@ def explained_variance(predicted: np.ndarray, target: np.ndarray) -> float:
 def linear_schedule(initial: float, progress_remaining: float) -> float:
     """SB3's linear schedule: `initial` at the start of training, 0 at the end."""
     return initial * progress_remaining
+
+
+def linear_decay(start: float, end: float, steps: int, t: int) -> float:
+    """start -> end linearly over `steps` (then end); steps <= 0 keeps `start`."""
+    if steps <= 0:
+        return start
+    return start + min(1.0, t / steps) * (end - start)

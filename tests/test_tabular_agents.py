@@ -9,8 +9,9 @@ from tabular_run import train
 
 from rlgen.agents.dp import value_iteration
 from rlgen.agents.mc import episode_returns, first_visits
-from rlgen.agents.tabular import epsilon_greedy_probs, greedy, linear_schedule
+from rlgen.agents.tabular import epsilon_greedy_probs, greedy
 from rlgen.agents.td import expected_value, n_step_target
+from rlgen.returns import linear_decay
 
 # a small MDP where every free cell is a start, so every state keeps being visited
 SMALL = {"layout": ["SSSS", "S#SS", "SSSG"], "step_reward": -1.0}
@@ -26,7 +27,7 @@ def test_pure_pieces():
     np.testing.assert_allclose(greedy(q), [[0, 0.5, 0.5, 0]])
     np.testing.assert_allclose(epsilon_greedy_probs(q, 0.2), [[0.05, 0.45, 0.45, 0.05]])
     assert expected_value(q[0], 0.2) == pytest.approx(0.05 + 0.45 * 3 * 2)
-    assert linear_schedule(1.0, 0.0, 10, 5) == 0.5 and linear_schedule(1.0, 0.0, 10, 50) == 0.0
+    assert linear_decay(1.0, 0.0, 10, 5) == 0.5 and linear_decay(1.0, 0.0, 10, 50) == 0.0
 
 
 def dp_optimum():

@@ -25,10 +25,9 @@ from rlgen.agents.tabular import (
     argmax_random,
     epsilon_greedy_probs,
     greedy,
-    linear_schedule,
 )
 from rlgen.errors import UserError
-from rlgen.returns import discounted_returns
+from rlgen.returns import discounted_returns, linear_decay
 
 if TYPE_CHECKING:
     from rlgen.run import Run
@@ -93,7 +92,7 @@ class MCAgent(TabularAgent):
 
     def epsilon(self) -> float:
         cfg = self.config
-        return linear_schedule(cfg.epsilon, cfg.epsilon_final, cfg.epsilon_decay_steps, self.num_steps)
+        return linear_decay(cfg.epsilon, cfg.epsilon_final, cfg.epsilon_decay_steps, self.num_steps)
 
     def update(self, states: list[int], actions: list[int], returns: np.ndarray) -> None:
         raise NotImplementedError

@@ -58,13 +58,6 @@ def epsilon_greedy_probs(q: np.ndarray, epsilon: float) -> np.ndarray:
     return epsilon / q.shape[1] + (1.0 - epsilon) * greedy(q)
 
 
-def linear_schedule(start: float, end: float, steps: int, t: int) -> float:
-    """start -> end linearly over `steps` (then end); steps <= 0 keeps `start`."""
-    if steps <= 0:
-        return start
-    return start + min(1.0, t / steps) * (end - start)
-
-
 def argmax_random(row: np.ndarray, rng: np.random.Generator) -> int:
     """Argmax with ties broken at random (zero-initialised Q would otherwise always pick action 0)."""
     best = np.flatnonzero(row == row.max())

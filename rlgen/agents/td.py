@@ -24,9 +24,9 @@ from rlgen.agents.tabular import (
     argmax_random,
     epsilon_greedy_probs,
     greedy,
-    linear_schedule,
 )
 from rlgen.errors import UserError
+from rlgen.returns import linear_decay
 
 if TYPE_CHECKING:
     from rlgen.run import Run
@@ -120,7 +120,7 @@ class TDControl(TabularAgent):
 
     def epsilon(self) -> float:
         cfg = self.config
-        return linear_schedule(cfg.epsilon, cfg.epsilon_final, cfg.epsilon_decay_steps, self.num_steps)
+        return linear_decay(cfg.epsilon, cfg.epsilon_final, cfg.epsilon_decay_steps, self.num_steps)
 
     def behaviour(self, s: int) -> int:
         if self.rng.random() < self.epsilon():
