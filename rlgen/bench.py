@@ -50,6 +50,9 @@ class Suite:
     """dp_error: discount of the optimum when the agent's config has no gamma"""
     dp_tolerance: float = 0.01
     """dp_error: a run "reaches the threshold" at the first budget whose policy gap is below this"""
+    runs_per_process: int = 1
+    """runs done by one worker process before it is replaced: 1 measures each run's own peak memory;
+    more saves the interpreter start-up (seconds) that dominates tiny tabular runs"""
     notes: list[str] = field(default_factory=list)
     """printed in the report (budget cuts and why)"""
 
@@ -66,6 +69,10 @@ class Options:
     """run only the suite's first N seeds (0: all); the report is then marked as cut"""
     budget_scale: float = 1.0
     """multiply every budget (and eval interval) by this; below 1 the report is marked as cut"""
+    evals: int = 0
+    """evaluations per run, evenly spaced (0: every tuned eval_every steps)"""
+    eval_episodes: int = 0
+    """episodes per evaluation (0: the suite's); fewer marks the report as cut"""
     agents: str = ""
     """comma-separated subset of the suite's agents"""
     envs: str = ""
@@ -81,7 +88,7 @@ class Options:
 
     @property
     def cut(self) -> bool:
-        return self.seeds > 0 or self.budget_scale < 1.0
+        return self.seeds > 0 or self.budget_scale < 1.0 or self.eval_episodes > 0
 
 
 @dataclass
@@ -144,8 +151,8 @@ def parse_options(args: list[str]) -> Options:
         raise unknown("backend", opts.backend, BACKENDS)
     if not 0 < opts.budget_scale <= 1:
         raise UserError(f"budget_scale must be in (0, 1], got {opts.budget_scale}")
-    if opts.workers < 0 or opts.seeds < 0:
-        raise UserError("workers and seeds must be >= 0")
+    if min(opts.workers, opts.seeds, opts.evals, opts.eval_episodes) < 0:
+        raise UserError("workers, seeds, evals and eval_episodes must be >= 0")
     return opts
 
 
@@ -193,11 +200,13 @@ def plan(suite: Suite, opts: Options, logdir: Path) -> list[Job]:
             budgets = sweep[-1] if sweep else [budget]
             for steps in sorted({max(1, int(b * opts.budget_scale)) for b in budgets}):
                 every = int(base.eval_every * opts.budget_scale) if base.eval_every else 0
+                every = max(1, steps // opts.evals) if opts.evals else every
+                episodes = [f"eval_episodes={opts.eval_episodes}"] if opts.eval_episodes else []
                 for seed in seeds:
                     name = f"seed{seed}" if not sweep else f"steps{steps}-seed{seed}"
                     run_dir = logdir / env / agent / name
                     overrides = [f"agent={agent}", f"env={env}", *extra, f"seed={seed}",
-                                 f"total_steps={steps}", f"eval_every={every}", "progress=false"]
+                                 f"total_steps={steps}", f"eval_every={every}", *episodes, "progress=false"]
                     jobs.append(Job(agent, env, seed, steps, str(run_dir), overrides))
     return jobs
 
@@ -246,7 +255,8 @@ def run_job(job: Job) -> dict[str, Any]:
         summary, _ = train(cfg)
     except Exception as err:  # a failed run is reported, and the rest of the suite goes on
         return {"run_dir": job.run_dir, "status": "failed", "error": f"{type(err).__name__}: {err}"}
-    # ru_maxrss is in KiB on Linux; this process ran only this job (max_tasks_per_child=1 / max_calls=1)
+    # ru_maxrss is in KiB on Linux: the peak of this process, which ran this job (and, when the suite's
+    # runs_per_process > 1, a few before it)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     write_json_atomic(run_dir / "bench.json", {"peak_rss_mb": peak_mb, "host": os.uname().nodename})
     return {"run_dir": job.run_dir, "status": summary["status"], "seconds": time.perf_counter() - t0}
@@ -257,22 +267,50 @@ def _log(done: int, total: int, result: dict[str, Any]) -> None:
     print(f"[{done}/{total}] {result['status']}: {result['run_dir']} ({extra})", flush=True)
 
 
-def run_local(jobs: list[Job], workers: int) -> list[dict[str, Any]]:
-    """A pool of spawned processes, one fresh process per run (so peak memory is that run's)."""
+def _worker(jobs: list[Job], results: Any) -> None:
+    """A spawned process: its jobs one after another; it stops at the first interrupted run."""
+    for job in jobs:
+        result = run_job(job)
+        results.put(result)
+        if result["status"] == "interrupted":
+            return
+
+
+def run_local(jobs: list[Job], workers: int, per_process: int) -> list[dict[str, Any]]:
+    """Up to `workers` spawned processes at once, each running `per_process` jobs (1: a fresh process
+    per run, so peak memory is that run's). A hand-rolled pool: ProcessPoolExecutor's
+    max_tasks_per_child can hang on Python 3.11 when a worker retires (CPython gh-115634)."""
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    import queue
 
-    results = []
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as pool:
-        futures = [pool.submit(run_job, job) for job in jobs]
-        for done, fut in enumerate(as_completed(futures), 1):
-            results.append(fut.result())
-            _log(done, len(jobs), results[-1])
-    return results
+    ctx = mp.get_context("spawn")
+    results_q = ctx.Queue()
+    chunks = [jobs[i:i + per_process] for i in range(0, len(jobs), per_process)]
+    running: list[Any] = []
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        while chunks or running or not results_q.empty():
+            while chunks and len(running) < workers:
+                running.append(ctx.Process(target=_worker, args=(chunks.pop(0), results_q)))
+                running[-1].start()
+            try:
+                result = results_q.get(timeout=0.5)
+                results[result["run_dir"]] = result
+                _log(len(results), len(jobs), result)
+            except queue.Empty:
+                running = [p for p in running if p.is_alive()]
+    except KeyboardInterrupt:
+        # the workers got the Ctrl-C too and checkpoint their current run; start no new ones
+        for p in running:
+            p.join()
+        raise UserError("interrupted: finished runs are kept and interrupted ones checkpointed; "
+                        "the same command again resumes the suite") from None
+    lost = {"status": "failed", "error": "its worker process died (out of memory?)"}
+    return [results.get(j.run_dir, {"run_dir": j.run_dir, **lost}) for j in jobs]
 
 
-def run_ray(jobs: list[Job], address: str) -> list[dict[str, Any]]:
-    """The same jobs as Ray tasks: one CPU each, one task per worker process (max_calls=1)."""
+def run_ray(jobs: list[Job], address: str, per_process: int) -> list[dict[str, Any]]:
+    """The same jobs as Ray tasks: one CPU each, a worker process replaced after `per_process` tasks."""
     try:
         import ray
     except ImportError:
@@ -280,7 +318,7 @@ def run_ray(jobs: list[Job], address: str) -> list[dict[str, Any]]:
     if not ray.is_initialized():
         ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
                  log_to_driver=False)
-    remote = ray.remote(num_cpus=1, max_calls=1)(run_job)
+    remote = ray.remote(num_cpus=1, max_calls=per_process)(run_job)
     waiting = [remote.remote(job) for job in jobs]
     results = []
     while waiting:
@@ -296,13 +334,13 @@ def run_suite(suite: Suite, opts: Options, logdir: Path, out: Path, command: str
 
     jobs = plan(suite, opts, logdir)
     todo = [] if opts.report_only else pending(jobs)
-    print(f"suite {suite.name}: {len(jobs)} runs, {len(jobs) - len(todo)} already done, logdir {logdir}",
-          flush=True)
+    done = "report only" if opts.report_only else f"{len(jobs) - len(todo)} already done"
+    print(f"suite {suite.name}: {len(jobs)} runs, {done}, logdir {logdir}", flush=True)
     results: list[dict[str, Any]] = []
     if todo and opts.backend == "ray":
-        results = run_ray(todo, opts.ray_address)
+        results = run_ray(todo, opts.ray_address, suite.runs_per_process)
     elif todo:
-        results = run_local(todo, opts.workers or os.cpu_count() or 1)
+        results = run_local(todo, opts.workers or os.cpu_count() or 1, suite.runs_per_process)
     failed = [r for r in results if r["status"] != "completed"]
     report = write_report(suite, jobs, out, logdir, absent=suite_agents(suite)[1], cut=opts.cut,
                           command=command, failures=failed)

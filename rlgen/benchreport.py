@@ -34,6 +34,8 @@ def _read_eval(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def tabular_metrics(run_dir: Path, default_gamma: float) -> dict[str, float]:
     """Error of a tabular run's q_values.npy (or values.npy) to the DP optimum of its env's model."""
+    import gymnasium as gym
+
     from rlgen.envs import make_env
     from rlgen.envs.model import model_of
     from rlgen.trainer import load_run_config
@@ -49,7 +51,8 @@ def tabular_metrics(run_dir: Path, default_gamma: float) -> dict[str, float]:
     v = np.load(run_dir / "values.npy") if q is None and (run_dir / "values.npy").is_file() else None
     if q is None and v is None:
         raise ValueError(f"{run_dir} has neither q_values.npy nor values.npy")
-    return bs.dp_errors(model, gamma, q_values=q, values=v)
+    horizon = gym.spec(cfg.env.id).max_episode_steps or 10_000
+    return bs.dp_errors(model, gamma, q_values=q, values=v, horizon=horizon)
 
 
 def collect(suite: Suite, jobs: list[Job]) -> list[dict[str, Any]]:
@@ -195,8 +198,10 @@ def plot_env(suite: Suite, records: list[dict[str, Any]], env: str, agents: list
         ax.axhline(threshold, color="gray", linestyle=":", label=f"threshold {threshold:g}")
     if suite.metric == "dp_error":
         ax.set_xscale("log")
+        ax.set_yscale("symlog", linthresh=suite.dp_tolerance)  # gaps span orders of magnitude down to 0
+        ax.set_ylim(0, max(3 * ax.get_ylim()[1], 10 * suite.dp_tolerance))
         ax.axhline(suite.dp_tolerance, color="gray", linestyle=":", label=f"tolerance {suite.dp_tolerance:g}")
-    ax.set_xlabel("environment steps")
+    ax.set_xlabel("environment steps" if suite.metric == "return" else "budget: env steps (planning: sweeps)")
     ax.set_ylabel("evaluation return" if suite.metric == "return" else "policy gap to DP optimum")
     ax.set_title(f"{env}: mean over seeds, 95% bootstrap band")
     ax.grid(alpha=0.3)
@@ -341,7 +346,7 @@ def _env_sections(suite: Suite, info: dict[str, Any]) -> list[str]:
 METHOD = [
     "- IQM: mean of the middle 50% of runs; 95% interval: percentile stratified bootstrap over seeds, "
     "10,000 resamples (Agarwal et al. 2021, \"Deep RL at the Edge of the Statistical Precipice\").",
-    "- Learning-curve band: 95% percentile bootstrap of the mean over seeds at each evaluation step.",
+    "- Curve band: 95% percentile bootstrap of the mean over seeds at each evaluation step (or budget).",
     "- Wall seconds and steps/s are means over runs (one process, one torch thread each); peak MB is "
     "the largest resident memory of a run's process.",
 ]
@@ -378,5 +383,8 @@ def render(suite: Suite, info: dict[str, Any], logdir: str) -> str:
         lines += _comparisons_md(info["comparisons"])
     lines += _env_sections(suite, info)
     lines += ["", "## Method", "", *FINAL[info["metric"]], *METHOD]
+    if suite.runs_per_process > 1:
+        lines.append(f"- This suite runs {suite.runs_per_process} runs per worker process: peak MB is the "
+                     "peak of the process up to that run.")
     lines += _machine_section(info)
     return "\n".join(lines) + "\n"

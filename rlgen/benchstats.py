@@ -118,11 +118,12 @@ def optimal_values(model: TabularModel, gamma: float, tol: float = 1e-10,
     return values
 
 
-def policy_values(model: TabularModel, policy: np.ndarray, gamma: float) -> np.ndarray:
+def policy_values(model: TabularModel, policy: np.ndarray, gamma: float, horizon: int = 10_000) -> np.ndarray:
     """V^pi of a deterministic policy, exactly: solve (I - gamma P_pi) V = r_pi (S&B eq. 4.4).
 
-    A policy that never terminates under gamma = 1 makes the system singular; its values are then
-    approximated by 10,000 sweeps of iterative evaluation, which shows it as far from optimal.
+    A policy that never terminates under gamma = 1 makes the system singular (its return diverges);
+    it is then scored by its return within `horizon` steps (the env's episode limit), what an
+    evaluation of that policy would see.
     """
     s = np.arange(model.n_states)
     probs, nxt = model.probs[s, policy], model.next_states[s, policy]  # (S, K)
@@ -137,13 +138,13 @@ def policy_values(model: TabularModel, policy: np.ndarray, gamma: float) -> np.n
     except np.linalg.LinAlgError:
         pass
     values = np.zeros(model.n_states)
-    for _ in range(10_000):
+    for _ in range(horizon):
         values = r_pi + gamma * p_pi @ values
     return values
 
 
 def dp_errors(model: TabularModel, gamma: float, q_values: np.ndarray | None = None,
-              values: np.ndarray | None = None) -> dict[str, float]:
+              values: np.ndarray | None = None, horizon: int = 10_000) -> dict[str, float]:
     """How far learned values are from the DP optimum.
 
     value_error: max_s |V(s) - V*(s)|, with V(s) = max_a Q(s, a) when Q is given (the sup norm in
@@ -159,7 +160,7 @@ def dp_errors(model: TabularModel, gamma: float, q_values: np.ndarray | None = N
         q = model.q_from_v(np.asarray(values, dtype=float), gamma)
     v = q.max(axis=1) if values is None else np.asarray(values, dtype=float)
     greedy = q.argmax(axis=1)
-    v_pi = policy_values(model, greedy, gamma)
+    v_pi = policy_values(model, greedy, gamma, horizon)
     return {
         "value_error": float(np.max(np.abs(v - v_star))),
         "policy_gap": float(model.initial @ (v_star - v_pi)),

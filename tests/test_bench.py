@@ -87,6 +87,11 @@ def test_classic_suite_plans_rl_zoo_budgets(tmp_path):
     assert {j.seed for j in cut} == {0, 1} and {j.env for j in cut} == {"CartPole"}
     assert {(j.agent, j.budget) for j in cut if j.agent == "dqn"} == {("dqn", 5000)}
     assert "eval_every=250" in next(j for j in cut if j.agent == "dqn").overrides
+    few_evals = bench.parse_options(["budget_scale=0.1", "evals=4", "eval_episodes=3", "envs=Acrobot"])
+    few = bench.plan(suite, few_evals, tmp_path)
+    ppo = next(j for j in few if j.agent == "ppo" and j.env == "Acrobot")
+    assert ppo.budget == 100_000 and "eval_every=25000" in ppo.overrides and "eval_episodes=3" in ppo.overrides
+    assert bench.parse_options(["eval_episodes=3"]).cut and not bench.parse_options(["evals=4"]).cut
 
 
 def test_tabular_suite_is_a_valid_dp_error_suite():
