@@ -2,7 +2,7 @@
 
 The entropy-regularised objective adds alpha * H(pi(.|s)) to every reward. Its optimal values obey
 the soft Bellman equations (Haarnoja et al. 2017, "Reinforcement Learning with Deep Energy-Based
-Policies", eqs. 3-5, discrete case; Ziebart 2010, sec. 6.2):
+Policies", sec. 2, Theorems 1-2, here with a sum over discrete actions in place of the integral):
 
     Q(s, a) = r(s, a) + gamma * E[V(s')]
     V(s)    = alpha * log sum_a exp(Q(s, a) / alpha)          (a "soft" maximum over actions)
@@ -73,7 +73,7 @@ def soft_bellman_backup(model: TabularModel, values: np.ndarray, gamma: float, a
     """One sweep of the soft Bellman optimality operator: V <- alpha log sum_a exp(Q(V) / alpha).
 
     A gamma-contraction in the sup norm, like the hard operator, since log-sum-exp is 1-Lipschitz
-    in the sup norm (Haarnoja et al. 2017, Appendix A.2).
+    in the sup norm (Haarnoja et al. 2017, Theorem 3, soft Q-iteration, and its proof).
     """
     return soft_value(model.q_from_v(values, gamma), alpha)
 

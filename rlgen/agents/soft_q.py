@@ -2,13 +2,13 @@
 
 Both solve the entropy-regularised problem of rlgen/soft.py: rewards plus ent_coef * H(pi(.|s)),
 whose optimal policy is the Boltzmann policy pi(a|s) = exp((Q(s,a) - V(s)) / ent_coef) with
-V(s) = ent_coef * log sum_a exp(Q(s,a) / ent_coef) (Haarnoja et al. 2017, eqs. 3-5).
+V(s) = ent_coef * log sum_a exp(Q(s,a) / ent_coef) (Haarnoja et al. 2017, sec. 2).
 
 - `soft_value_iteration`: synchronous soft Bellman backups over the tabular model, one per budget
   step, until the sup-norm change is below tol (the soft analogue of value iteration, dp.py).
-- `soft_q_learning`: Q-learning with the soft target r + gamma * V(s') in place of r + gamma * max Q,
-  acting from the Boltzmann policy (Haarnoja et al. 2017, sec. 3; Fox et al. 2016, "Taming the
-  Noise in Reinforcement Learning via Soft Updates", for the tabular algorithm).
+- `soft_q_learning`: Q-learning (td.py's step loop) with the soft target r + gamma * V(s') in place
+  of r + gamma * max Q, acting from the Boltzmann policy (Haarnoja et al. 2017, sec. 3; Fox et al.
+  2016, "Taming the Noise in Reinforcement Learning via Soft Updates", for the tabular algorithm).
 
 The temperature is `ent_coef` (SB3's SAC name for it); `alpha` stays the step size, as in Sutton &
 Barto and the other tabular agents. Soft values add an entropy bonus at every step, so undiscounted
@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rlgen.agents.dp import Backup, DPAgent, DPConfig
-from rlgen.agents.tabular import TabularAgent, TabularConfig
+from rlgen.agents.tabular import TabularAgent
+from rlgen.agents.td import TDConfig, TDControl
 from rlgen.errors import UserError
 from rlgen.soft import boltzmann, entropy, soft_value
 
@@ -71,7 +72,7 @@ class SoftValueIteration(DPAgent):
 
 
 @dataclass
-class SoftQLearningConfig(TabularConfig):
+class SoftQLearningConfig(TDConfig):
     name: str = "soft_q_learning"
     gamma: float = 0.99
     """discount factor (< 1: the entropy bonus makes endless episodes infinitely valuable otherwise)"""
@@ -83,14 +84,17 @@ class SoftQLearningConfig(TabularConfig):
     """probability of a uniform action instead of a Boltzmann sample. Learning is off-policy (the
     target does not depend on the behaviour), and at a low temperature the Boltzmann policy alone
     can stop trying actions whose Q it has underrated"""
+    epsilon_final: float = 0.0
+    """epsilon after `epsilon_decay_steps` env steps (linear decay; 0 steps: epsilon stays constant)"""
     step_power: float = 0.0
     """0: constant step size; w in (0.5, 1]: the n-th update of (s, a) uses alpha / n^w, a
     Robbins-Monro schedule under which tabular Q-learning converges (Even-Dar & Mansour 2003)"""
 
 
-class SoftQLearning(TabularAgent):
+class SoftQLearning(TDControl):
     """Q(s,a) += step * (r + gamma * (1 - terminated) * V(s') - Q(s,a)), V the soft value of Q(s', .);
-    actions sampled from the Boltzmann policy of Q. Deterministic acting is argmax Q."""
+    actions sampled from the Boltzmann policy of Q (TD's step loop, td.py). Deterministic acting is
+    argmax Q."""
 
     Config = SoftQLearningConfig
 
@@ -103,47 +107,27 @@ class SoftQLearning(TabularAgent):
     def behaviour(self, s: int) -> int:
         """A sample of softmax(Q[s] / ent_coef) by the Gumbel-max trick (no exponentials to overflow),
         or with probability epsilon a uniform action."""
-        if self.config.epsilon and self.rng.random() < self.config.epsilon:
+        if self.rng.random() < self.epsilon():
             return int(self.rng.integers(self.n_actions))
         return int((self.Q[s] / self.config.ent_coef + self.rng.gumbel(size=self.n_actions)).argmax())
 
-    def update(self, s: int, a: int, r: float, s2: int, terminated: bool) -> float:
-        """One soft Q-learning step; returns the TD error."""
-        c = self.config
-        target = r if terminated else r + c.gamma * float(soft_value(self.Q[s2], c.ent_coef))
+    def target(self, r: float, s2: int, a2: int, terminated: bool) -> float:
+        return r if terminated else r + self.config.gamma * float(soft_value(self.Q[s2], self.config.ent_coef))
+
+    def update(self, s: int, a: int, r: float, s2: int, a2: int, terminated: bool) -> float:
         self.counts[s, a] += 1
-        step = c.alpha / self.counts[s, a] ** c.step_power
-        error = target - self.Q[s, a]
-        self.Q[s, a] += step * error
-        return error
+        delta = self.target(r, s2, a2, terminated) - self.Q[s, a]
+        self.Q[s, a] += self.config.alpha / self.counts[s, a] ** self.config.step_power * delta
+        return delta
 
     def learn(self, total_steps: int, run: Run) -> None:
-        env, s = self.start_env(run)
-        ep_return, ep_length, visited, errors = 0.0, 0, [], []
-        while self.num_steps < total_steps:
-            a = self.behaviour(s)
-            obs, r, terminated, truncated, _ = env.step(a)
-            s2 = self.state(obs)
-            errors.append(abs(self.update(s, a, float(r), s2, bool(terminated))))
-            visited.append(s)
-            self.num_steps += 1
-            ep_return, ep_length, s = ep_return + float(r), ep_length + 1, s2
-            if terminated or truncated:
-                run.episodes(self.num_steps, [ep_return], [ep_length])
-                pi = boltzmann(self.Q[visited], self.config.ent_coef)
-                run.log(self.num_steps, {"train/entropy": float(entropy(pi).mean()),
-                                         "train/ent_coef": self.config.ent_coef,
-                                         "train/td_error": float(np.mean(errors)),
-                                         "rollout/exploration_rate": self.config.epsilon})
-                obs, _ = env.reset()
-                s, ep_return, ep_length, visited, errors = self.state(obs), 0.0, 0, [], []
-            if not run.tick(self.num_steps):
-                break
-        env.close()
-        self.refresh()
+        super().learn(total_steps, run)
+        visited = self.counts.sum(axis=1) > 0  # the Boltzmann policy's entropy where it has acted
+        ent = float(entropy(self.policy[visited]).mean()) if visited.any() else float(np.log(self.n_actions))
+        run.log(self.num_steps, {"train/entropy": ent, "train/ent_coef": self.config.ent_coef})
 
     def refresh(self) -> None:
-        """V and the policy from Q (derived when read, not on every step)."""
+        """values.npy and policy.npy: the soft value and the Boltzmann policy of Q."""
         self.V = soft_value(self.Q, self.config.ent_coef)
         self.policy = boltzmann(self.Q, self.config.ent_coef)
 
@@ -151,10 +135,9 @@ class SoftQLearning(TabularAgent):
         if deterministic:
             return self.Q[self.states(obs)].argmax(axis=1)
         self.refresh()
-        return super().act(obs, deterministic)
+        return TabularAgent.act(self, obs, deterministic)  # sample the Boltzmann policy
 
     def state_dict(self) -> dict[str, Any]:
-        self.refresh()
         return {**super().state_dict(), "counts": self.counts}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
