@@ -7,7 +7,8 @@ between training phases of `gradient_steps` updates each, after `learning_starts
 follow Stable-Baselines3's DQN so that `agent=sb3_dqn` with the same config is a like-for-like check.
 
 This module is also the off-policy training loop: agents that differ only in their target and
-their behaviour policy (soft Q-learning) subclass DQN and override `td_target` / `greedy_or_explore`.
+their behaviour policy (soft Q-learning) subclass DQN and override `td_target` / `greedy_or_explore`
+(and `after_gradient_step` for per-step work such as a temperature update).
 """
 
 from __future__ import annotations
@@ -219,6 +220,10 @@ class DQN(Agent):
         computed in one forward pass. Double DQN's targets also read the online network."""
         return not self.config.double_q
 
+    def after_gradient_step(self, batches: dict[str, torch.Tensor], i: int) -> None:
+        """Called after gradient step i of a phase, with the phase's batches (leading axis: step).
+        DQN has nothing to do here; soft Q-learning takes its temperature step."""
+
     def train(self, gradient_steps: int) -> dict[str, float]:
         batches = self.buffer.sample((gradient_steps, self.config.batch_size), self.rng)
         if self.frozen_targets:
@@ -236,6 +241,7 @@ class DQN(Agent):
             loss.backward()
             self.optimizer.clip_grad_norm(self.config.max_grad_norm)
             self.optimizer.step()
+            self.after_gradient_step(batches, i)
             losses[i] = loss.detach()
             q_means[i] = q.detach().mean()
         self.n_updates += gradient_steps

@@ -94,13 +94,17 @@ class SQL(DQN):
         """r + gamma * (1 - terminated) * alpha * logsumexp(Q_target(s', .) / alpha).
 
         Batches may carry leading dimensions (a whole training phase at once, see `frozen_targets`).
-        Every call sees fresh replay states, so it is also where the policy's entropy is measured
-        and, with auto_ent_coef, where the temperature takes its step (once per gradient step).
         """
         next_v = soft_state_value(self.q_target(next_obs), self.ent_coef)
-        target = rewards + self.config.gamma * (1.0 - terminated) * next_v
-        self._temperature_step(next_obs)
-        return target
+        return rewards + self.config.gamma * (1.0 - terminated) * next_v
+
+    def after_gradient_step(self, batches: dict[str, torch.Tensor], i: int) -> None:
+        """A tuned temperature takes one step per gradient step, on that step's replay states; a
+        fixed one only has the policy's entropy measured, once per phase on all of its states."""
+        if self.config.auto_ent_coef:
+            self._temperature_step(batches["next_obs"][i])
+        elif i == len(batches["next_obs"]) - 1:
+            self._temperature_step(batches["next_obs"])
 
     @property
     def frozen_targets(self) -> bool:
@@ -108,6 +112,7 @@ class SQL(DQN):
         targets are computed step by step; a fixed one leaves them to the target network alone."""
         return super().frozen_targets and not self.config.auto_ent_coef
 
+    @torch.no_grad()
     def _temperature_step(self, states: torch.Tensor) -> None:
         """Record the online policy's entropy on `states`; with auto_ent_coef, one dual step on alpha.
 
