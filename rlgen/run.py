@@ -268,9 +268,5 @@ def versions() -> dict[str, str]:
     return out
 
 
-def write_summary(path: Path, summary: dict[str, Any]) -> None:
-    write_json_atomic(path, summary)
-
-
 def read_json(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())

@@ -12,11 +12,11 @@ import torch
 
 from rlgen.agents import agent_class
 from rlgen.agents.base import Agent
-from rlgen.checkpoint import write_text_atomic
+from rlgen.checkpoint import write_json_atomic, write_text_atomic
 from rlgen.config import TrainConfig, from_yaml, to_yaml
 from rlgen.envs import make_env
 from rlgen.errors import UserError
-from rlgen.run import Diverged, Run, read_json, write_summary
+from rlgen.run import Diverged, Run, read_json
 
 
 class TrainingFailed(Exception):
@@ -98,7 +98,7 @@ def _finish(run: Run, agent: Agent, status: str) -> dict[str, Any]:
     run.checkpoint(step)
     agent.write_artifacts(run)
     summary = run.summary(step, status) | agent.summary_fields()
-    write_summary(run.dir / "summary.json", summary)
+    write_json_atomic(run.dir / "summary.json", summary)
     if status == "completed":
         metrics = {"eval/mean_reward": summary["eval_mean_return"] or 0.0}
         run.tb.add_hparams(_flat_hparams(run.cfg), metrics, run_name=".")
