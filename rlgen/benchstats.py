@@ -119,24 +119,17 @@ def optimal_values(model: TabularModel, gamma: float, tol: float = 1e-10,
 
 
 def policy_values(model: TabularModel, policy: np.ndarray, gamma: float, horizon: int = 10_000) -> np.ndarray:
-    """V^pi of a deterministic policy, exactly: solve (I - gamma P_pi) V = r_pi (S&B eq. 4.4).
+    """V^pi of a deterministic policy, exactly (TabularModel.solve_values).
 
     A policy that never terminates under gamma = 1 makes the system singular (its return diverges);
     it is then scored by its return within `horizon` steps (the env's episode limit), what an
     evaluation of that policy would see.
     """
-    s = np.arange(model.n_states)
-    probs, nxt = model.probs[s, policy], model.next_states[s, policy]  # (S, K)
-    cont = np.where(model.terminated[s, policy], 0.0, probs)
-    r_pi = (probs * model.rewards[s, policy]).sum(axis=1)
-    p_pi = np.zeros((model.n_states, model.n_states))
-    np.add.at(p_pi, (np.repeat(s, nxt.shape[1]), nxt.ravel()), cont.ravel())
-    try:
-        values = np.linalg.solve(np.eye(model.n_states) - gamma * p_pi, r_pi)
-        if np.all(np.isfinite(values)) and np.linalg.cond(np.eye(model.n_states) - gamma * p_pi) < 1e12:
-            return values
-    except np.linalg.LinAlgError:
-        pass
+    probs = np.eye(model.n_actions)[policy]
+    values = model.solve_values(probs, gamma)
+    if values is not None:
+        return values
+    r_pi, p_pi = model.policy_dynamics(probs)
     values = np.zeros(model.n_states)
     for _ in range(horizon):
         values = r_pi + gamma * p_pi @ values
@@ -147,8 +140,9 @@ def dp_errors(model: TabularModel, gamma: float, q_values: np.ndarray | None = N
               values: np.ndarray | None = None, horizon: int = 10_000) -> dict[str, float]:
     """How far learned values are from the DP optimum.
 
-    value_error: max_s |V(s) - V*(s)|, with V(s) = max_a Q(s, a) when Q is given (the sup norm in
-    which value iteration converges). policy_gap: E_{s0}[V*(s0) - V^pi(s0)] for pi greedy in Q (or
+    value_error: max_s |V(s) - V*(s)| over the states reachable from the start (others are never
+    visited, so never learned), with V(s) = max_a Q(s, a) when Q is given (the sup norm in which value
+    iteration converges). policy_gap: E_{s0}[V*(s0) - V^pi(s0)] for pi greedy in Q (or
     in the one-step lookahead of V): how much return the learned policy leaves on the table.
     """
     if q_values is None and values is None:
@@ -162,6 +156,7 @@ def dp_errors(model: TabularModel, gamma: float, q_values: np.ndarray | None = N
     greedy = q.argmax(axis=1)
     v_pi = policy_values(model, greedy, gamma, horizon)
     return {
-        "value_error": float(np.max(np.abs(v - v_star))),
-        "policy_gap": float(model.initial @ (v_star - v_pi)),
+        "value_error": float(np.max(np.abs(v - v_star)[model.reachable()])),
+        # V* >= V^pi; a negative gap is V*'s own convergence error (value iteration stops at a tolerance)
+        "policy_gap": max(0.0, float(model.initial @ (v_star - v_pi))),
     }

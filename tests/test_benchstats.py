@@ -118,9 +118,24 @@ def test_dp_errors_are_zero_at_the_optimum_and_measure_a_bad_policy(frozen_lake)
     bad = bs.dp_errors(model, gamma, q_values=down)
     assert bad["policy_gap"] == pytest.approx(v_star[0] - v_down[0], abs=1e-8)
     assert bad["policy_gap"] > 0.1
-    assert bad["value_error"] == pytest.approx(np.max(np.abs(1.0 - v_star)), abs=1e-8)
+    # holes and the goal end the episode: never a state to act in, so not scored
+    live = np.setdiff1d(np.arange(16), [5, 7, 11, 12, 15])
+    np.testing.assert_array_equal(np.flatnonzero(model.reachable()), live)
+    assert bad["value_error"] == pytest.approx(np.max(np.abs(1.0 - v_star[live])), abs=1e-8)
     from_v = bs.dp_errors(model, gamma, values=v_star)
     assert from_v["value_error"] < 1e-8 and abs(from_v["policy_gap"]) < 1e-8
+
+
+def test_value_error_skips_cells_no_episode_visits():
+    """CliffWalking's cliff cells send the agent back to the start: no episode is ever in one, so an
+    agent never learns them and they do not count; the policy gap is never negative."""
+    model = gym.make("rlgen/CliffWalking-v0").unwrapped.model
+    reach = model.reachable()
+    assert reach.sum() == 48 - 10 - 1 and not reach[37:47].any() and reach[36]  # 10 cliff cells, the goal
+    q = model.q_from_v(bs.optimal_values(model, 1.0), 1.0)
+    q[37:47] = 0.0  # what a learner leaves in the cells it never visits
+    got = bs.dp_errors(model, 1.0, q_values=q)
+    assert got["value_error"] < 1e-9 and got["policy_gap"] == 0.0
 
 
 def test_tabular_metrics_read_a_run_directory(tmp_path, frozen_lake):

@@ -53,7 +53,8 @@ def test_slippery_corridor_closed_form():
 def test_dp_agents_solve_cliff_walking(agent):
     ag, run = train(agent, "rlgen/CliffWalking-v0", 10_000, gamma=0.9)
     assert ag.V[36] == pytest.approx(-(1 - 0.9**13) / (1 - 0.9))  # 13 steps along the cliff edge
-    assert run.logged["dp/delta"][-1] < 1e-8 and ag.num_steps < 10_000  # stopped early at the tolerance
+    assert ag.num_steps < 10_000  # stopped early: at the tolerance, or with a stable policy
+    assert ag.stable if agent == "policy_iteration" else run.logged["dp/delta"][-1] < 1e-8
 
 
 def test_policy_and_value_iteration_agree_on_gymnasium_frozen_lake():
@@ -65,6 +66,33 @@ def test_policy_and_value_iteration_agree_on_gymnasium_frozen_lake():
     assert np.all(pi.Q[np.arange(16), pi.policy.argmax(axis=1)] >= vi.Q.max(axis=1) - 1e-6)
     v_check = evaluate_policy(model, greedy(vi.Q), 0.99, tol=1e-12)  # the greedy policy earns V*
     np.testing.assert_allclose(v_check, vi.V, atol=1e-6)
+
+
+def test_exact_solve_of_the_random_policy_is_figure_4_1():
+    model = gym.make("rlgen/GridWorld4x4-v0").unwrapped.model
+    np.testing.assert_allclose(model.solve_values(np.full((16, 4), 0.25), 1.0).reshape(4, 4), FIG_4_1, atol=1e-9)
+    always_left = np.zeros((16, 4))
+    always_left[:, 3] = 1.0
+    assert model.solve_values(always_left, 1.0) is None  # the right column bumps into the wall forever
+
+
+def test_policy_iteration_solves_cliff_walking_undiscounted_in_a_few_improvements():
+    """Under gamma = 1 the random walk's values take millions of sweeps to settle; solved exactly,
+    policy iteration needs a handful of improvements (Howard 1960)."""
+    model = gym.make("rlgen/CliffWalking-v0").unwrapped.model
+    ag, run = train("policy_iteration", "rlgen/CliffWalking-v0", 100, gamma=1.0)
+    v_star, _ = value_iteration(model, gamma=1.0)
+    np.testing.assert_allclose(ag.V, v_star, atol=1e-8)
+    assert ag.V[36] == -13.0 and ag.num_steps <= 10
+    sweeps, _ = train("policy_iteration", "rlgen/CliffWalking-v0", 200, gamma=1.0, evaluation="sweeps")
+    assert sweeps.num_steps == 200 and not sweeps.stable  # still evaluating the random walk
+
+
+def test_exact_policy_iteration_on_a_large_model_is_a_clear_error():
+    from rlgen.errors import UserError
+
+    with pytest.raises(UserError, match="evaluation=sweeps"):
+        train("policy_iteration", "rlgen/Maze-v0", 5, env_kwargs={"size": 101})
 
 
 def test_budget_counts_sweeps():

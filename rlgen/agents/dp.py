@@ -2,8 +2,9 @@
 
 Every sweep is a synchronous Bellman backup over the whole TabularModel at once (S x A x K arrays),
 no per-state Python loop. The run's budget `total_steps` counts sweeps (the x-axis of dp/delta in
-TensorBoard); a run stops early once a sweep changes no value by more than `tol`. Evaluation
-then runs the greedy policy in the real env, like for any other agent.
+TensorBoard; for policy iteration with exact evaluation, improvements); a run stops early once a sweep
+changes no value by more than `tol`. Evaluation then runs the greedy policy in the real env, like for
+any other agent.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rlgen.agents.tabular import TabularAgent, TabularConfig, greedy
+from rlgen.config import check_choice
 from rlgen.envs.model import TabularModel, model_of
 from rlgen.errors import UserError
 
@@ -131,8 +133,9 @@ class DPAgent(TabularAgent):
         return delta < self.config.tol
 
     def learn(self, total_steps: int, run: Run) -> None:
-        backup = Backup(self.model(run), self.config.gamma)
-        self.prepare(backup)
+        model = self.model(run)
+        backup = Backup(model, self.config.gamma)
+        self.prepare(model, backup)
         while self.num_steps < total_steps:
             delta = self.sweep(backup)
             self.num_steps += 1
@@ -140,7 +143,7 @@ class DPAgent(TabularAgent):
             if self.converged(delta) or not run.tick(self.num_steps):
                 break
 
-    def prepare(self, backup: Backup) -> None:
+    def prepare(self, model: TabularModel, backup: Backup) -> None:
         """Hook before the first sweep."""
 
 
@@ -172,29 +175,57 @@ class PolicyEvaluation(DPAgent):
 @dataclass
 class PolicyIterationConfig(DPConfig):
     name: str = "policy_iteration"
+    evaluation: str = "exact"
+    """exact: solve the linear system of V^pi, one budget step per improvement (Howard 1960), for up to
+    EXACT_MAX_STATES states | sweeps: iterative evaluation to tol, one budget step per sweep (S&B Section 4.3)"""
+
+    def __post_init__(self):
+        check_choice("agent.evaluation", self.evaluation, ("exact", "sweeps"))
+
+
+EXACT_MAX_STATES = 5000
 
 
 class PolicyIteration(DPAgent):
-    """Evaluate the current policy to tol, make it greedy, repeat until it is stable (S&B Section 4.3).
-    Each evaluation sweep is one budget step."""
+    """Evaluate the current policy, make it greedy, repeat until it is stable (S&B Section 4.3).
+
+    The first policy is the uniform random one, which ends its episodes in the usual gridworlds; the
+    greedy policy of a proper policy's values is proper again (Bertsekas & Tsitsiklis 1996, Sec. 2.2),
+    so exact evaluation stays well posed under gamma = 1. Evaluated by sweeps instead, a slowly mixing
+    policy (the random walk on CliffWalking under gamma = 1) needs millions of sweeps to reach tol: the
+    exact solve is the default. If a system is singular all the same, that evaluation falls back to sweeps."""
 
     Config = PolicyIterationConfig
 
-    def prepare(self, backup: Backup) -> None:
+    def prepare(self, model: TabularModel, backup: Backup) -> None:
         self.stable = False
         self.improvements = 0
+        self.env_model = model if self.config.evaluation == "exact" else None
+        if self.env_model is not None and self.n_states > EXACT_MAX_STATES:
+            raise UserError(f"exact policy evaluation solves a dense {self.n_states}x{self.n_states} system; "
+                            f"above {EXACT_MAX_STATES} states use agent.evaluation=sweeps")
 
     def sweep(self, backup: Backup) -> float:
+        if self.env_model is not None:
+            new = self.env_model.solve_values(self.policy, self.config.gamma)
+            if new is None:
+                new = evaluate_policy(self.env_model, self.policy, self.config.gamma, self.config.tol)
+            delta, self.V = float(np.abs(new - self.V).max()), new
+            self.improve(backup)
+            return delta
         new = evaluation_sweep(backup, self.policy, self.V)
         delta, self.V = float(np.abs(new - self.V).max()), new
         if delta < self.config.tol:  # evaluation done: improve
-            self.Q = backup.q(self.V)
-            improved = greedy(self.Q)
-            # stable when the old policy is already greedy (compare greedy sets, not tie-breaking)
-            self.stable = bool(np.all((self.policy > 0) <= (improved > 0)) and self.improvements > 0)
-            self.policy = improved
-            self.improvements += 1
+            self.improve(backup)
         return delta
+
+    def improve(self, backup: Backup) -> None:
+        self.Q = backup.q(self.V)
+        improved = greedy(self.Q)
+        # stable when the old policy is already greedy (compare greedy sets, not tie-breaking)
+        self.stable = bool(np.all((self.policy > 0) <= (improved > 0)) and self.improvements > 0)
+        self.policy = improved
+        self.improvements += 1
 
     def converged(self, delta: float) -> bool:
         return self.stable

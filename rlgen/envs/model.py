@@ -40,6 +40,38 @@ class TabularModel:
         cont = np.where(self.terminated, 0.0, values[self.next_states])
         return (self.probs * (self.rewards + gamma * cont)).sum(axis=2)
 
+    def policy_dynamics(self, policy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(r_pi, P_pi) of a policy given as (S, A) action probabilities: the expected reward (S,) and
+        the (S, S) matrix of moving on without terminating (rows sum to below 1 where episodes end)."""
+        w = np.asarray(policy, dtype=np.float64)[:, :, None] * self.probs  # (S, A, K)
+        r_pi = (w * self.rewards).sum(axis=(1, 2))
+        p_pi = np.zeros((self.n_states, self.n_states))
+        rows = np.repeat(np.arange(self.n_states), w.shape[1] * w.shape[2])
+        np.add.at(p_pi, (rows, self.next_states.ravel()), np.where(self.terminated, 0.0, w).ravel())
+        return r_pi, p_pi
+
+    def solve_values(self, policy: np.ndarray, gamma: float) -> np.ndarray | None:
+        """V^pi exactly, from (I - gamma P_pi) V = r_pi (S&B eq. 4.4); None when the system is singular
+        or near it (under gamma = 1, a policy that can loop forever). Dense: for up to a few thousand states."""
+        r_pi, p_pi = self.policy_dynamics(policy)
+        m = np.eye(self.n_states) - gamma * p_pi
+        if np.linalg.cond(m) > 1e12:
+            return None
+        values = np.linalg.solve(m, r_pi)
+        return values if np.all(np.isfinite(values)) else None
+
+    def reachable(self) -> np.ndarray:
+        """(S,) bool: the states some sequence of actions reaches from the start distribution."""
+        seen = self.initial > 0
+        frontier = seen.copy()
+        live = (self.probs > 0) & ~self.terminated
+        while frontier.any():
+            nxt = np.zeros_like(seen)
+            nxt[self.next_states[frontier][live[frontier]]] = True
+            frontier = nxt & ~seen
+            seen |= nxt
+        return seen
+
     @classmethod
     def from_P(cls, P: dict[int, dict[int, list[tuple]]], n_states: int, n_actions: int,
                initial: np.ndarray | None = None) -> TabularModel:
