@@ -201,7 +201,8 @@ def plot_env(suite: Suite, records: list[dict[str, Any]], env: str, agents: list
         ax.set_yscale("symlog", linthresh=suite.dp_tolerance)  # gaps span orders of magnitude down to 0
         ax.set_ylim(0, max(3 * ax.get_ylim()[1], 10 * suite.dp_tolerance))
         ax.axhline(suite.dp_tolerance, color="gray", linestyle=":", label=f"tolerance {suite.dp_tolerance:g}")
-    ax.set_xlabel("environment steps" if suite.metric == "return" else "budget: env steps (planning: sweeps)")
+    budget = "budget: env steps (value iteration: sweeps, policy iteration: improvements)"
+    ax.set_xlabel("environment steps" if suite.metric == "return" else budget)
     ax.set_ylabel("evaluation return" if suite.metric == "return" else "policy gap to DP optimum")
     ax.set_title(f"{env}: mean over seeds, 95% bootstrap band")
     ax.grid(alpha=0.3)
