@@ -16,6 +16,24 @@ def test_tuned_values_apply_to_their_agent_and_env_pair_only():
     assert plain.agent.n_steps == 128 and plain.env.id == "Acrobot-v1"
 
 
+def test_every_tuned_file_composes_with_its_agent_and_env():
+    from pathlib import Path
+
+    import yaml
+
+    import rlgen
+
+    tuned = sorted((Path(rlgen.__file__).parent / "conf" / "tuned").glob("*.yaml"))
+    assert len(tuned) > 20
+    for path in tuned:
+        agent, env = next((a, path.stem[len(a) + 1:]) for a in sorted(AGENTS, key=len, reverse=True)
+                          if path.stem.startswith(a + "_"))
+        cfg = load_config([f"agent={agent}", f"env={env}"])
+        wanted = yaml.safe_load(path.read_text()).get("agent", {})
+        for key, value in wanted.items():
+            assert getattr(cfg.agent, key) == value, (path.name, key)
+
+
 def test_user_overrides_beat_tuned_values_and_are_typed():
     cfg = load_config(["agent=dqn", "env=CartPole", "agent.learning_rate=0.01", "seed=7", "agent.net_arch=[8]"])
     assert cfg.agent.learning_rate == 0.01 and isinstance(cfg.agent.learning_rate, float)
