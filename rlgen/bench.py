@@ -183,7 +183,7 @@ def _lookup(table: dict[str, Any], agent: str, env: str) -> list[Any]:
 
 def plan(suite: Suite, opts: Options, logdir: Path) -> list[Job]:
     """One Job per (env, agent, budget, seed); budgets are the tuned config's unless the suite sets them."""
-    from rlgen.config import load_config
+    from rlgen.compose import load_config
 
     agents = _subset(opts.agents, suite_agents(suite)[0], "agent")
     envs = _subset(opts.envs, suite.envs, "env")
@@ -238,7 +238,7 @@ def run_job(job: Job) -> dict[str, Any]:
     import torch
 
     from rlgen.checkpoint import write_json_atomic
-    from rlgen.config import load_config
+    from rlgen.compose import load_config
     from rlgen.trainer import load_run_config, train
 
     torch.set_num_threads(1)

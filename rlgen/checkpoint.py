@@ -78,3 +78,61 @@ def existing_dir(path: Path) -> Path | None:
         return path
     old = path.with_name(path.name + ".old")
     return old if old.is_dir() else None
+
+
+# -- state as data: a nested state saved and loaded without executing anything --------------------
+
+import numpy as np  # noqa: E402
+
+STATE_JSON, TENSORS = "state.json", "tensors.npz"
+
+
+def _encode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
+    if isinstance(value, np.ndarray):
+        key = f"a{len(arrays)}"
+        arrays[key] = value
+        return {"__array__": key}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v, arrays) for v in value]}
+    if isinstance(value, list):
+        return [_encode(v, arrays) for v in value]
+    if isinstance(value, dict):
+        if all(isinstance(k, str) and not k.startswith("__") for k in value):
+            return {k: _encode(v, arrays) for k, v in value.items()}
+        return {"__items__": [[_encode(k, arrays), _encode(v, arrays)] for k, v in value.items()]}
+    return value
+
+
+def _decode(value: Any, arrays: Any) -> Any:
+    if isinstance(value, list):
+        return [_decode(v, arrays) for v in value]
+    if isinstance(value, dict):
+        if "__array__" in value:
+            return np.array(arrays[value["__array__"]])
+        if "__tuple__" in value:
+            return tuple(_decode(v, arrays) for v in value["__tuple__"])
+        if "__items__" in value:
+            return {_decode(k, arrays): _decode(v, arrays) for k, v in value["__items__"]}
+        return {k: _decode(v, arrays) for k, v in value.items()}
+    return value
+
+
+def save_state(path: Path, state: Any) -> None:
+    arrays: dict[str, np.ndarray] = {}
+    skeleton = _encode(state, arrays)
+
+    def fill(tmp: Path) -> None:
+        np.savez(tmp / TENSORS, **arrays)
+        (tmp / STATE_JSON).write_text(json.dumps(skeleton))
+
+    replace_dir_atomic(Path(path), fill)
+
+
+def load_state(path: Path) -> Any:
+    found = existing_dir(Path(path))
+    if found is None:
+        raise FileNotFoundError(f"no saved state in {path}")
+    with np.load(found / TENSORS, allow_pickle=False) as arrays:
+        return _decode(json.loads((found / STATE_JSON).read_text()), arrays)

@@ -1,8 +1,12 @@
 """The run: its directory, its logs, evaluation, checkpoints and interruption.
 
-The agent talks to the run through four calls: `make_envs` / `make_env`, `log(step, stats)`,
-`episodes(step, returns, lengths)` and `tick(step)` (which evaluates, checkpoints and reports
-whether to go on). Everything a run writes is written here, once, for every agent.
+The training loops (rlgen/loops.py) talk to the run through `make_envs` (training envs, wrapped so
+that every finished episode is recorded here), `log(step, stats)` and `tick(step)` (which evaluates,
+checkpoints and reports whether to go on); agents with stages of their own (RLHF) add `episodes`.
+The run's directory, logs, CSVs and checkpoint files are written here, once, for every agent; an
+agent adds only its own artifacts at the end (`write_artifacts`).
+
+The run needs little from its agent, and says so in `Learner`: it never imports the agents.
 """
 
 from __future__ import annotations
@@ -10,23 +14,36 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import signal
 import time
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
 
-from rlgen.checkpoint import write_json_atomic
+from rlgen.checkpoint import existing_dir, load_state, save_state, write_json_atomic
 from rlgen.config import TrainConfig
 from rlgen.envs import make_env, make_vec_env, reward_threshold
+from rlgen.envs.model import TabularModel, model_of
+from rlgen.envs.snapshot import env_state, set_env_state
+from rlgen.errors import UserError
 from rlgen.evaluation import evaluate
+from rlgen.loops import EpisodeStats
 from rlgen.progress import ProgressBar
 
-if TYPE_CHECKING:
-    from rlgen.agents.base import Agent
+
+class Learner(Protocol):
+    """What a run needs from its agent."""
+
+    one_hot: bool
+    """the agent sees discrete observations one-hot encoded"""
+
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray: ...
+
+    def save(self, path: Path) -> None: ...
 
 
 class Diverged(Exception):
@@ -74,11 +91,13 @@ class CsvLog:
 class Run:
     LOG_EVERY = 1000  # env steps between writes of averaged training scalars
 
-    def __init__(self, cfg: TrainConfig, run_dir: Path, state: dict[str, Any] | None = None):
+    def __init__(self, cfg: TrainConfig, run_dir: Path, agent: Learner, state: dict[str, Any] | None = None):
         from torch.utils.tensorboard import SummaryWriter
 
         self.cfg = cfg
         self.dir = run_dir
+        self.agent = agent
+        self.envs: gym.vector.VectorEnv | None = None
         self.threshold = reward_threshold(cfg.env)
         state = state or {}
         start = int(state.get("num_steps", 0))
@@ -103,39 +122,54 @@ class Run:
         self.cpu0 = time.process_time()
         self.stop_requested = False
         self.closed = False
-        self.agent: Agent | None = None
+        self.saved_envs = self._saved_env_state(start) if state else None
         self.bar = ProgressBar(cfg.total_steps, start, enabled=cfg.progress)
 
     # -- what agents call ---------------------------------------------------------------------------
 
     @property
     def seed(self) -> int:
-        """Env seed: the config's, shifted on each resume so a resumed run does not replay episodes."""
+        """Env seed: the config's. A resumed run continues its envs where they stopped; if their state
+        could not be saved (rlgen/envs/snapshot.py), the seed is shifted so it does not replay episodes."""
         return self.cfg.seed + 7919 * self.n_resumes
 
     @property
     def one_hot(self) -> bool:
-        return self.agent is None or self.agent.one_hot
+        return self.agent.one_hot
 
     def make_env(self, render_mode: str | None = None) -> gym.Env:
         """One env, wrapped as the agent needs it (one-hot observations for deep agents)."""
         return make_env(self.cfg.env, render_mode=render_mode, one_hot=self.one_hot)
 
-    def make_envs(self, n: int) -> tuple[gym.vector.VectorEnv, np.ndarray]:
-        """n envs behind the vector API (NEXT_STEP autoreset), reset with the run's seed."""
-        envs = make_vec_env(self.cfg.env, n, one_hot=self.one_hot)
+    def make_envs(self, n: int) -> tuple[EpisodeStats, Any]:
+        """The training envs: n copies behind the vector API (NEXT_STEP autoreset) whose finished
+        episodes are recorded here. A resumed run gets them back as they were at its checkpoint."""
+        envs = EpisodeStats(make_vec_env(self.cfg.env, n, one_hot=self.one_hot), self.episodes, self.start_step)
+        self.envs = envs
+        if self.saved_envs is not None and set_env_state(envs, self.saved_envs):
+            return envs, envs.last_obs
+        if self.n_resumes:
+            self.bar.note("env state not restorable: the resumed run starts new episodes")
         obs, _ = envs.reset(seed=self.seed)
         envs.action_space.seed(self.seed)
         return envs, obs
+
+    def tabular_model(self) -> TabularModel:
+        """The env's transition model, for planning agents; a clear error if it has none."""
+        env = self.make_env()
+        model = model_of(env)
+        env.close()
+        if model is None:
+            raise UserError(f"env '{self.cfg.env.id}' exposes no tabular model (no `.model` or `P`), which "
+                            "dynamic programming needs; use a learning agent (q_learning, mc_control, ...)")
+        return model
 
     def log(self, step: int, stats: dict[str, float]) -> None:
         """Training scalars (tags as SB3 names them); averaged and written every LOG_EVERY steps."""
         for key, value in stats.items():
             value = float(value)
-            if not math.isfinite(value):
-                if "loss" in key:
-                    raise Diverged(f"{key} is {value} at step {step}")
-                continue  # e.g. explained variance of constant returns: undefined, not an error
+            if not math.isfinite(value):  # an undefined statistic is left out by its agent, not sent as NaN
+                raise Diverged(f"{key} is {value} at step {step}")
             self.pending.setdefault(key, []).append(value)
         if step - self.last_log >= self.LOG_EVERY:
             self.flush_logs(step)
@@ -159,7 +193,6 @@ class Run:
     # -- what the trainer calls ---------------------------------------------------------------------
 
     def evaluate(self, step: int) -> None:
-        assert self.agent is not None
         returns, _ = evaluate(self.agent.act, self.cfg.env, self.cfg.eval_episodes, self.cfg.seed, self.one_hot)
         mean, std = float(returns.mean()), float(returns.std())
         self.last_eval = (mean, std)
@@ -187,12 +220,23 @@ class Run:
         self.last_log = step
 
     def checkpoint(self, step: int) -> None:
-        """Agent state and the run's own counters, each written atomically."""
-        assert self.agent is not None
+        """Agent state, the training envs' state and the run's own counters, each written atomically;
+        checkpoint.json last, so it never names a step whose other parts are missing."""
         self.agent.save(self.dir / "checkpoint")
+        envs = env_state(self.envs) if self.envs is not None else None
+        if envs is not None:
+            save_state(self.dir / "env_state", {"step": step, "parts": envs})
+        elif existing_dir(self.dir / "env_state") is not None:
+            shutil.rmtree(existing_dir(self.dir / "env_state"))
         for log in (self.progress_csv, self.eval_csv, self.episodes_csv):
             log.flush()
         write_json_atomic(self.dir / "checkpoint.json", self.state(step))
+
+    def _saved_env_state(self, step: int) -> list[dict[str, Any]] | None:
+        if existing_dir(self.dir / "env_state") is None:
+            return None
+        saved = load_state(self.dir / "env_state")
+        return saved["parts"] if saved.get("step") == step else None
 
     def state(self, step: int) -> dict[str, Any]:
         return {

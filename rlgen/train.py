@@ -6,7 +6,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from rlgen.config import expand_overrides, list_choices, load_config
+from rlgen.compose import expand_overrides, list_choices, load_config
 from rlgen.errors import UserError, cli_main
 
 RESUMABLE_OVERRIDES = ("total_steps", "progress", "torch_threads", "eval_episodes")
@@ -70,7 +70,7 @@ def main(argv: list[str]) -> int:
         _resume_config(job) if any(o.startswith("resume=") for o in job) else load_config(job) for job in jobs
     ]
     if show_cfg:
-        from rlgen.config import to_yaml
+        from rlgen.compose import to_yaml
 
         for cfg in configs:
             print(to_yaml(cfg))

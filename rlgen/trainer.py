@@ -13,7 +13,8 @@ import torch
 from rlgen.agents import agent_class
 from rlgen.agents.base import Agent
 from rlgen.checkpoint import write_json_atomic, write_text_atomic
-from rlgen.config import TrainConfig, from_yaml, to_yaml
+from rlgen.compose import from_yaml, to_yaml
+from rlgen.config import TrainConfig
 from rlgen.envs import make_env
 from rlgen.errors import UserError
 from rlgen.run import Diverged, Run, read_json
@@ -69,8 +70,7 @@ def train(cfg: TrainConfig) -> tuple[dict[str, Any], Path]:
     else:
         run_dir = new_run_dir(cfg)
         write_text_atomic(run_dir / "config.yaml", to_yaml(cfg))
-    run = Run(cfg, run_dir, state)
-    run.agent = agent
+    run = Run(cfg, run_dir, agent, state)
     if state is None:
         run.tb.add_text("hparams", "```yaml\n" + to_yaml(cfg) + "```", 0)
     previous = signal.getsignal(signal.SIGINT)

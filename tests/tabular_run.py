@@ -11,6 +11,10 @@ import numpy as np
 
 import rlgen.envs.registration  # noqa: F401
 from rlgen.agents import agent_class
+from rlgen.config import EnvConfig
+from rlgen.envs import make_vec_env
+from rlgen.envs.model import model_of
+from rlgen.loops import EpisodeStats
 
 
 class LocalRun:
@@ -22,6 +26,16 @@ class LocalRun:
 
     def make_env(self) -> gym.Env:
         return gym.make(self.env_id, **self.kwargs)
+
+    def make_envs(self, n: int) -> tuple[EpisodeStats, Any]:
+        envs = EpisodeStats(make_vec_env(EnvConfig(name=self.env_id, id=self.env_id, kwargs=self.kwargs), n,
+                                         one_hot=False), self.episodes)
+        obs, _ = envs.reset(seed=self.seed)
+        envs.action_space.seed(self.seed)
+        return envs, obs
+
+    def tabular_model(self):
+        return model_of(self.make_env())
 
     def log(self, step: int, stats: dict[str, float]) -> None:
         for key, value in stats.items():

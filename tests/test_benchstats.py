@@ -141,7 +141,7 @@ def test_value_error_skips_cells_no_episode_visits():
 def test_tabular_metrics_read_a_run_directory(tmp_path, frozen_lake):
     from rlgen.benchreport import tabular_metrics
     from rlgen.checkpoint import write_text_atomic
-    from rlgen.config import load_config, to_yaml
+    from rlgen.compose import load_config, to_yaml
 
     _, model = frozen_lake
     cfg = load_config(["agent=ppo", "env=FrozenLake-v1", "agent.gamma=0.9"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rlgen.agents import AGENTS
-from rlgen.config import expand_overrides, from_yaml, list_choices, load_config, to_yaml
+from rlgen.compose import expand_overrides, from_yaml, list_choices, load_config, to_yaml
 from rlgen.errors import UserError, did_you_mean
 
 

@@ -160,7 +160,7 @@ def test_text_preference_scores_at_the_end_only():
 
 
 def test_our_ppo_with_an_mlp_trains_on_it(tmp_path):
-    from rlgen.config import load_config
+    from rlgen.compose import load_config
     from rlgen.trainer import train
 
     cfg = load_config(["agent=ppo", "env=TextPreference", "total_steps=1024", "eval_every=0", "eval_episodes=2",

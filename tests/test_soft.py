@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rlgen.agents.dp import value_iteration
-from rlgen.config import load_config
+from rlgen.compose import load_config
 from rlgen.envs.model import TabularModel, model_of
 from rlgen.soft import boltzmann, entropy, soft_bellman_backup, soft_q_target, soft_value, soft_value_iteration
 from rlgen.trainer import train

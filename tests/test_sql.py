@@ -10,7 +10,7 @@ import torch
 from conftest import assert_user_error, read_csv, read_json, train_run
 
 from rlgen.agents.sql import SQL, SQLConfig, boltzmann_entropy, boltzmann_sample, soft_state_value
-from rlgen.config import load_config
+from rlgen.compose import load_config
 from rlgen.envs.model import model_of
 from rlgen.soft import boltzmann, entropy, soft_value, soft_value_iteration
 from rlgen.trainer import build_agent, train

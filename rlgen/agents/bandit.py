@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from rlgen.agents.tabular import TabularAgent, TabularConfig
+from rlgen.loops import Transition, per_step
 
 if TYPE_CHECKING:
     from rlgen.run import Run
@@ -210,24 +211,16 @@ class BanditAgent(TabularAgent):
         self.rule = self.Rule(self.n_states, self.n_actions, config, self.rng)
 
     def learn(self, total_steps: int, run: Run) -> None:
-        env, _ = self.start_env(run)
-        ret, length = 0.0, 0
-        while self.num_steps < total_steps:
-            arm = self.rule.select()
-            _, r, terminated, truncated, info = env.step(int(arm[0]))
-            self.rule.update(arm, np.array([r], dtype=float))
-            ret, length = ret + float(r), length + 1
-            self.num_steps += 1
-            run.log(self.num_steps, {"bandit/regret": info["regret"],
-                                     "bandit/optimal_action": float(arm[0] == info["optimal_action"])})
-            if terminated or truncated:
-                run.episodes(self.num_steps, [ret], [length])
-                env.reset()
-                ret, length = 0.0, 0
-            if not run.tick(self.num_steps):
-                break
-        env.close()
+        per_step(self, run, total_steps)
         self.refresh()
+
+    def explore(self, obs: Any) -> np.ndarray:
+        return self.rule.select()
+
+    def observe(self, t: Transition, total_steps: int) -> dict[str, float]:
+        self.rule.update(t.actions, t.rewards.astype(float))
+        return {"bandit/regret": float(t.info["regret"][0]),
+                "bandit/optimal_action": float(t.actions[0] == t.info["optimal_action"][0])}
 
     def refresh(self) -> None:
         self.Q = np.array(self.rule.estimates(), dtype=float).reshape(self.n_states, self.n_actions)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from rlgen.agents.base import Agent
 from rlgen.config import AgentConfig, check_choice, check_positive
 from rlgen.errors import UserError
+from rlgen.loops import Transition, per_step
 from rlgen.nets.mlp import ACTIVATIONS, copy_params, flat_dim, mlp, numpy_forward
 from rlgen.nets.optim import FlatAdam
 from rlgen.run import Run
@@ -160,47 +161,32 @@ class DQN(Agent):
     # -- training -----------------------------------------------------------------------------------
 
     def learn(self, total_steps: int, run: Run) -> None:
-        c = self.config
-        envs, obs = run.make_envs(self.n_envs)
-        n = self.n_envs
-        ep_return, ep_length = np.zeros(n), np.zeros(n, dtype=np.int64)
-        prev_done = np.zeros(n, dtype=bool)
-        target_every = max(c.target_update_interval // n, 1)  # in vector steps, as SB3 counts
-        calls, collected = self.num_steps // n, 0
-        try:
-            while self.num_steps < total_steps:
-                if self.num_steps < c.learning_starts:
-                    actions = self.rng.integers(0, self.n_actions, size=n)
-                else:
-                    actions = self.greedy_or_explore(obs, self.epsilon)
-                next_obs, reward, terminated, truncated, _ = envs.step(actions)
-                valid = ~prev_done  # NEXT_STEP autoreset: skip the step that only resets an env
-                self.buffer.add(obs[valid].reshape(-1, self.obs_dim), actions[valid], reward[valid],
-                                next_obs[valid].reshape(-1, self.obs_dim), terminated[valid])
-                ep_return += np.where(valid, reward, 0.0)
-                ep_length += valid
-                done = terminated | truncated
-                self.num_steps += n
-                calls += 1
-                collected += n
-                if done.any():
-                    run.episodes(self.num_steps, ep_return[done], ep_length[done])
-                    ep_return[done], ep_length[done] = 0.0, 0
-                obs, prev_done = next_obs, done
-                if calls % target_every == 0:
-                    copy_params(self.q_net, self.q_target, c.tau)
-                self.epsilon = linear_epsilon(self.num_steps, total_steps, c.exploration_initial_eps,
-                                              c.exploration_final_eps, c.exploration_fraction)
-                if calls % c.train_freq == 0 and self.num_steps > c.learning_starts and self.buffer.size:
-                    steps = collected if c.gradient_steps < 0 else c.gradient_steps
-                    stats = self.train(steps)
-                    stats["rollout/exploration_rate"] = self.epsilon
-                    run.log(self.num_steps, stats)
-                    collected = 0
-                if not run.tick(self.num_steps):
-                    break
-        finally:
-            envs.close()
+        per_step(self, run, total_steps)
+
+    def explore(self, obs: np.ndarray) -> np.ndarray:
+        """Uniformly random actions until `learning_starts`, then the behaviour policy."""
+        if self.num_steps < self.config.learning_starts:
+            return self.rng.integers(0, self.n_actions, size=self.n_envs)
+        return self.greedy_or_explore(obs, self.epsilon)
+
+    def observe(self, t: Transition, total_steps: int) -> dict[str, float] | None:
+        """Store the step's transitions; update the target network, epsilon, and train when due
+        (SB3's order: the target update counts vector steps, training every train_freq of them)."""
+        c, n = self.config, self.n_envs
+        v = t.valid  # NEXT_STEP autoreset: a step that only reset its env is no transition
+        self.buffer.add(t.obs[v].reshape(-1, self.obs_dim), t.actions[v], t.rewards[v],
+                        t.next_obs[v].reshape(-1, self.obs_dim), t.terminated[v])
+        calls = self.num_steps // n
+        if calls % max(c.target_update_interval // n, 1) == 0:
+            copy_params(self.q_net, self.q_target, c.tau)
+        self.epsilon = linear_epsilon(self.num_steps, total_steps, c.exploration_initial_eps,
+                                      c.exploration_final_eps, c.exploration_fraction)
+        if calls % c.train_freq != 0 or self.num_steps <= c.learning_starts or not self.buffer.size:
+            return None
+        # gradient_steps=-1: as many as env steps collected in the phase, train_freq per env (SB3's
+        # rollout.episode_timesteps); the steps before learning_starts are not a phase's
+        steps = c.train_freq * n if c.gradient_steps < 0 else c.gradient_steps
+        return self.train(steps) | {"rollout/exploration_rate": self.epsilon}
 
     @torch.no_grad()
     def td_target(self, rewards: torch.Tensor, next_obs: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:

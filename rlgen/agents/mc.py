@@ -27,6 +27,7 @@ from rlgen.agents.tabular import (
     greedy,
 )
 from rlgen.errors import UserError
+from rlgen.loops import Episode, episodes
 from rlgen.returns import discounted_returns, linear_decay
 
 if TYPE_CHECKING:
@@ -97,35 +98,25 @@ class MCAgent(TabularAgent):
     def update(self, states: list[int], actions: list[int], returns: np.ndarray) -> None:
         raise NotImplementedError
 
-    def begin(self, env: gym.Env, run: Run) -> tuple[int, int | None]:
-        """Start an episode: (state, forced first action or None)."""
-        obs, _ = env.reset()
-        return self.state(obs), None
+    def begin(self, envs: gym.vector.VectorEnv) -> tuple[Any, int | None]:
+        """Start an episode: (observation, forced first action or None)."""
+        obs, _ = envs.reset()
+        return obs, None
+
+    def explore(self, obs: Any) -> np.ndarray:
+        return np.array([self.behaviour(int(self.states(obs)[0]))])
 
     def learn(self, total_steps: int, run: Run) -> None:
-        env, _ = self.start_env(run)
-        gamma = self.config.gamma
-        while self.num_steps < total_steps:
-            s, a = self.begin(env, run)
-            states, actions, rewards = [], [], []
-            while True:
-                a = self.behaviour(s) if a is None else a
-                obs, r, terminated, truncated, _ = env.step(a)
-                states.append(s)
-                actions.append(a)
-                rewards.append(float(r))
-                s, a = self.state(obs), None
-                if terminated or truncated:
-                    break
-            tail = 0.0 if terminated else self.bootstrap(s)
-            self.update(states, actions, episode_returns(rewards, gamma, tail))
-            self.num_steps += len(rewards)
-            run.episodes(self.num_steps, [sum(rewards)], [len(rewards)])
-            run.log(self.num_steps, {"rollout/exploration_rate": self.epsilon()})
-            if not run.tick(self.num_steps):
-                break
-        env.close()
+        episodes(self, run, total_steps)
         self.refresh()
+
+    def learn_episode(self, ep: Episode) -> dict[str, float]:
+        """Returns of every step (completed by the value of the last state if a time limit cut the
+        episode: truncation is not termination), then the agent's update."""
+        tail = 0.0 if ep.terminated else self.bootstrap(self.state(ep.final_obs))
+        states = [self.state(o) for o in ep.observations]
+        self.update(states, ep.actions, episode_returns(ep.rewards, self.config.gamma, tail))
+        return {"rollout/exploration_rate": self.epsilon()}
 
     def bootstrap(self, s: int) -> float:
         """The value that completes an episode cut by a time limit in state s."""
@@ -207,15 +198,16 @@ class MCExploringStarts(MCControl):
         super().__init__(observation_space, action_space, config, seed)
         self.policy = greedy(self.Q)
 
-    def begin(self, env: gym.Env, run: Run) -> tuple[int, int | None]:
-        grid = getattr(env.unwrapped, "grid", None)
+    def begin(self, envs: gym.vector.VectorEnv) -> tuple[Any, int | None]:
+        base = envs.unwrapped.envs[0].unwrapped  # a one-env SyncVectorEnv (rlgen/loops.py: episodes)
+        grid = getattr(base, "grid", None)
         if grid is None:
             raise UserError(f"mc_exploring_starts needs an env that can start in any state (rlgen gridworlds); "
-                            f"'{run.cfg.env.id}' cannot: use mc_control")
+                            f"'{base.spec.id if base.spec else type(base).__name__}' cannot: use mc_control")
         free = np.flatnonzero(~np.isin(grid.ravel(), ["#", "G", "T", "C"]))
         s = int(self.rng.choice(free))
-        obs, _ = env.reset(options={"state": s})
-        return self.state(obs), int(self.rng.integers(self.n_actions))
+        obs, _ = envs.reset(options={"state": s})
+        return obs, int(self.rng.integers(self.n_actions))
 
     def behaviour(self, s: int) -> int:
         return argmax_random(self.Q[s], self.rng)

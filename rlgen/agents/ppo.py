@@ -24,6 +24,7 @@ from torch import nn
 from rlgen.agents.base import Agent
 from rlgen.config import AgentConfig, check_choice, check_positive
 from rlgen.errors import UserError
+from rlgen.loops import Rollout, flat, on_policy
 from rlgen.nets.mlp import ACTIVATIONS, flat_dim, mlp, numpy_forward
 from rlgen.nets.optim import FlatAdam
 from rlgen.returns import explained_variance, gae, linear_schedule
@@ -117,12 +118,9 @@ class PPO(Agent):
             self._snapshot = (numpy_forward(self.actor), numpy_forward(self.critic))
         return self._snapshot
 
-    def _flat(self, obs: np.ndarray) -> np.ndarray:
-        return np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
-
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         actor, _ = self._np_nets()
-        out = actor(self._flat(obs))
+        out = actor(flat(obs))
         if self.discrete:
             if deterministic:
                 return out.argmax(axis=1)
@@ -143,74 +141,37 @@ class PPO(Agent):
         z = (actions - out) / np.exp(log_std)
         return actions, (-0.5 * z**2 - log_std - 0.5 * LOG_2PI).sum(axis=1)
 
-    # -- training -----------------------------------------------------------------------------------
+    # -- training (the rollout loop is rlgen/loops.py: on_policy) ------------------------------------
 
     def learn(self, total_steps: int, run: Run) -> None:
-        envs, obs = run.make_envs(self.n_envs)
-        try:
-            ep_return = np.zeros(self.n_envs)
-            ep_length = np.zeros(self.n_envs, dtype=np.int64)
-            prev_done = np.zeros(self.n_envs, dtype=bool)
-            while self.num_steps < total_steps:
-                batch, obs, prev_done = self.collect_rollout(envs, obs, prev_done, ep_return, ep_length, run)
-                progress_remaining = 1.0 - self.num_steps / total_steps
-                run.log(self.num_steps, self.train(batch, progress_remaining))
-                if not run.tick(self.num_steps):
-                    break
-        finally:
-            envs.close()
+        on_policy(self, run, total_steps, self.config.n_steps)
 
-    def collect_rollout(
-        self,
-        envs: gym.vector.VectorEnv,
-        obs: np.ndarray,
-        prev_done: np.ndarray,
-        ep_return: np.ndarray,
-        ep_length: np.ndarray,
-        run: Run,
-    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-        """n_steps vector steps with the current policy; returns the flattened valid samples."""
-        T, N = self.config.n_steps, self.n_envs
+    def policy_step(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Sampled actions, the actions the env gets (Box: clipped to its bounds), their
+        log-probabilities and V(obs), for a batch of flat observations."""
         actor, critic = self._np_nets()
-        obs_buf = np.zeros((T, N, flat_dim(self.observation_space.shape)), dtype=np.float32)
-        act_buf = np.zeros((T, N) if self.discrete else (T, N, flat_dim(self.action_space.shape)), np.float32)
-        logp_buf = np.zeros((T, N), dtype=np.float32)
-        rew_buf = np.zeros((T, N), dtype=np.float32)
-        term_buf = np.zeros((T, N), dtype=bool)
-        done_buf = np.zeros((T, N), dtype=bool)
-        valid = np.zeros((T, N), dtype=bool)
-        values = np.zeros((T + 1, N), dtype=np.float32)
-        for t in range(T):
-            flat = self._flat(obs)
-            obs_buf[t] = flat
-            values[t] = critic(flat)[:, 0]
-            actions, logp = self._sample(actor(flat))
-            act_buf[t], logp_buf[t] = actions, logp
-            env_actions = actions if self.discrete else np.clip(actions, self.action_space.low, self.action_space.high)
-            obs, reward, terminated, truncated, _ = envs.step(env_actions.reshape((N, *self.action_space.shape)))
-            # NEXT_STEP autoreset: a step right after an episode ended only resets that env
-            valid[t] = ~prev_done
-            rew_buf[t], term_buf[t] = reward, terminated
-            done = terminated | truncated
-            done_buf[t] = done
-            ep_return += np.where(valid[t], reward, 0.0)
-            ep_length += valid[t]
-            if done.any():
-                run.episodes(self.num_steps + (t + 1) * N, ep_return[done], ep_length[done])
-                ep_return[done], ep_length[done] = 0.0, 0
-            prev_done = done
-        values[T] = critic(self._flat(obs))[:, 0]
-        self.num_steps += T * N
-        advantages = gae(rew_buf, values, term_buf, done_buf, self.config.gamma, self.config.gae_lambda)
+        actions, logp = self._sample(actor(obs))
+        env_actions = actions if self.discrete else np.clip(actions, self.action_space.low, self.action_space.high)
+        return actions, env_actions.reshape((len(obs), *self.action_space.shape)), logp, critic(obs)[:, 0]
+
+    def value(self, obs: np.ndarray) -> np.ndarray:
+        return self._np_nets()[1](obs)[:, 0]
+
+    def update(self, rollout: Rollout, progress_remaining: float) -> dict[str, float]:
+        """GAE on the rollout, then PPO's epochs of minibatch updates on its real transitions."""
+        advantages = gae(rollout.rewards, rollout.values, rollout.terminated, rollout.done, self.config.gamma,
+                         self.config.gae_lambda)
+        valid = rollout.valid
+        values = rollout.values[:-1]
         batch = {
-            "obs": obs_buf[valid],
-            "actions": act_buf[valid],
-            "logp": logp_buf[valid],
-            "values": values[:-1][valid],
+            "obs": rollout.obs[valid],
+            "actions": rollout.actions[valid].astype(np.float32),
+            "logp": rollout.log_probs[valid],
+            "values": values[valid],
             "advantages": advantages[valid],
-            "returns": (advantages + values[:-1])[valid],
+            "returns": (advantages + values)[valid],
         }
-        return batch, obs, prev_done
+        return self.train(batch, progress_remaining)
 
     def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Log-probability and entropy of `actions` under the current policy, and V(obs)."""
@@ -289,11 +250,13 @@ class PPO(Agent):
             "train/loss": np.mean(stats["loss"]),
             "train/approx_kl": np.mean(stats["kl"]),
             "train/clip_fraction": np.mean(stats["clipfrac"]),
-            "train/explained_variance": explained_variance(batch["values"], batch["returns"]),
             "train/learning_rate": lr,
             "train/clip_range": clip,
             "train/n_updates": self.n_updates,
         }
+        ev = explained_variance(batch["values"], batch["returns"])
+        if np.isfinite(ev):  # undefined when every return is the same
+            out["train/explained_variance"] = ev
         if not self.discrete:
             out["train/std"] = float(self.log_std.detach().exp().mean())
         return {k: float(v) for k, v in out.items()}

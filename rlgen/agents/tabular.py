@@ -109,15 +109,6 @@ class TabularAgent(Agent):
         u = self.rng.random((len(s), 1))
         return np.minimum((u > cum).sum(axis=1), self.n_actions - 1)
 
-    # -- shared pieces of the learning loops ----------------------------------------------------------
-
-    def start_env(self, run: Run) -> tuple[gym.Env, int]:
-        """One env from the run, reset with the run's seed; returns (env, first state)."""
-        env = run.make_env()
-        obs, _ = env.reset(seed=run.seed)
-        env.action_space.seed(run.seed)
-        return env, self.state(obs)
-
     # -- checkpoints and artifacts --------------------------------------------------------------------
 
     def refresh(self) -> None:

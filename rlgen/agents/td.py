@@ -26,6 +26,7 @@ from rlgen.agents.tabular import (
     greedy,
 )
 from rlgen.errors import UserError
+from rlgen.loops import Transition, per_step
 from rlgen.returns import linear_decay
 
 if TYPE_CHECKING:
@@ -81,35 +82,31 @@ class TDPrediction(TabularAgent):
             raise UserError(f"td_prediction evaluates the uniform policy; got agent.policy='{config.policy}'")
         if config.n < 1:
             raise UserError(f"agent.n must be at least 1, got {config.n}")
+        self.window: deque[tuple[int, float]] = deque()
+        """the last n (state, reward) pairs whose states are not yet updated"""
 
     def learn(self, total_steps: int, run: Run) -> None:
-        env, s = self.start_env(run)
+        per_step(self, run, total_steps)
+
+    def explore(self, obs: Any) -> np.ndarray:
+        return self.rng.integers(self.n_actions, size=1)
+
+    def observe(self, t: Transition, total_steps: int) -> None:
+        """Append the step to the window of the last n; update the oldest state once n steps (or the
+        episode's end) are in it; at the end of an episode, update every state left in the window."""
         cfg = self.config
-        window: deque[tuple[int, float]] = deque()  # the last n (state, reward) pairs not yet updated
-        ret, length = 0.0, 0
-        while self.num_steps < total_steps:
-            obs, r, terminated, truncated, _ = env.step(int(self.rng.integers(self.n_actions)))
-            s2 = self.state(obs)
-            window.append((s, float(r)))
-            ret, length = ret + float(r), length + 1
-            self.num_steps += 1
-            done = terminated or truncated
-            while window and (len(window) == cfg.n or done):
-                tail = 0.0 if terminated else self.V[s2]
-                s0 = window[0][0]
-                target = n_step_target([x[1] for x in window], cfg.gamma, tail)
-                self.V[s0] += cfg.alpha * (target - self.V[s0])
-                window.popleft()
-                if not done:
-                    break
-            s = s2
-            if done:
-                run.episodes(self.num_steps, [ret], [length])
-                obs, _ = env.reset()
-                s, ret, length = self.state(obs), 0.0, 0
-            if not run.tick(self.num_steps):
+        s2, terminated = self.states(t.next_obs)[0], bool(t.terminated[0])
+        self.window.append((int(self.states(t.obs)[0]), float(t.rewards[0])))
+        done = terminated or bool(t.truncated[0])
+        while self.window and (len(self.window) == cfg.n or done):
+            tail = 0.0 if terminated else self.V[s2]
+            s0 = self.window[0][0]
+            target = n_step_target([x[1] for x in self.window], cfg.gamma, tail)
+            self.V[s0] += cfg.alpha * (target - self.V[s0])
+            self.window.popleft()
+            if not done:
                 break
-        env.close()
+        return None
 
 
 class TDControl(TabularAgent):
@@ -117,6 +114,11 @@ class TDControl(TabularAgent):
     Subclasses define `target(r, s2, a2, terminated)`, and may override `update`."""
 
     Config = TDConfig
+
+    def __init__(self, observation_space, action_space, config, seed):
+        super().__init__(observation_space, action_space, config, seed)
+        self.next_action: int | None = None
+        """SARSA's bootstrap action a' of the last step: the action taken next"""
 
     def epsilon(self) -> float:
         cfg = self.config
@@ -137,29 +139,25 @@ class TDControl(TabularAgent):
         return delta
 
     def learn(self, total_steps: int, run: Run) -> None:
-        env, s = self.start_env(run)
-        a = self.behaviour(s)
-        ret, length = 0.0, 0
-        while self.num_steps < total_steps:
-            obs, r, terminated, truncated, _ = env.step(a)
-            s2 = self.state(obs)
-            a2 = self.behaviour(s2)  # SARSA's bootstrap action is also the next action taken
-            delta = self.update(s, a, float(r), s2, a2, bool(terminated))
-            ret, length = ret + float(r), length + 1
-            self.num_steps += 1
-            run.log(self.num_steps, {"td/abs_error": abs(delta)})
-            if terminated or truncated:
-                run.episodes(self.num_steps, [ret], [length])
-                run.log(self.num_steps, {"rollout/exploration_rate": self.epsilon()})
-                obs, _ = env.reset()
-                s, ret, length = self.state(obs), 0.0, 0
-                a = self.behaviour(s)
-            else:
-                s, a = s2, a2
-            if not run.tick(self.num_steps):
-                break
-        env.close()
+        per_step(self, run, total_steps)
         self.refresh()
+
+    def explore(self, obs: Any) -> np.ndarray:
+        """The behaviour policy's action, or the one already chosen as SARSA's bootstrap action."""
+        a = self.next_action if self.next_action is not None else self.behaviour(int(self.states(obs)[0]))
+        self.next_action = None
+        return np.array([a])
+
+    def observe(self, t: Transition, total_steps: int) -> dict[str, float]:
+        s, a, s2 = int(self.states(t.obs)[0]), int(t.actions[0]), int(self.states(t.next_obs)[0])
+        a2 = self.behaviour(s2)  # SARSA's bootstrap action is also the next action taken
+        delta = self.update(s, a, float(t.rewards[0]), s2, a2, bool(t.terminated[0]))
+        stats = {"td/abs_error": abs(delta)}
+        if t.terminated[0] or t.truncated[0]:
+            stats["rollout/exploration_rate"] = self.epsilon()
+        else:
+            self.next_action = a2
+        return stats
 
     def refresh(self) -> None:
         """policy.npy and values.npy: the greedy (target) policy in Q, and V = max_a Q."""

@@ -68,6 +68,9 @@ GRAMMAR_BIGRAMS = {
 class Vocab:
     """Word <-> id. Id 0 is padding, 1 begin-of-sequence, 2 end-of-sequence."""
 
+    env_constant = True
+    """fixed for the life of an env: not part of its state (rlgen/envs/snapshot.py)"""
+
     def __init__(self) -> None:
         words = SPECIALS + PROMPT_WORDS + FUNCTION_WORDS + PRODUCTS + ASPECTS + POSITIVE + NEGATIVE + NEUTRAL
         words += STRONG + MILD + CONNECTIVES

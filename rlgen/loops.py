@@ -1,0 +1,282 @@
+"""The training loops: one per kind of learning, shared by every agent of that kind.
+
+An agent writes only its update; the loop steps the envs, counts steps, records episodes (through
+the `EpisodeStats` wrapper that `Run.make_envs` puts around every training env), logs what the update
+returns, and asks the run whether to go on (`run.tick`: evaluation, checkpoints, Ctrl-C).
+
+- `on_policy`:  rollouts of n_steps x n_envs, then an update on them (PPO).
+- `per_step`:   one vector step, then the agent observes the transition (DQN, SQL, tabular TD, bandits).
+- `episodes`:   one whole episode, then the agent learns from it (Monte Carlo).
+- `sweeps`:     one synchronous sweep of a tabular model per budget step (dynamic programming).
+Pipelines (RLHF: pretraining, reward model, then RL on generated text) drive their own stages.
+
+All envs run behind Gymnasium's vector API in NEXT_STEP autoreset mode (rlgen/envs/__init__.py): the
+step that ends an episode returns its true final observation; the next step of that sub-env only
+resets it, ignoring the action. `EpisodeStats.valid` marks the steps that are real transitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+
+if TYPE_CHECKING:
+    from rlgen.run import Run
+
+
+class EpisodeStats(gym.vector.VectorWrapper):
+    """Sums rewards and counts steps per sub-env and reports each finished episode, once, to
+    `on_episodes(step, returns, lengths)` (step = env steps taken so far, reset steps included, as
+    the x-axis of every curve). In the spirit of Gymnasium's RecordEpisodeStatistics, for NEXT_STEP
+    autoreset: a step right after an episode ended only resets its sub-env and is not counted."""
+
+    def __init__(self, envs: gym.vector.VectorEnv, on_episodes: Callable[[int, np.ndarray, np.ndarray], None],
+                 step: int = 0):
+        super().__init__(envs)
+        self.on_episodes = on_episodes
+        self.step_count = step
+        n = envs.num_envs
+        self.returns = np.zeros(n)
+        self.lengths = np.zeros(n, dtype=np.int64)
+        self.prev_done = np.zeros(n, dtype=bool)
+        self.valid = np.ones(n, dtype=bool)
+        """which sub-envs' last step was a real transition (False: it only reset that sub-env)"""
+        self.last_obs: Any = None
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.returns[:], self.lengths[:], self.prev_done[:] = 0.0, 0, False
+        self.last_obs = obs
+        return obs, info
+
+    def step(self, actions: np.ndarray):
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        self.valid = ~self.prev_done
+        self.returns += np.where(self.valid, reward, 0.0)
+        self.lengths += self.valid
+        self.step_count += self.num_envs
+        done = terminated | truncated
+        if done.any():
+            self.on_episodes(self.step_count, self.returns[done], self.lengths[done])
+            self.returns[done], self.lengths[done] = 0.0, 0
+        self.prev_done = done
+        self.last_obs = obs
+        return obs, reward, terminated, truncated, info
+
+
+def flat(obs: np.ndarray) -> np.ndarray:
+    """A batch of observations as float32 rows (N, obs_dim)."""
+    return np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
+
+
+# -- on-policy rollouts ---------------------------------------------------------------------------
+
+
+@dataclass
+class Rollout:
+    """What one rollout stores, time-major: (T, N, ...) arrays, `values` with one extra row."""
+
+    obs: np.ndarray
+    """(T, N, obs_dim) float32"""
+    actions: np.ndarray
+    """(T, N) for discrete actions, (T, N, act_dim) for continuous ones: what the policy sampled"""
+    log_probs: np.ndarray
+    """(T, N) log pi(a_t | s_t) at sampling time"""
+    rewards: np.ndarray
+    terminated: np.ndarray
+    done: np.ndarray
+    """terminated | truncated"""
+    valid: np.ndarray
+    """False on the steps that only reset a sub-env: they are left out of every update"""
+    values: np.ndarray
+    """(T + 1, N) V(s_t); values[t + 1] is V of the observation step t returned (the true final
+    observation when the episode ended there, so a truncation can be bootstrapped from it)"""
+
+
+class OnPolicyAgent(Protocol):
+    n_envs: int
+    num_steps: int
+
+    def policy_step(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(actions, env_actions, log_probs, values) for a batch of flat observations."""
+        ...
+
+    def value(self, obs: np.ndarray) -> np.ndarray: ...
+
+    def update(self, rollout: Rollout, progress_remaining: float) -> dict[str, float]: ...
+
+
+def collect_rollout(agent: OnPolicyAgent, envs: EpisodeStats, obs: np.ndarray, n_steps: int
+                    ) -> tuple[Rollout, np.ndarray]:
+    """n_steps vector steps with the agent's current policy; returns the rollout and the next obs."""
+    buf: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "actions", "log_probs", "rewards", "terminated",
+                                                         "done", "valid", "values")}
+    for _ in range(n_steps):
+        x = flat(obs)
+        actions, env_actions, log_probs, values = agent.policy_step(x)
+        obs, reward, terminated, truncated, _ = envs.step(env_actions)
+        for key, value in (("obs", x), ("actions", actions), ("log_probs", log_probs), ("values", values),
+                           ("rewards", reward), ("terminated", terminated), ("done", terminated | truncated),
+                           ("valid", envs.valid)):
+            buf[key].append(value)
+    buf["values"].append(agent.value(flat(obs)))
+    arrays = {k: np.stack(v) for k, v in buf.items()}
+    for key in ("obs", "log_probs", "rewards", "values"):
+        arrays[key] = arrays[key].astype(np.float32)
+    return Rollout(**arrays), obs
+
+
+def on_policy(agent: OnPolicyAgent, run: Run, total_steps: int, n_steps: int) -> None:
+    """Collect a rollout, update on it, repeat until the budget is spent (SB3's learn loop)."""
+    envs, obs = run.make_envs(agent.n_envs)
+    try:
+        while agent.num_steps < total_steps:
+            rollout, obs = collect_rollout(agent, envs, obs, n_steps)
+            agent.num_steps += n_steps * agent.n_envs
+            run.log(agent.num_steps, agent.update(rollout, 1.0 - agent.num_steps / total_steps))
+            if not run.tick(agent.num_steps):
+                break
+    finally:
+        envs.close()
+
+
+# -- one step at a time ---------------------------------------------------------------------------
+
+
+@dataclass
+class Transition:
+    """One vector step: (N, ...) arrays. Only rows with `valid` are real transitions."""
+
+    obs: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_obs: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    valid: np.ndarray
+    info: dict[str, Any]
+
+
+class PerStepAgent(Protocol):
+    n_envs: int
+    num_steps: int
+
+    def explore(self, obs: Any) -> np.ndarray:
+        """The behaviour policy's actions for a batch of observations."""
+        ...
+
+    def observe(self, t: Transition, total_steps: int) -> dict[str, float] | None:
+        """Learn from one vector step (num_steps already counts it); returns statistics to log, if any."""
+        ...
+
+
+def per_step(agent: PerStepAgent, run: Run, total_steps: int) -> None:
+    """Act, step, observe; repeat until the budget is spent."""
+    envs, obs = run.make_envs(agent.n_envs)
+    try:
+        while agent.num_steps < total_steps:
+            actions = agent.explore(obs)
+            next_obs, reward, terminated, truncated, info = envs.step(actions)
+            agent.num_steps += agent.n_envs
+            stats = agent.observe(Transition(obs, actions, reward, next_obs, terminated, truncated, envs.valid, info),
+                                  total_steps)
+            if stats:
+                run.log(agent.num_steps, stats)
+            obs = next_obs
+            if agent.n_envs == 1 and (terminated[0] or truncated[0]):
+                obs, _ = envs.reset()  # one env: start the next episode now, not on a step that only resets
+            if not run.tick(agent.num_steps):
+                break
+    finally:
+        envs.close()
+
+
+# -- whole episodes -------------------------------------------------------------------------------
+
+
+@dataclass
+class Episode:
+    """One finished episode of a single env."""
+
+    observations: list[Any]
+    """o_0 .. o_{T-1}: the observation each action was taken in"""
+    actions: list[int]
+    rewards: list[float]
+    final_obs: Any
+    """o_T"""
+    terminated: bool
+    """False: cut by a time limit (bootstrap from final_obs)"""
+
+
+class EpisodicAgent(Protocol):
+    num_steps: int
+
+    def begin(self, envs: gym.vector.VectorEnv) -> tuple[Any, int | None]:
+        """Reset for a new episode: (first observation, a forced first action or None)."""
+        ...
+
+    def explore(self, obs: Any) -> np.ndarray: ...
+
+    def learn_episode(self, episode: Episode) -> dict[str, float] | None: ...
+
+
+def _row(obs: Any) -> Any:
+    """The single env's observation out of a one-env batch (a tuple of arrays for Tuple spaces)."""
+    return tuple(o[0] for o in obs) if isinstance(obs, tuple) else np.asarray(obs)[0]
+
+
+def episodes(agent: EpisodicAgent, run: Run, total_steps: int) -> None:
+    """Play one whole episode, learn from it, repeat until the budget is spent (Monte Carlo).
+    The budget counts env steps; the episode in progress is finished, so a run may end a little past it."""
+    envs, _ = run.make_envs(1)
+    try:
+        while agent.num_steps < total_steps:
+            obs, forced = agent.begin(envs)
+            ep = Episode([], [], [], None, False)
+            while True:
+                action = int(agent.explore(obs)[0]) if forced is None else forced
+                forced = None
+                next_obs, reward, terminated, truncated, _ = envs.step(np.array([action]))
+                ep.observations.append(_row(obs))
+                ep.actions.append(action)
+                ep.rewards.append(float(reward[0]))
+                obs = next_obs
+                if terminated[0] or truncated[0]:
+                    break
+            ep.final_obs, ep.terminated = _row(obs), bool(terminated[0])
+            agent.num_steps += len(ep.rewards)
+            stats = agent.learn_episode(ep)
+            if stats:
+                run.log(agent.num_steps, stats)
+            if not run.tick(agent.num_steps):
+                break
+    finally:
+        envs.close()
+
+
+# -- sweeps of a tabular model --------------------------------------------------------------------
+
+
+class PlanningAgent(Protocol):
+    num_steps: int
+
+    def sweep(self, model: Any) -> float:
+        """One sweep over the model; returns the sup-norm change of the values."""
+        ...
+
+    def converged(self, delta: float) -> bool: ...
+
+
+def sweeps(agent: PlanningAgent, run: Run, total_steps: int) -> None:
+    """One sweep per budget step, `dp/delta` logged, stop early once the agent has converged."""
+    model = run.tabular_model()
+    while agent.num_steps < total_steps:
+        delta = agent.sweep(model)
+        agent.num_steps += 1
+        run.log(agent.num_steps, {"dp/delta": delta})
+        if agent.converged(delta) or not run.tick(agent.num_steps):
+            break
