@@ -17,55 +17,16 @@ resets it, ignoring the action. `EpisodeStats.valid` marks the steps that are re
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import gymnasium as gym
 import numpy as np
 
+from rlgen.envs import EpisodeStats
+
 if TYPE_CHECKING:
     from rlgen.run import Run
-
-
-class EpisodeStats(gym.vector.VectorWrapper):
-    """Sums rewards and counts steps per sub-env and reports each finished episode, once, to
-    `on_episodes(step, returns, lengths)` (step = env steps taken so far, reset steps included, as
-    the x-axis of every curve). In the spirit of Gymnasium's RecordEpisodeStatistics, for NEXT_STEP
-    autoreset: a step right after an episode ended only resets its sub-env and is not counted."""
-
-    def __init__(self, envs: gym.vector.VectorEnv, on_episodes: Callable[[int, np.ndarray, np.ndarray], None],
-                 step: int = 0):
-        super().__init__(envs)
-        self.on_episodes = on_episodes
-        self.step_count = step
-        n = envs.num_envs
-        self.returns = np.zeros(n)
-        self.lengths = np.zeros(n, dtype=np.int64)
-        self.prev_done = np.zeros(n, dtype=bool)
-        self.valid = np.ones(n, dtype=bool)
-        """which sub-envs' last step was a real transition (False: it only reset that sub-env)"""
-        self.last_obs: Any = None
-
-    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
-        obs, info = self.env.reset(seed=seed, options=options)
-        self.returns[:], self.lengths[:], self.prev_done[:] = 0.0, 0, False
-        self.last_obs = obs
-        return obs, info
-
-    def step(self, actions: np.ndarray):
-        obs, reward, terminated, truncated, info = self.env.step(actions)
-        self.valid = ~self.prev_done
-        self.returns += np.where(self.valid, reward, 0.0)
-        self.lengths += self.valid
-        self.step_count += self.num_envs
-        done = terminated | truncated
-        if done.any():
-            self.on_episodes(self.step_count, self.returns[done], self.lengths[done])
-            self.returns[done], self.lengths[done] = 0.0, 0
-        self.prev_done = done
-        self.last_obs = obs
-        return obs, reward, terminated, truncated, info
 
 
 def flat(obs: np.ndarray) -> np.ndarray:

@@ -26,12 +26,11 @@ import numpy as np
 
 from rlgen.checkpoint import existing_dir, load_state, save_state, write_json_atomic
 from rlgen.config import TrainConfig
-from rlgen.envs import make_env, make_vec_env, reward_threshold
+from rlgen.envs import EpisodeStats, make_env, make_vec_env, reward_threshold
 from rlgen.envs.model import TabularModel, model_of
 from rlgen.envs.snapshot import env_state, set_env_state
 from rlgen.errors import UserError
 from rlgen.evaluation import evaluate
-from rlgen.loops import EpisodeStats
 from rlgen.progress import ProgressBar
 
 

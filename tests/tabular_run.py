@@ -12,9 +12,8 @@ import numpy as np
 import rlgen.envs.registration  # noqa: F401
 from rlgen.agents import agent_class
 from rlgen.config import EnvConfig
-from rlgen.envs import make_vec_env
+from rlgen.envs import EpisodeStats, make_vec_env
 from rlgen.envs.model import model_of
-from rlgen.loops import EpisodeStats
 
 
 class LocalRun:
