@@ -27,9 +27,8 @@ import numpy as np
 from rlgen.checkpoint import existing_dir, load_state, save_state, write_json_atomic
 from rlgen.config import TrainConfig
 from rlgen.envs import EpisodeStats, make_env, make_vec_env, reward_threshold
-from rlgen.envs.model import TabularModel, model_of
+from rlgen.envs.model import TabularModel, require_model
 from rlgen.envs.snapshot import env_state, set_env_state
-from rlgen.errors import UserError
 from rlgen.evaluation import evaluate
 from rlgen.progress import ProgressBar
 
@@ -154,14 +153,12 @@ class Run:
         return envs, obs
 
     def tabular_model(self) -> TabularModel:
-        """The env's transition model, for planning agents; a clear error if it has none."""
+        """The env's transition model, for planning agents."""
         env = self.make_env()
-        model = model_of(env)
-        env.close()
-        if model is None:
-            raise UserError(f"env '{self.cfg.env.id}' exposes no tabular model (no `.model` or `P`), which "
-                            "dynamic programming needs; use a learning agent (q_learning, mc_control, ...)")
-        return model
+        try:
+            return require_model(env)
+        finally:
+            env.close()
 
     def log(self, step: int, stats: dict[str, float]) -> None:
         """Training scalars (tags as SB3 names them); averaged and written every LOG_EVERY steps."""

@@ -13,7 +13,7 @@ import rlgen.envs.registration  # noqa: F401
 from rlgen.agents import agent_class
 from rlgen.config import EnvConfig
 from rlgen.envs import EpisodeStats, make_vec_env
-from rlgen.envs.model import model_of
+from rlgen.envs.model import require_model
 
 
 class LocalRun:
@@ -34,7 +34,7 @@ class LocalRun:
         return envs, obs
 
     def tabular_model(self):
-        return model_of(self.make_env())
+        return require_model(self.make_env())
 
     def log(self, step: int, stats: dict[str, float]) -> None:
         for key, value in stats.items():

@@ -17,8 +17,9 @@ import numpy as np
 
 from rlgen.agents.tabular import TabularAgent, TabularConfig, greedy
 from rlgen.config import check_choice
-from rlgen.envs.model import TabularModel, model_of
+from rlgen.envs.model import TabularModel
 from rlgen.errors import UserError
+from rlgen.loops import sweeps
 
 if TYPE_CHECKING:
     from rlgen.run import Run
@@ -111,40 +112,31 @@ class PolicyEvaluationConfig(DPConfig):
 
 
 class DPAgent(TabularAgent):
-    """Shared loop: one sweep per budget step, dp/delta logged, early stop at tol."""
+    """A planner: one sweep of the env's model per budget step (rlgen/loops.py: sweeps), stopping
+    early once a sweep changes no value by more than tol. Subclasses write `sweep`."""
 
-    def model(self, run: Run) -> TabularModel:
-        env = run.make_env()
-        model = model_of(env)
-        env.close()
-        if model is None:
-            raise UserError(f"env '{run.cfg.env.id}' exposes no tabular model (no `.model` or `P`), which "
-                            "dynamic programming needs; use a learning agent (q_learning, mc_control, ...)")
+    def __init__(self, observation_space, action_space, config, seed):
+        super().__init__(observation_space, action_space, config, seed)
+        self.backup: Backup | None = None
+        """the model folded for fast sweeps, built on the first sweep"""
+
+    def learn(self, total_steps: int, run: Run) -> None:
+        sweeps(self, run, total_steps)
+        self.refresh()
+
+    def folded(self, model: TabularModel) -> Backup:
         if model.n_states != self.n_states:
-            raise UserError(f"the model of '{run.cfg.env.id}' has {model.n_states} states, "
-                            f"its observations {self.n_states}")
-        return model
+            raise UserError(f"the env's model has {model.n_states} states, its observations {self.n_states}")
+        if self.backup is None:
+            self.backup = Backup(model, self.config.gamma)
+        return self.backup
 
-    def sweep(self, backup: Backup) -> float:
+    def sweep(self, model: TabularModel) -> float:
         """One sweep; updates V (and policy where it changes); returns the sup-norm change of V."""
         raise NotImplementedError
 
     def converged(self, delta: float) -> bool:
         return delta < self.config.tol
-
-    def learn(self, total_steps: int, run: Run) -> None:
-        model = self.model(run)
-        backup = Backup(model, self.config.gamma)
-        self.prepare(model, backup)
-        while self.num_steps < total_steps:
-            delta = self.sweep(backup)
-            self.num_steps += 1
-            run.log(self.num_steps, {"dp/delta": delta})
-            if self.converged(delta) or not run.tick(self.num_steps):
-                break
-
-    def prepare(self, model: TabularModel, backup: Backup) -> None:
-        """Hook before the first sweep."""
 
 
 class PolicyEvaluation(DPAgent):
@@ -165,7 +157,8 @@ class PolicyEvaluation(DPAgent):
                 raise UserError(f"policy {path} has shape {policy.shape}, this env needs {self.policy.shape}")
             self.policy = policy
 
-    def sweep(self, backup: Backup) -> float:
+    def sweep(self, model: TabularModel) -> float:
+        backup = self.folded(model)
         new = evaluation_sweep(backup, self.policy, self.V)
         delta, self.V = float(np.abs(new - self.V).max()), new
         self.Q = backup.q(self.V)
@@ -197,19 +190,20 @@ class PolicyIteration(DPAgent):
 
     Config = PolicyIterationConfig
 
-    def prepare(self, model: TabularModel, backup: Backup) -> None:
-        self.stable = False
-        self.improvements = 0
-        self.env_model = model if self.config.evaluation == "exact" else None
-        if self.env_model is not None and self.n_states > EXACT_MAX_STATES:
+    def __init__(self, observation_space, action_space, config, seed):
+        super().__init__(observation_space, action_space, config, seed)
+        if config.evaluation == "exact" and self.n_states > EXACT_MAX_STATES:
             raise UserError(f"exact policy evaluation solves a dense {self.n_states}x{self.n_states} system; "
                             f"above {EXACT_MAX_STATES} states use agent.evaluation=sweeps")
+        self.stable = False
+        self.improvements = 0
 
-    def sweep(self, backup: Backup) -> float:
-        if self.env_model is not None:
-            new = self.env_model.solve_values(self.policy, self.config.gamma)
+    def sweep(self, model: TabularModel) -> float:
+        backup = self.folded(model)
+        if self.config.evaluation == "exact":
+            new = model.solve_values(self.policy, self.config.gamma)
             if new is None:
-                new = evaluate_policy(self.env_model, self.policy, self.config.gamma, self.config.tol)
+                new = evaluate_policy(model, self.policy, self.config.gamma, self.config.tol)
             delta, self.V = float(np.abs(new - self.V).max()), new
             self.improve(backup)
             return delta
@@ -241,23 +235,23 @@ class ValueIteration(DPAgent):
 
     Config = ValueIterationConfig
 
-    def sweep(self, backup: Backup) -> float:
-        new = optimality_sweep(backup, self.V)
-        delta, self.V = float(np.abs(new - self.V).max()), new
-        self.backup = backup  # Q and the greedy policy are derived when read, not on every sweep
-        self.stale = True
-        return delta
+    def __init__(self, observation_space, action_space, config, seed):
+        super().__init__(observation_space, action_space, config, seed)
+        self.swept_since_refresh = False
+        """Q and the greedy policy are derived from V when read, not on every sweep"""
 
-    def learn(self, total_steps: int, run: Run) -> None:
-        super().learn(total_steps, run)
-        self.refresh()
+    def sweep(self, model: TabularModel) -> float:
+        new = optimality_sweep(self.folded(model), self.V)
+        delta, self.V = float(np.abs(new - self.V).max()), new
+        self.swept_since_refresh = True
+        return delta
 
     def act(self, obs, deterministic: bool = True) -> np.ndarray:
         self.refresh()
         return super().act(obs, deterministic)
 
     def refresh(self) -> None:
-        if getattr(self, "stale", False):
+        if self.swept_since_refresh and self.backup is not None:
             self.Q = self.backup.q(self.V)
-            self.policy, self.stale = greedy(self.Q), False
+            self.policy, self.swept_since_refresh = greedy(self.Q), False
 

@@ -89,6 +89,7 @@ class RLHF(Agent):
         self.kl_ctl = kl_controller(config.kl)
         self.history: list[dict[str, float]] = []
         self.info: dict[str, Any] = {"stage_seconds": {}}
+        self._final: dict[str, Any] | None = None
 
     def make_lm(self) -> torch.nn.Module:
         c, V = self.config, len(self.vocab)
@@ -270,7 +271,7 @@ class RLHF(Agent):
 
     def final(self) -> dict[str, Any]:
         """final_stats() once per process: it samples, so a second call would differ."""
-        if getattr(self, "_final", None) is None:
+        if self._final is None:
             self._final = self.final_stats()
         return self._final
 

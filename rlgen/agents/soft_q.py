@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rlgen.agents.dp import Backup, DPAgent, DPConfig
+from rlgen.agents.dp import DPAgent, DPConfig
 from rlgen.agents.tabular import TabularAgent
 from rlgen.agents.td import TDConfig, TDControl
+from rlgen.envs.model import TabularModel
 from rlgen.errors import UserError
 from rlgen.soft import boltzmann, entropy, soft_value
 
@@ -58,8 +59,8 @@ class SoftValueIteration(DPAgent):
         _check_temperature(config.ent_coef)
         super().__init__(observation_space, action_space, config, seed)
 
-    def sweep(self, backup: Backup) -> float:
-        self.Q = backup.q(self.V)
+    def sweep(self, model: TabularModel) -> float:
+        self.Q = self.folded(model).q(self.V)
         new = soft_value(self.Q, self.config.ent_coef)
         delta, self.V = float(np.abs(new - self.V).max()), new
         self.policy = boltzmann(self.Q, self.config.ent_coef)

@@ -13,6 +13,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rlgen.errors import UserError
+
 
 @dataclass(frozen=True)
 class TabularModel:
@@ -113,3 +115,13 @@ def model_of(env: gym.Env) -> TabularModel | None:
         initial = getattr(base, "initial_state_distrib", None)
         return TabularModel.from_P(base.P, int(env.observation_space.n), int(env.action_space.n), initial)
     return None
+
+
+def require_model(env: gym.Env) -> TabularModel:
+    """The model of a tabular env, for planning agents; a clear error if the env has none."""
+    model = model_of(env)
+    if model is None:
+        name = env.spec.id if env.spec else type(env.unwrapped).__name__
+        raise UserError(f"env '{name}' exposes no tabular model (no `.model` or `P`), which dynamic "
+                        "programming needs; use a learning agent (q_learning, mc_control, ...)")
+    return model
