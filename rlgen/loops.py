@@ -8,6 +8,7 @@ returns, and asks the run whether to go on (`run.tick`: evaluation, checkpoints,
 - `per_step`:   one vector step, then the agent observes the transition (DQN, SQL, tabular TD, bandits).
 - `episodes`:   one whole episode, then the agent learns from it (Monte Carlo).
 - `sweeps`:     one synchronous sweep of a tabular model per budget step (dynamic programming).
+The envs belong to the run, which made them: it records their state in its checkpoints and closes them.
 Pipelines (RLHF: pretraining, reward model, then RL on generated text) drive their own stages.
 
 All envs run behind Gymnasium's vector API in NEXT_STEP autoreset mode (rlgen/envs/__init__.py): the
@@ -94,15 +95,12 @@ def collect_rollout(agent: OnPolicyAgent, envs: EpisodeStats, obs: np.ndarray, n
 def on_policy(agent: OnPolicyAgent, run: Run, total_steps: int, n_steps: int) -> None:
     """Collect a rollout, update on it, repeat until the budget is spent (SB3's learn loop)."""
     envs, obs = run.make_envs(agent.n_envs)
-    try:
-        while agent.num_steps < total_steps:
-            rollout, obs = collect_rollout(agent, envs, obs, n_steps)
-            agent.num_steps += n_steps * agent.n_envs
-            run.log(agent.num_steps, agent.update(rollout, 1.0 - agent.num_steps / total_steps))
-            if not run.tick(agent.num_steps):
-                break
-    finally:
-        envs.close()
+    while agent.num_steps < total_steps:
+        rollout, obs = collect_rollout(agent, envs, obs, n_steps)
+        agent.num_steps += n_steps * agent.n_envs
+        run.log(agent.num_steps, agent.update(rollout, 1.0 - agent.num_steps / total_steps))
+        if not run.tick(agent.num_steps):
+            break
 
 
 # -- one step at a time ---------------------------------------------------------------------------
@@ -138,22 +136,19 @@ class PerStepAgent(Protocol):
 def per_step(agent: PerStepAgent, run: Run, total_steps: int) -> None:
     """Act, step, observe; repeat until the budget is spent."""
     envs, obs = run.make_envs(agent.n_envs)
-    try:
-        while agent.num_steps < total_steps:
-            actions = agent.explore(obs)
-            next_obs, reward, terminated, truncated, info = envs.step(actions)
-            agent.num_steps += agent.n_envs
-            stats = agent.observe(Transition(obs, actions, reward, next_obs, terminated, truncated, envs.valid, info),
-                                  total_steps)
-            if stats:
-                run.log(agent.num_steps, stats)
-            obs = next_obs
-            if agent.n_envs == 1 and (terminated[0] or truncated[0]):
-                obs, _ = envs.reset()  # one env: start the next episode now, not on a step that only resets
-            if not run.tick(agent.num_steps):
-                break
-    finally:
-        envs.close()
+    while agent.num_steps < total_steps:
+        actions = agent.explore(obs)
+        next_obs, reward, terminated, truncated, info = envs.step(actions)
+        agent.num_steps += agent.n_envs
+        stats = agent.observe(Transition(obs, actions, reward, next_obs, terminated, truncated, envs.valid, info),
+                              total_steps)
+        if stats:
+            run.log(agent.num_steps, stats)
+        obs = next_obs
+        if agent.n_envs == 1 and (terminated[0] or truncated[0]):
+            obs, _ = envs.reset()  # one env: start the next episode now, not on a step that only resets
+        if not run.tick(agent.num_steps):
+            break
 
 
 # -- whole episodes -------------------------------------------------------------------------------
@@ -194,29 +189,26 @@ def episodes(agent: EpisodicAgent, run: Run, total_steps: int) -> None:
     """Play one whole episode, learn from it, repeat until the budget is spent (Monte Carlo).
     The budget counts env steps; the episode in progress is finished, so a run may end a little past it."""
     envs, _ = run.make_envs(1)
-    try:
-        while agent.num_steps < total_steps:
-            obs, forced = agent.begin(envs)
-            ep = Episode([], [], [], None, False)
-            while True:
-                action = int(agent.explore(obs)[0]) if forced is None else forced
-                forced = None
-                next_obs, reward, terminated, truncated, _ = envs.step(np.array([action]))
-                ep.observations.append(_row(obs))
-                ep.actions.append(action)
-                ep.rewards.append(float(reward[0]))
-                obs = next_obs
-                if terminated[0] or truncated[0]:
-                    break
-            ep.final_obs, ep.terminated = _row(obs), bool(terminated[0])
-            agent.num_steps += len(ep.rewards)
-            stats = agent.learn_episode(ep)
-            if stats:
-                run.log(agent.num_steps, stats)
-            if not run.tick(agent.num_steps):
+    while agent.num_steps < total_steps:
+        obs, forced = agent.begin(envs)
+        ep = Episode([], [], [], None, False)
+        while True:
+            action = int(agent.explore(obs)[0]) if forced is None else forced
+            forced = None
+            next_obs, reward, terminated, truncated, _ = envs.step(np.array([action]))
+            ep.observations.append(_row(obs))
+            ep.actions.append(action)
+            ep.rewards.append(float(reward[0]))
+            obs = next_obs
+            if terminated[0] or truncated[0]:
                 break
-    finally:
-        envs.close()
+        ep.final_obs, ep.terminated = _row(obs), bool(terminated[0])
+        agent.num_steps += len(ep.rewards)
+        stats = agent.learn_episode(ep)
+        if stats:
+            run.log(agent.num_steps, stats)
+        if not run.tick(agent.num_steps):
+            break
 
 
 # -- sweeps of a tabular model --------------------------------------------------------------------

@@ -144,12 +144,12 @@ class Run:
         episodes are recorded here. A resumed run gets them back as they were at its checkpoint."""
         envs = EpisodeStats(make_vec_env(self.cfg.env, n, one_hot=self.one_hot), self.episodes, self.start_step)
         self.envs = envs
+        obs, _ = envs.reset(seed=self.seed)  # first: a reset creates attributes (generators) restored below
+        envs.action_space.seed(self.seed)
         if self.saved_envs is not None and set_env_state(envs, self.saved_envs):
             return envs, envs.last_obs
         if self.n_resumes:
             self.bar.note("env state not restorable: the resumed run starts new episodes")
-        obs, _ = envs.reset(seed=self.seed)
-        envs.action_space.seed(self.seed)
         return envs, obs
 
     def tabular_model(self) -> TabularModel:
@@ -280,6 +280,8 @@ class Run:
         if self.closed:
             return
         self.closed = True
+        if self.envs is not None:
+            self.envs.close()
         self.bar.close()
         self.tb.close()
         for log in (self.progress_csv, self.eval_csv, self.episodes_csv):

@@ -32,8 +32,7 @@ def value_picture(grid: np.ndarray, values: np.ndarray, policy: np.ndarray, path
     shown = np.ma.masked_where(np.isin(grid, ["#", "C"]), values.reshape(H, W))  # cells never occupied
     scale = min(0.6, 12.0 / max(H, W))
     fig, ax = plt.subplots(figsize=(max(4.0, W * scale + 1.5), max(3.0, H * scale + 0.8)), dpi=100)
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("black")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="black")
     im = ax.imshow(shown, cmap=cmap, interpolation="nearest")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="V(s)")
     if H * W <= MAX_ARROW_CELLS and policy.shape[1] in MOVES:

@@ -108,6 +108,13 @@ class TDPrediction(TabularAgent):
                 break
         return None
 
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "window": [list(x) for x in self.window]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.window = deque((int(s), float(r)) for s, r in state["window"])
+
 
 class TDControl(TabularAgent):
     """The step loop shared by SARSA, Expected SARSA, Q-learning and Double Q-learning.
@@ -158,6 +165,13 @@ class TDControl(TabularAgent):
         else:
             self.next_action = a2
         return stats
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "next_action": self.next_action}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.next_action = state["next_action"]
 
     def refresh(self) -> None:
         """policy.npy and values.npy: the greedy (target) policy in Q, and V = max_a Q."""

@@ -1,0 +1,157 @@
+"""Every registered agent: a run interrupted halfway and resumed ends exactly where the same run
+ends uninterrupted (evaluations, episodes, learned tables and weights), and a loaded agent shares no
+memory with the one that was saved."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rlgen.agents import AGENTS
+from rlgen.compose import load_config
+from rlgen.run import Run
+from rlgen.trainer import build_agent, train
+
+COMMON = ("progress=false", "eval_episodes=2")
+TINY_RLHF = ("agent.sft.steps=30", "agent.reward_model.n_pairs=64", "agent.reward_model.n_eval_pairs=32",
+             "agent.reward_model.epochs=1", "agent.ppo.batch_size=16", "agent.n_eval_prompts=16",
+             "agent.bon_prompts=2", "agent.bon_samples=4")
+SETUPS: dict[str, tuple[str, ...]] = {
+    "ppo": ("env=CartPole", "total_steps=2048", "eval_every=512", "agent.n_steps=64", "agent.n_envs=4"),
+    "dqn": ("env=CartPole", "total_steps=1200", "eval_every=300", "agent.learning_starts=200",
+            "agent.gradient_steps=4", "agent.target_update_interval=100"),
+    "sql": ("env=CartPole", "total_steps=1200", "eval_every=300", "agent.learning_starts=200",
+            "agent.gradient_steps=4", "agent.auto_ent_coef=true"),
+    "sb3_ppo": ("env=CartPole", "total_steps=1024", "eval_every=256", "agent.n_steps=64", "agent.n_envs=2"),
+    "sb3_dqn": ("env=CartPole", "total_steps=1200", "eval_every=300", "agent.learning_starts=200"),
+    "sb3_a2c": ("env=CartPole", "total_steps=1000", "eval_every=250"),
+    "policy_evaluation": ("env=GridWorld4x4", "total_steps=40", "eval_every=10"),
+    "policy_iteration": ("env=GridWorld4x4", "total_steps=4", "eval_every=1", "agent.evaluation=sweeps"),
+    "value_iteration": ("env=CliffWalking", "total_steps=12", "eval_every=3", "agent.tol=0"),
+    "soft_value_iteration": ("env=FrozenLake-v1", "total_steps=40", "eval_every=10", "agent.tol=0"),
+    "mc_prediction": ("env=RandomWalk5", "total_steps=400", "eval_every=100"),
+    "mc_control": ("env=CliffWalking", "total_steps=4000", "eval_every=1000"),
+    "mc_exploring_starts": ("env=GridWorld4x4", "total_steps=2000", "eval_every=500"),
+    "mc_off_policy": ("env=CliffWalking", "total_steps=4000", "eval_every=1000"),
+    "td_prediction": ("env=RandomWalk19", "total_steps=1000", "eval_every=250", "agent.n=3"),
+    "sarsa": ("env=CliffWalking", "total_steps=2000", "eval_every=500"),
+    "expected_sarsa": ("env=CliffWalking", "total_steps=2000", "eval_every=500"),
+    "q_learning": ("env=CliffWalking", "total_steps=2000", "eval_every=500"),
+    "double_q_learning": ("env=CliffWalking", "total_steps=2000", "eval_every=500"),
+    "soft_q_learning": ("env=FrozenLake-v1", "total_steps=2000", "eval_every=500", "agent.epsilon=0.3"),
+    "epsilon_greedy": ("env=Bandit10", "total_steps=3000", "eval_every=1000"),
+    "ucb": ("env=Bandit10", "total_steps=3000", "eval_every=1000"),
+    "gradient_bandit": ("env=Bandit10", "total_steps=3000", "eval_every=1000"),
+    "thompson_sampling": ("env=Bandit10", "total_steps=3000", "eval_every=1000"),
+    "rlhf": ("env=TextPreference", "total_steps=1500", "eval_every=500", *TINY_RLHF),
+}
+
+
+def test_every_registered_agent_has_a_setup():
+    assert sorted(SETUPS) == sorted(AGENTS)
+
+
+def _config(agent: str, run_dir: Path):
+    return load_config([f"agent={agent}", *SETUPS[agent], *COMMON, f"run_dir={run_dir}"])
+
+
+def _interrupt_at(monkeypatch, step: int) -> None:
+    """The next tick at or past `step` asks the run to stop, as Ctrl-C does."""
+    original = Run.tick
+
+    def tick(self, now: int) -> bool:
+        if now >= step:
+            self.stop_requested = True
+        return original(self, now)
+
+    monkeypatch.setattr(Run, "tick", tick)
+
+
+def assert_same_state(a, b, path: str = "state") -> None:
+    """Two nested states are equal: arrays and tensors exactly, everything else by ==."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and sorted(map(str, a)) == sorted(map(str, b)), path
+        for key in a:
+            assert_same_state(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same_state(x, y, f"{path}[{i}]")
+    elif isinstance(a, np.ndarray | torch.Tensor):
+        assert np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True), path
+    elif isinstance(a, float) and np.isnan(a):
+        assert np.isnan(b), path
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"
+
+
+TIMINGS = ("wall_seconds", "cpu_seconds", "stage_seconds", "seconds")
+
+
+def _without_timings(state):
+    if isinstance(state, dict):
+        return {k: _without_timings(v) for k, v in state.items() if not any(t in str(k) for t in TIMINGS)}
+    if isinstance(state, list | tuple):
+        return type(state)(_without_timings(v) for v in state)
+    return state
+
+
+@pytest.mark.parametrize("agent", sorted(SETUPS))
+def test_an_interrupted_and_resumed_run_ends_where_the_uninterrupted_run_ends(agent, tmp_path, monkeypatch):
+    whole = _config(agent, tmp_path / "whole")
+    summary_whole, _ = train(whole)
+    assert summary_whole["status"] == "completed"
+
+    halted = _config(agent, tmp_path / "halted")
+    with monkeypatch.context() as m:
+        _interrupt_at(m, halted.total_steps // 2)
+        summary_halted, _ = train(halted)
+    assert summary_halted["status"] == "interrupted"
+    assert 0 < summary_halted["total_steps"] < halted.total_steps
+    summary_resumed, _ = train(replace(halted, resume=str(tmp_path / "halted"), run_dir=None))
+    assert summary_resumed["status"] == "completed"
+
+    for name in ("eval.csv", "episodes.csv"):
+        assert (tmp_path / "halted" / name).read_text() == (tmp_path / "whole" / name).read_text(), name
+    assert summary_resumed["total_steps"] == summary_whole["total_steps"]
+    assert summary_resumed["eval_mean_return"] == summary_whole["eval_mean_return"]
+    assert_same_state(_without_timings(_saved(whole, tmp_path / "halted")),
+                      _without_timings(_saved(whole, tmp_path / "whole")))
+    for table in ("values.npy", "q_values.npy", "policy.npy"):
+        if (tmp_path / "whole" / table).exists():
+            assert np.array_equal(np.load(tmp_path / "halted" / table), np.load(tmp_path / "whole" / table)), table
+
+
+@pytest.mark.parametrize("agent", ["ppo", "dqn", "q_learning", "mc_prediction", "value_iteration"])
+def test_a_loaded_agent_shares_no_memory_with_the_saved_one(agent, tmp_path):
+    cfg = _config(agent, tmp_path / "run")
+    train(cfg)
+    saved = build_agent(cfg)
+    saved.load(tmp_path / "run" / "checkpoint")
+    saved.save(tmp_path / "copy")
+    loaded = build_agent(cfg)
+    loaded.load(tmp_path / "copy")
+    assert_same_state(loaded.state_dict(), saved.state_dict())
+    for x in _arrays(saved.state_dict()):
+        for y in _arrays(loaded.state_dict()):
+            assert not np.shares_memory(x, y)
+
+
+def _saved(cfg, run_dir: Path) -> dict:
+    agent = build_agent(cfg)
+    agent.load(run_dir / "checkpoint")
+    return agent.state_dict()
+
+
+def _arrays(state) -> list[np.ndarray]:
+    if isinstance(state, dict):
+        return [a for v in state.values() for a in _arrays(v)]
+    if isinstance(state, list | tuple):
+        return [a for v in state for a in _arrays(v)]
+    if isinstance(state, torch.Tensor):
+        return [state.detach().numpy()]
+    return [state] if isinstance(state, np.ndarray) else []
