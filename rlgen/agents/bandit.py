@@ -149,10 +149,11 @@ class Thompson(BanditRule):
         super().update(arms, rewards)
         self.S[self.rows, arms] += rewards
 
-    def sample(self) -> np.ndarray:
+    def sample(self, rng: np.random.Generator | None = None) -> np.ndarray:
+        rng = self.rng if rng is None else rng
         if self.cfg.likelihood == "beta":
-            return self.rng.beta(1.0 + self.S, 1.0 + self.N - self.S)
-        return self.rng.normal(self.S / (self.N + 1.0), 1.0 / np.sqrt(self.N + 1.0))
+            return rng.beta(1.0 + self.S, 1.0 + self.N - self.S)
+        return rng.normal(self.S / (self.N + 1.0), 1.0 / np.sqrt(self.N + 1.0))
 
     def select(self) -> np.ndarray:
         return self.sample().argmax(axis=1)
@@ -163,8 +164,10 @@ class Thompson(BanditRule):
         return self.S / (self.N + 1.0)
 
     def probs(self, n_samples: int = 1000) -> np.ndarray:
-        """Monte Carlo estimate of P(arm is pulled) = P(its sample is the largest)."""
-        picks = np.stack([self.sample().argmax(axis=1) for _ in range(n_samples)], axis=1)  # (P, n_samples)
+        """Monte Carlo estimate of P(arm is pulled) = P(its sample is the largest), from a generator of
+        its own: reading the policy (for a checkpoint, say) must not move the learning's random stream."""
+        rng = np.random.default_rng(self.t)
+        picks = np.stack([self.sample(rng).argmax(axis=1) for _ in range(n_samples)], axis=1)  # (P, n_samples)
         return np.stack([(picks == a).mean(axis=1) for a in range(self.k)], axis=1)
 
 
