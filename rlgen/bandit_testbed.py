@@ -1,7 +1,7 @@
 """The k-armed testbed (Sutton & Barto Section 2.3): many independent bandit problems at once.
 
-    python -m rlgen.bandit_testbed [--problems 2000] [--steps 1000] [--kind gaussian] [--out testbed.png]
-        [--agents "epsilon_greedy:epsilon=0" "epsilon_greedy:epsilon=0.1" "ucb:c=2" ...]
+    python -m rlgen.bandit_testbed [problems=2000] [steps=1000] [k=10] [kind=gaussian] [seed=0] [out=.]
+        [agents=epsilon_greedy:epsilon=0,epsilon_greedy:epsilon=0.1,ucb:c=2,gradient_bandit:alpha=0.1:baseline=false]
 
 Each agent's rule (rlgen/agents/bandit.py) holds (problems, k) arrays, so one numpy step advances all
 problems together; the result is the average reward and the % of optimal pulls at each step, over
@@ -10,18 +10,24 @@ problems, as in S&B Figures 2.2-2.5.
 
 from __future__ import annotations
 
-import argparse
+import tempfile
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from rlgen.agents import AGENTS, agent_class
-from rlgen.errors import UserError, cli_main, unknown
+from rlgen.agents.bandit import BanditRule
+from rlgen.cli import build_settings, parse_settings
+from rlgen.errors import UserError, cli_main, did_you_mean, unknown
 
+COMMAND = "python -m rlgen.bandit_testbed"
 BANDIT_AGENTS = ("epsilon_greedy", "ucb", "gradient_bandit", "thompson_sampling")
 DEFAULT_AGENTS = ("epsilon_greedy:epsilon=0", "epsilon_greedy:epsilon=0.01", "epsilon_greedy:epsilon=0.1")
+KINDS = ("gaussian", "bernoulli", "nonstationary")
+SPEC = "name:field=value[:field=value ...]"
 
 
 @dataclass
@@ -34,20 +40,79 @@ class Curves:
     seconds: float
 
 
-def parse_agent(spec: str):
-    """'ucb:c=1,alpha=0.1' -> (rule class, typed config, label)."""
-    name, _, args = spec.partition(":")
-    if name not in BANDIT_AGENTS:
-        raise unknown("bandit agent", name, [a for a in BANDIT_AGENTS if a in AGENTS])
+def parse_agent(spec: str) -> tuple[type[BanditRule], Any, str]:
+    """'ucb:c=1:alpha=0.1' -> (rule class, typed config, label)."""
+    name, *items = spec.split(":")
+    registered = [a for a in BANDIT_AGENTS if a in AGENTS]
+    if "=" in name:
+        raise UserError(f"'{spec}' is not an agent spec: write {SPEC}, agents separated by commas")
+    if name not in registered:
+        raise unknown("bandit agent", name, registered)
     cls = agent_class(name)
-    types = {f.name: f.type for f in fields(cls.Config)}
-    values = {}
-    for item in filter(None, args.split(",")):
-        key, _, value = item.partition("=")
-        if key not in types:
-            raise UserError(f"{name} has no field '{key}'; fields: {', '.join(types)}")
-        values[key] = {"bool": lambda v: v.lower() == "true", "str": str}.get(str(types[key]), float)(value)
-    return cls.Rule, cls.Config(name=name, **values), spec
+    names = [f.name for f in fields(cls.Config) if f.name != "name"]
+    values: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if key in values:
+            raise UserError(f"agent '{spec}': field '{key}' given twice")
+        if not sep or key not in names:
+            raise UserError(f"agent '{spec}': {name} has no field '{key}'{did_you_mean(key, names)}; "
+                            f"fields: {', '.join(names)}; write {SPEC}")
+        values[key] = value
+    try:
+        config = build_settings(cls.Config, values)
+    except UserError as err:
+        raise UserError(f"agent '{spec}': {err}") from None
+    return cls.Rule, config, spec
+
+
+@dataclass
+class BanditTestbedSettings:
+    """The k-armed testbed (Sutton & Barto Section 2.3): every agent on the same bandit problems;
+    prints each agent's average reward and % optimal action and plots both against steps to
+    <out>/testbed.png (S&B Figures 2.2-2.5)."""
+
+    problems: int = 2000
+    """independent bandit problems, run at once"""
+    steps: int = 1000
+    """pulls per problem"""
+    k: int = 10
+    """arms per problem"""
+    kind: str = "gaussian"
+    """gaussian (q* ~ N(0, 1), rewards N(q*, 1)) | bernoulli (q* ~ U(0, 1)) | nonstationary (q* from 0,
+    random walks, S&B Exercise 2.5)"""
+    seed: int = 0
+    """seeds the agents; the problems come from seed + 1, the same for every agent"""
+    agents: list[str] = field(default_factory=lambda: list(DEFAULT_AGENTS))
+    """agent specs name:field=value[:field=value], e.g. ucb:c=2 or gradient_bandit:alpha=0.1:baseline=false"""
+    out: str = "."
+    """directory testbed.png is written to (made if missing)"""
+
+    def __post_init__(self) -> None:
+        for name in ("problems", "steps", "k"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.kind not in KINDS:
+            raise unknown("kind", self.kind, KINDS)
+        if not self.agents:
+            raise UserError(f"agents is empty: give at least one agent spec ({SPEC}), e.g. agents=ucb:c=2")
+        for spec in self.agents:
+            parse_agent(spec)
+
+
+def output_dir(path: Path) -> Path:
+    """`path` as a directory this process can write to, made if missing: checked before the
+    computation, so a typo in out= costs nothing."""
+    if path.suffix == ".png" and not path.is_dir():
+        raise UserError(f"out={path} names a file: out is the directory testbed.png is written to")
+    if path.exists() and not path.is_dir():
+        raise UserError(f"out={path} is not a directory: give the directory testbed.png is written to")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as err:
+        raise UserError(f"out={path} is not a writable directory ({err.strerror})") from None
+    return path
 
 
 def run_testbed(spec: str, problems: int = 2000, steps: int = 1000, k: int = 10, kind: str = "gaussian",
@@ -103,26 +168,19 @@ def plot(curves: list[Curves], path: Path, title: str) -> None:
 
 @cli_main
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rlgen.bandit_testbed", description=__doc__.splitlines()[0])
-    parser.add_argument("--problems", type=int, default=2000)
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--kind", choices=["gaussian", "bernoulli", "nonstationary"], default="gaussian")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--agents", nargs="+", default=list(DEFAULT_AGENTS))
-    parser.add_argument("--out", type=Path, default=Path("testbed.png"))
-    args = parser.parse_args(argv)
+    opts = parse_settings(argv, BanditTestbedSettings, COMMAND)
+    path = output_dir(Path(opts.out)) / "testbed.png"
     curves = []
     t0 = time.perf_counter()
-    for spec in args.agents:
-        c = run_testbed(spec, args.problems, args.steps, args.k, args.kind, args.seed)
+    for spec in opts.agents:
+        c = run_testbed(spec, opts.problems, opts.steps, opts.k, opts.kind, opts.seed)
         curves.append(c)
         print(f"{c.label:40s} mean reward {c.reward.mean():.3f}  last-100 reward {c.reward[-100:].mean():.3f}  "
               f"% optimal (last 100) {100 * c.optimal[-100:].mean():5.1f}  {c.seconds:.2f}s")
-    print(f"total {time.perf_counter() - t0:.2f}s for {len(curves)} agents x {args.problems} problems "
-          f"x {args.steps} steps")
-    plot(curves, args.out, f"{args.k}-armed testbed ({args.kind}), {args.problems} problems")
-    print(f"plot: {args.out}")
+    print(f"total {time.perf_counter() - t0:.2f}s for {len(curves)} agents x {opts.problems} problems "
+          f"x {opts.steps} steps")
+    plot(curves, path, f"{opts.k}-armed testbed ({opts.kind}), {opts.problems} problems")
+    print(f"plot: {path}")
     return 0
 
 

@@ -1,214 +1,28 @@
-"""python -m rlgen.bench <suite> [backend=ray] [key=value ...] -> benchmarks/results/<suite>/REPORT.md
+"""python -m rlgen.bench <suite> [key=value ...] -> benchmarks/results/<suite>/REPORT.md
 
 A suite (benchmarks/suites/<suite>.yaml) is agents x envs x seeds x budgets. Every run is one
 ordinary training run in its own process, written under one log directory
 (`<logdir>/<env>/<agent>/seed<k>`), so `tensorboard --logdir <logdir>` overlays ours and SB3's.
 A run whose summary.json says "completed" is not run again; one that was interrupted is resumed
-from its checkpoint. The report is then written from the run directories alone.
+from its checkpoint. The report is then written from the run directories alone, and never replaces
+a report with more completed runs unless force=true. `python -m rlgen.bench --help` lists the settings.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-
-from rlgen.errors import UserError, cli_main, did_you_mean, unknown
-
-
-@dataclass
-class Suite:
-    name: str = MISSING
-    description: str = ""
-    agents: list[str] = MISSING
-    """agents that must be registered"""
-    optional_agents: list[str] = field(default_factory=list)
-    """agents included only when registered (being written); the report says which were absent"""
-    envs: list[str] = MISSING
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
-    steps: dict[str, int] = field(default_factory=dict)
-    """budget per "agent/env", "agent" or "env" (first match); default: the tuned total_steps"""
-    step_sweep: dict[str, list[int]] = field(default_factory=dict)
-    """budgets per "all", "agent", "env" or "agent/env" (last match): each (agent, env, seed) is run
-    at every one of them, so error against steps is a curve of independent runs"""
-    overrides: dict[str, list[str]] = field(default_factory=dict)
-    """config overrides per "all", "agent", "env" or "agent/env", applied in that order"""
-    exclude: list[str] = field(default_factory=list)
-    """"agent/env" combinations not to run (an agent that cannot work on that env)"""
-    pairs: dict[str, str] = field(default_factory=dict)
-    """ours -> the SB3 agent it is compared with"""
-    metric: str = "return"
-    """return (final evaluation return) | dp_error (error to the dynamic-programming optimum)"""
-    gamma: float = 0.99
-    """dp_error: discount of the optimum when the agent's config has no gamma"""
-    dp_tolerance: float = 0.01
-    """dp_error: a run "reaches the threshold" at the first budget whose policy gap is below this"""
-    runs_per_process: int = 1
-    """runs done by one worker process before it is replaced: 1 measures each run's own peak memory;
-    more saves the interpreter start-up (seconds) that dominates tiny tabular runs"""
-    notes: list[str] = field(default_factory=list)
-    """printed in the report (budget cuts and why)"""
-
-
-@dataclass
-class Options:
-    """key=value options of the command line."""
-
-    backend: str = "process"
-    """process (a local pool) | ray"""
-    workers: int = 0
-    """parallel runs (0: every core)"""
-    seeds: int = 0
-    """run only the suite's first N seeds (0: all); the report is then marked as cut"""
-    budget_scale: float = 1.0
-    """multiply every budget (and eval interval) by this; below 1 the report is marked as cut"""
-    evals: int = 0
-    """evaluations per run, evenly spaced (0: every tuned eval_every steps)"""
-    eval_episodes: int = 0
-    """episodes per evaluation (0: the suite's); fewer marks the report as cut"""
-    agents: str = ""
-    """comma-separated subset of the suite's agents"""
-    envs: str = ""
-    """comma-separated subset of the suite's envs"""
-    logdir: str = ""
-    """where the runs go (default runs/bench/<suite>[-cut])"""
-    out: str = ""
-    """where the report goes (default benchmarks/results/<suite>[-cut])"""
-    report_only: bool = False
-    """write the report from the runs that exist, run nothing"""
-    ray_address: str = ""
-    """an existing Ray cluster to join (default: RAY_ADDRESS, else a local instance)"""
-
-    @property
-    def cut(self) -> bool:
-        return self.seeds > 0 or self.budget_scale < 1.0 or self.eval_episodes > 0
-
-
-@dataclass
-class Job:
-    agent: str
-    env: str
-    seed: int
-    budget: int
-    run_dir: str
-    overrides: list[str]
-
-
-BACKENDS = ("process", "ray")
-METRICS = ("return", "dp_error")
-
-
-def find_suite(name: str) -> Path:
-    """A path to a YAML file, or a suite name under benchmarks/suites (here or beside the package)."""
-    if name.endswith((".yaml", ".yml")):
-        if not Path(name).is_file():
-            raise UserError(f"suite file '{name}' does not exist")
-        return Path(name)
-    beside_package = Path(__file__).resolve().parents[1]
-    roots = [Path.cwd() / "benchmarks" / "suites", beside_package / "benchmarks" / "suites"]
-    for root in roots:
-        if (root / f"{name}.yaml").is_file():
-            return root / f"{name}.yaml"
-    known = sorted({p.stem for r in roots if r.is_dir() for p in r.glob("*.yaml")})
-    raise unknown("suite", name, known)
-
-
-def load_suite(path: Path) -> Suite:
-    try:
-        suite = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Suite), OmegaConf.load(path)))
-    except OmegaConfBaseException as err:
-        first = str(err).splitlines()[0]
-        raise UserError(f"suite {path}: {first}") from None
-    assert isinstance(suite, Suite)
-    if suite.metric not in METRICS:
-        raise UserError(f"suite {path}: metric must be one of {', '.join(METRICS)}, got '{suite.metric}'")
-    return suite
-
-
-def parse_options(args: list[str]) -> Options:
-    names = [f.name for f in fields(Options)]
-    opts = Options()
-    for arg in args:
-        key, sep, value = arg.partition("=")
-        if not sep:
-            raise UserError(f"'{arg}' is not an option: write key=value (options: {', '.join(names)})")
-        if key not in names:
-            raise UserError(f"unknown option '{key}'{did_you_mean(key, names)}; options: {', '.join(names)}")
-        kind = type(getattr(opts, key))
-        try:
-            parsed: Any = value.lower() in ("true", "1", "yes") if kind is bool else kind(value)
-        except ValueError:
-            raise UserError(f"option {key} takes a {kind.__name__}, got '{value}'") from None
-        setattr(opts, key, parsed)
-    if opts.backend not in BACKENDS:
-        raise unknown("backend", opts.backend, BACKENDS)
-    if not 0 < opts.budget_scale <= 1:
-        raise UserError(f"budget_scale must be in (0, 1], got {opts.budget_scale}")
-    if min(opts.workers, opts.seeds, opts.evals, opts.eval_episodes) < 0:
-        raise UserError("workers, seeds, evals and eval_episodes must be >= 0")
-    return opts
-
-
-def _subset(chosen: str, available: list[str], kind: str) -> list[str]:
-    if not chosen:
-        return available
-    picked = [c for c in chosen.split(",") if c]
-    for c in picked:
-        if c not in available:
-            raise unknown(f"{kind} in this suite", c, available)
-    return picked
-
-
-def suite_agents(suite: Suite) -> tuple[list[str], list[str]]:
-    """(agents to run, optional agents that are not registered yet)."""
-    from rlgen.agents import AGENTS
-
-    for name in suite.agents:
-        if name not in AGENTS:
-            raise unknown("agent", name, AGENTS)
-    absent = [a for a in suite.optional_agents if a not in AGENTS]
-    return suite.agents + [a for a in suite.optional_agents if a in AGENTS], absent
-
-
-def _lookup(table: dict[str, Any], agent: str, env: str) -> list[Any]:
-    return [table[k] for k in ("all", agent, env, f"{agent}/{env}") if k in table]
-
-
-def plan(suite: Suite, opts: Options, logdir: Path) -> list[Job]:
-    """One Job per (env, agent, budget, seed); budgets are the tuned config's unless the suite sets them."""
-    from rlgen.compose import load_config
-
-    agents = _subset(opts.agents, suite_agents(suite)[0], "agent")
-    envs = _subset(opts.envs, suite.envs, "env")
-    seeds = suite.seeds[: opts.seeds] if opts.seeds else suite.seeds
-    jobs = []
-    for env in envs:
-        for agent in agents:
-            if f"{agent}/{env}" in suite.exclude:
-                continue
-            extra = [o for group in _lookup(suite.overrides, agent, env) for o in group]
-            base = load_config([f"agent={agent}", f"env={env}", *extra])
-            budget = next(iter(reversed(_lookup(suite.steps, agent, env))), base.total_steps)
-            sweep = _lookup(suite.step_sweep, agent, env)
-            budgets = sweep[-1] if sweep else [budget]
-            for steps in sorted({max(1, int(b * opts.budget_scale)) for b in budgets}):
-                every = int(base.eval_every * opts.budget_scale) if base.eval_every else 0
-                every = max(1, steps // opts.evals) if opts.evals else every
-                episodes = [f"eval_episodes={opts.eval_episodes}"] if opts.eval_episodes else []
-                for seed in seeds:
-                    name = f"seed{seed}" if not sweep else f"steps{steps}-seed{seed}"
-                    run_dir = logdir / env / agent / name
-                    overrides = [f"agent={agent}", f"env={env}", *extra, f"seed={seed}",
-                                 f"total_steps={steps}", f"eval_every={every}", *episodes, "progress=false"]
-                    jobs.append(Job(agent, env, seed, steps, str(run_dir), overrides))
-    return jobs
+from rlgen.benchreport import collect, write_report
+from rlgen.benchsuite import Job, Options, Suite, find_suite, known_suites, load_suite, plan, suite_agents
+from rlgen.cli import parse_settings, usage
+from rlgen.errors import UserError, cli_main
 
 
 def _status(run_dir: Path) -> dict[str, Any] | None:
@@ -328,10 +142,37 @@ def run_ray(jobs: list[Job], address: str, per_process: int) -> list[dict[str, A
     return results
 
 
+def completeness(runs: list[dict[str, Any]]) -> tuple[int, int]:
+    """(completed runs, missing or failed runs) of a report's run records."""
+    done = sum(r["status"] == "completed" for r in runs)
+    return done, len(runs) - done
+
+
+def existing_completeness(out: Path) -> tuple[int, int] | None:
+    """completeness() of the report already at `out`, read from its results.json; None when `out` holds
+    no report. A REPORT.md without a readable results.json cannot be compared: a UserError."""
+    results = out / "results.json"
+    if not results.is_file() and not (out / "REPORT.md").is_file():
+        return None
+    try:
+        return completeness(json.loads(results.read_text())["runs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{out} holds a report whose results.json cannot be read, so it cannot be compared "
+                        "with the new one; add force=true to replace it") from None
+
+
+def check_not_less_complete(records: list[dict[str, Any]], out: Path) -> None:
+    """A report is never replaced by one with fewer completed runs or more missing ones."""
+    before = existing_completeness(out)
+    done, missing = completeness(records)
+    if before is not None and (done < before[0] or missing > before[1]):
+        raise UserError(f"not replacing {out / 'REPORT.md'} ({before[0]} completed runs, {before[1]} missing) "
+                        f"with a less complete report ({done} completed, {missing} missing); "
+                        "add force=true to replace it anyway")
+
+
 def run_suite(suite: Suite, opts: Options, logdir: Path, out: Path, command: str) -> tuple[Path, int]:
     """Run what is missing, then write the report; returns (REPORT.md, number of failed runs)."""
-    from rlgen.benchreport import write_report
-
     jobs = plan(suite, opts, logdir)
     todo = [] if opts.report_only else pending(jobs)
     done = "report only" if opts.report_only else f"{len(jobs) - len(todo)} already done"
@@ -342,26 +183,30 @@ def run_suite(suite: Suite, opts: Options, logdir: Path, out: Path, command: str
     elif todo:
         results = run_local(todo, opts.workers or os.cpu_count() or 1, suite.runs_per_process)
     failed = [r for r in results if r["status"] != "completed"]
-    report = write_report(suite, jobs, out, logdir, absent=suite_agents(suite)[1], cut=opts.cut,
+    records = collect(suite, jobs)
+    if not opts.force:
+        check_not_less_complete(records, out)
+    report = write_report(suite, jobs, records, out, logdir, absent=suite_agents(suite)[1], cut=opts.cut,
                           command=command, failures=failed)
     return report, len(failed)
 
 
 @cli_main
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__.split("\n\n")[0] + "\n\noptions:")
-        for f in fields(Options):
-            print(f"  {f.name}={f.default!r}")
-        return 0 if argv else 2
+    if argv and argv[0] in ("-h", "--help"):
+        print(usage(Options, "python -m rlgen.bench <suite>") + f"\nsuites: {', '.join(known_suites())}")
+        return 0
+    if not argv or "=" in argv[0]:
+        raise UserError("the suite comes first: python -m rlgen.bench <suite> [key=value ...]; "
+                        f"suites: {', '.join(known_suites())}")
+    opts = parse_settings(argv[1:], Options, f"python -m rlgen.bench {argv[0]}")
     suite = load_suite(find_suite(argv[0]))
-    opts = parse_options(argv[1:])
     tag = suite.name + ("-cut" if opts.cut else "")
     logdir = Path(opts.logdir or Path("runs") / "bench" / tag)
     out = Path(opts.out or Path("benchmarks") / "results" / tag)
     command = "python -m rlgen.bench " + " ".join(argv)
     report, n_failed = run_suite(suite, opts, logdir, out, command)
-    print(f"report: {report}")
+    print(f"report written: {report}")
     if n_failed:
         print(f"{n_failed} run(s) failed or were interrupted; see the report. The same command again "
               "retries them (finished runs are kept).", file=sys.stderr)

@@ -14,14 +14,12 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from rlgen import benchstats as bs
-
-if TYPE_CHECKING:
-    from rlgen.bench import Job, Suite
+from rlgen.benchsuite import Job, Suite
 
 SCORE = {"return": "eval_mean_return", "dp_error": "policy_gap"}
 
@@ -234,11 +232,10 @@ def machine() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def write_report(suite: Suite, jobs: list[Job], out: Path, logdir: Path, absent: list[str], cut: bool,
-                 command: str, failures: Records) -> Path:
-    """Collect the runs of `jobs`, compute the statistics, write REPORT.md, figures and results.json."""
+def write_report(suite: Suite, jobs: list[Job], records: Records, out: Path, logdir: Path, absent: list[str],
+                 cut: bool, command: str, failures: Records) -> Path:
+    """From the records collect() made of `jobs`: the statistics, REPORT.md, figures and results.json."""
     out.mkdir(parents=True, exist_ok=True)
-    records = collect(suite, jobs)
     envs = list(dict.fromkeys(j.env for j in jobs))
     agents = list(dict.fromkeys(j.agent for j in jobs))
     tables = {env: env_table(suite, records, env, agents) for env in envs}

@@ -2,43 +2,49 @@
 
 Loads a run's checkpoint, plays `episodes` evaluation episodes and prints their mean and spread;
 with video=true it also records the first `video_episodes` of them to <run dir>/videos/.
+`python -m rlgen.evaluate --help` lists every setting.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from omegaconf import MISSING
 
-from rlgen.errors import UserError, cli_main, did_you_mean
+from rlgen.cli import parse_settings
+from rlgen.errors import UserError, cli_main
 
-SETTINGS = {"run": str, "episodes": int, "video": bool, "video_episodes": int, "seed": int, "deterministic": bool}
+COMMAND = "python -m rlgen.evaluate"
 
 
-def parse(argv: list[str]) -> dict:
-    opts: dict = {"episodes": 20, "video": False, "video_episodes": 1, "seed": 0, "deterministic": True}
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep:
-            raise UserError(f"'{arg}' is not key=value; usage: python -m rlgen.evaluate run=<run dir> [episodes=20]")
-        if key not in SETTINGS:
-            raise UserError(f"unknown setting '{key}'{did_you_mean(key, SETTINGS)}; settings: {', '.join(SETTINGS)}")
-        kind = SETTINGS[key]
-        if kind is bool:
-            if value.lower() not in ("true", "false"):
-                raise UserError(f"{key} must be true or false, got '{value}'")
-            opts[key] = value.lower() == "true"
-        else:
-            try:
-                opts[key] = kind(value)
-            except ValueError:
-                raise UserError(f"{key} must be {kind.__name__}, got '{value}'") from None
-    if "run" not in opts:
-        raise UserError("missing run=<run dir>: the directory a training run wrote")
-    if opts["episodes"] <= 0:
-        raise UserError(f"episodes must be positive, got {opts['episodes']}")
-    return opts
+@dataclass
+class EvaluateSettings:
+    """Load a run's checkpoint, play evaluation episodes and print their mean and spread; the result
+    is also written to <run>/evaluation.json."""
+
+    run: str = MISSING
+    """the run directory a training run wrote"""
+    episodes: int = 20
+    """evaluation episodes, played at once (one env each)"""
+    video: bool = False
+    """also record the first video_episodes episodes to <run>/videos/"""
+    video_episodes: int = 1
+    """episodes to record when video=true"""
+    seed: int = 0
+    """seeds the evaluation envs (video: episode i is seeded with seed + i)"""
+    deterministic: bool = True
+    """act greedily (false: sample actions from the policy)"""
+    trust_checkpoint: bool = False
+    """load a checkpoint whose file format can run code when read (pickle); only for runs you trust"""
+
+    def __post_init__(self) -> None:
+        if self.episodes <= 0:
+            raise UserError(f"episodes must be positive, got {self.episodes}")
+        if self.video_episodes <= 0:
+            raise UserError(f"video_episodes must be positive, got {self.video_episodes}")
 
 
 def record_video(agent, cfg, run_dir: Path, episodes: int, seed: int, deterministic: bool) -> Path:
@@ -67,11 +73,8 @@ def record_video(agent, cfg, run_dir: Path, episodes: int, seed: int, determinis
 
 @cli_main
 def main(argv: list[str]) -> int:
-    if "-h" in argv or "--help" in argv:
-        print(__doc__)
-        return 0
-    opts = parse(argv)
-    run_dir = Path(opts["run"])
+    opts = parse_settings(argv, EvaluateSettings, COMMAND)
+    run_dir = Path(opts.run)
     if not run_dir.is_dir():
         raise UserError(f"no such run directory '{run_dir}'")
     from rlgen.evaluation import evaluate
@@ -80,21 +83,21 @@ def main(argv: list[str]) -> int:
     cfg = load_run_config(run_dir)
     agent = build_agent(cfg)
     try:
-        agent.load(run_dir / "checkpoint")
+        agent.load(run_dir / "checkpoint", trust=opts.trust_checkpoint)
     except FileNotFoundError:
         raise UserError(f"{run_dir} has no checkpoint yet (the run stopped before its first one)") from None
 
     def act(obs: np.ndarray) -> np.ndarray:
-        return agent.act(obs, deterministic=opts["deterministic"])
+        return agent.act(obs, deterministic=opts.deterministic)
 
-    returns, lengths = evaluate(act, cfg.env, opts["episodes"], opts["seed"], one_hot=agent.one_hot)
+    returns, lengths = evaluate(act, cfg.env, opts.episodes, opts.seed, one_hot=agent.one_hot)
     result = {"episodes": len(returns), "mean_return": float(returns.mean()), "std_return": float(returns.std()),
-              "mean_length": float(lengths.mean()), "seed": opts["seed"], "deterministic": opts["deterministic"],
+              "mean_length": float(lengths.mean()), "seed": opts.seed, "deterministic": opts.deterministic,
               "checkpoint_step": agent.num_steps}
     print(f"{cfg.agent.name} on {cfg.env.id} (checkpoint at step {agent.num_steps}): return "
           f"{result['mean_return']:.2f} +- {result['std_return']:.2f} over {len(returns)} episodes")
-    if opts["video"]:
-        folder = record_video(agent, cfg, run_dir, opts["video_episodes"], opts["seed"], opts["deterministic"])
+    if opts.video:
+        folder = record_video(agent, cfg, run_dir, opts.video_episodes, opts.seed, opts.deterministic)
         result["videos"] = sorted(p.name for p in folder.glob("*.mp4"))
         print(f"video: {', '.join(str(folder / v) for v in result['videos'])}")
     (run_dir / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")

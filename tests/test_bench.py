@@ -10,6 +10,9 @@ import pytest
 
 from rlgen import bench
 from rlgen import benchstats as bs
+from rlgen.benchsuite import Options, _lookup, find_suite, load_suite, plan
+from rlgen.cli import parse_settings
+from rlgen.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,9 +76,13 @@ def test_smoke_suite_end_to_end_through_the_process_pool(tmp_path, capsys):
     assert untouched.stat().st_mtime_ns == before
 
 
+def options(*args: str) -> Options:
+    return parse_settings(list(args), Options, "python -m rlgen.bench")
+
+
 def test_classic_suite_plans_rl_zoo_budgets(tmp_path):
-    suite = bench.load_suite(bench.find_suite("classic"))
-    jobs = bench.plan(suite, bench.parse_options([]), tmp_path)
+    suite = load_suite(find_suite("classic"))
+    jobs = plan(suite, options(), tmp_path)
     budget = {(j.agent, j.env): j.budget for j in jobs}
     assert budget[("ppo", "CartPole")] == budget[("sb3_ppo", "CartPole")] == 100_000
     assert budget[("dqn", "MountainCar")] == budget[("sb3_dqn", "MountainCar")] == 120_000
@@ -88,31 +95,34 @@ def test_classic_suite_plans_rl_zoo_budgets(tmp_path):
     assert len(jobs) == len(budget) * 5 and {j.seed for j in jobs} == {0, 1, 2, 3, 4}
     a2c = next(j for j in jobs if j.agent == "sb3_a2c" and j.env == "LunarLander")
     assert "agent.gamma=0.995" in a2c.overrides
-    cut = bench.plan(suite, bench.parse_options(["seeds=2", "budget_scale=0.1", "envs=CartPole"]), tmp_path)
+    cut = plan(suite, options("seeds=2", "budget_scale=0.1", "envs=CartPole"), tmp_path)
     assert {j.seed for j in cut} == {0, 1} and {j.env for j in cut} == {"CartPole"}
     assert {(j.agent, j.budget) for j in cut if j.agent == "dqn"} == {("dqn", 5000)}
     assert "eval_every=250" in next(j for j in cut if j.agent == "dqn").overrides
-    few_evals = bench.parse_options(["budget_scale=0.1", "evals=4", "eval_episodes=3", "envs=LunarLander"])
-    few = bench.plan(suite, few_evals, tmp_path)
+    few_evals = options("budget_scale=0.1", "evals=4", "eval_episodes=3", "envs=LunarLander")
+    few = plan(suite, few_evals, tmp_path)
     ppo = next(j for j in few if j.agent == "ppo" and j.env == "LunarLander")
     assert ppo.budget == 25_000 and "eval_every=6250" in ppo.overrides and "eval_episodes=3" in ppo.overrides
-    assert bench.parse_options(["eval_episodes=3"]).cut and not bench.parse_options(["evals=4"]).cut
+    assert options("eval_episodes=3").cut and not options("evals=4").cut
 
 
 def test_tabular_suite_is_a_valid_dp_error_suite():
-    suite = bench.load_suite(bench.find_suite("tabular"))
+    suite = load_suite(find_suite("tabular"))
     assert suite.metric == "dp_error" and "FrozenLake" in suite.envs
-    assert bench._lookup(suite.step_sweep, "value_iteration", "CliffWalking")[-1] == [1, 3, 10, 30, 100, 300, 1000]
-    assert bench._lookup(suite.step_sweep, "policy_iteration", "CliffWalking")[-1] == [1, 2, 3, 5, 10]
+    assert _lookup(suite.step_sweep, "value_iteration", "CliffWalking")[-1] == [1, 3, 10, 30, 100, 300, 1000]
+    assert _lookup(suite.step_sweep, "policy_iteration", "CliffWalking")[-1] == [1, 2, 3, 5, 10]
 
 
 @pytest.mark.parametrize("argv, message", [
     (["smok"], "unknown suite 'smok' (did you mean 'smoke'"),
     (["smoke", "budget_scale=2"], "budget_scale must be in (0, 1]"),
     (["smoke", "backend=dask"], "unknown backend 'dask'"),
-    (["smoke", "worker=2"], "unknown option 'worker' (did you mean 'workers'"),
-    (["smoke", "seeds=two"], "option seeds takes a int"),
+    (["smoke", "worker=2"], "unknown setting 'worker' (did you mean 'workers'"),
+    (["smoke", "seeds=two"], "seeds: Value 'two' of type 'str' could not be converted to Integer"),
+    (["smoke", "workers=-1"], "workers must be >= 0"),
     (["smoke", "agents=dqn"], "unknown agent in this suite 'dqn'"),
+    (["smoke", "envs=CartPole,Pong"], "unknown env in this suite 'Pong'"),
+    (["smoke", "report_only=ture"], "report_only: Value 'ture' is not a valid bool"),
 ])
 def test_user_mistakes_are_one_line_and_exit_2(argv, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_:
@@ -124,8 +134,55 @@ def test_user_mistakes_are_one_line_and_exit_2(argv, message, capsys, tmp_path):
 def test_a_suite_file_with_a_typo_is_a_user_error(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("name: bad\nagents: [ppo]\nenvs: [CartPole]\nseed: [0]\n")
-    with pytest.raises(bench.UserError, match="seed"):
-        bench.load_suite(path)
+    with pytest.raises(UserError, match="seed"):
+        load_suite(path)
+
+
+def test_a_suite_value_out_of_range_is_a_user_error(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: bad\nagents: [ppo]\nenvs: [CartPole]\nruns_per_process: 0\n")
+    with pytest.raises(UserError, match=r"suite .*bad.yaml: runs_per_process must be >= 1, got 0"):
+        load_suite(path)
+
+
+def _bench(capsys, *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(list(argv))
+    captured = capsys.readouterr()
+    return int(exit_.value.code or 0), captured.out, captured.err
+
+
+def test_report_only_without_runs_never_replaces_a_more_complete_report(tmp_path, capsys):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps({"runs": [{"status": "completed"}] * 6}))
+    (out / "REPORT.md").write_text("# Benchmark report: `smoke`\n\n- runs: 6 (6 completed)\n")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    argv = ["smoke", "report_only=true", f"logdir={tmp_path / 'clone-without-runs'}", f"out={out}"]
+
+    code, _, err = _bench(capsys, *argv)
+    assert code == 2 and err.count("\n") == 1
+    assert f"not replacing {out / 'REPORT.md'} (6 completed runs, 0 missing)" in err
+    assert "(0 completed, 6 missing)" in err and "force=true" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+    code, printed, _ = _bench(capsys, *argv, "force=true")
+    assert code == 0 and f"report written: {out / 'REPORT.md'}" in printed
+    assert [r["status"] for r in json.loads((out / "results.json").read_text())["runs"]] == ["missing"] * 6
+    # as complete as the report it replaces: written without force
+    code, printed, _ = _bench(capsys, *argv)
+    assert code == 0 and f"report written: {out / 'REPORT.md'}" in printed
+
+
+def test_a_report_that_cannot_be_compared_is_not_replaced(tmp_path, capsys):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "REPORT.md").write_text("# written by hand\n")
+    code, _, err = _bench(capsys, "smoke", "report_only=true", f"logdir={tmp_path / 'runs'}", f"out={out}")
+    assert code == 2 and err.count("\n") == 1 and "results.json cannot be read" in err and "force=true" in err
+    assert [p.name for p in out.iterdir()] == ["REPORT.md"]
+    assert (out / "REPORT.md").read_text() == "# written by hand\n"
 
 
 @pytest.mark.slow

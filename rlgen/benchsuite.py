@@ -1,0 +1,200 @@
+"""What a benchmark is: a suite (agents x envs x seeds x budgets), the command's options, and the plan
+of runs they make. Shared by the runner (rlgen.bench) and the report (rlgen.benchreport)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from rlgen.errors import UserError, unknown
+
+BACKENDS = ("process", "ray")
+METRICS = ("return", "dp_error")
+
+
+@dataclass
+class Suite:
+    name: str = MISSING
+    description: str = ""
+    agents: list[str] = MISSING
+    """agents that must be registered"""
+    optional_agents: list[str] = field(default_factory=list)
+    """agents included only when registered (being written); the report says which were absent"""
+    envs: list[str] = MISSING
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    steps: dict[str, int] = field(default_factory=dict)
+    """budget per "agent/env", "agent" or "env" (first match); default: the tuned total_steps"""
+    step_sweep: dict[str, list[int]] = field(default_factory=dict)
+    """budgets per "all", "agent", "env" or "agent/env" (last match): each (agent, env, seed) is run
+    at every one of them, so error against steps is a curve of independent runs"""
+    overrides: dict[str, list[str]] = field(default_factory=dict)
+    """config overrides per "all", "agent", "env" or "agent/env", applied in that order"""
+    exclude: list[str] = field(default_factory=list)
+    """"agent/env" combinations not to run (an agent that cannot work on that env)"""
+    pairs: dict[str, str] = field(default_factory=dict)
+    """ours -> the SB3 agent it is compared with"""
+    metric: str = "return"
+    """return (final evaluation return) | dp_error (error to the dynamic-programming optimum)"""
+    gamma: float = 0.99
+    """dp_error: discount of the optimum when the agent's config has no gamma"""
+    dp_tolerance: float = 0.01
+    """dp_error: a run "reaches the threshold" at the first budget whose policy gap is below this"""
+    runs_per_process: int = 1
+    """runs done by one worker process before it is replaced: 1 measures each run's own peak memory;
+    more saves the interpreter start-up (seconds) that dominates tiny tabular runs"""
+    notes: list[str] = field(default_factory=list)
+    """printed in the report (budget cuts and why)"""
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise UserError(f"metric must be one of {', '.join(METRICS)}, got '{self.metric}'")
+        if self.runs_per_process < 1:
+            raise UserError(f"runs_per_process must be >= 1, got {self.runs_per_process}")
+        if not self.seeds or min(self.seeds) < 0:
+            raise UserError(f"seeds must be a non-empty list of seeds >= 0, got {self.seeds}")
+
+
+@dataclass
+class Options:
+    """Run every run of a suite (benchmarks/suites/<suite>.yaml, or a path to a YAML file) that is not
+    done yet, then write its report (REPORT.md, figures, results.json). A report is not replaced by
+    one with fewer completed runs unless force=true."""
+
+    backend: str = "process"
+    """process (a local pool) | ray"""
+    workers: int = 0
+    """parallel runs (0: every core)"""
+    seeds: int = 0
+    """run only the suite's first N seeds (0: all); the report is then marked as cut"""
+    budget_scale: float = 1.0
+    """multiply every budget (and eval interval) by this; below 1 the report is marked as cut"""
+    evals: int = 0
+    """evaluations per run, evenly spaced (0: every tuned eval_every steps)"""
+    eval_episodes: int = 0
+    """episodes per evaluation (0: the suite's); fewer marks the report as cut"""
+    agents: list[str] = field(default_factory=list)
+    """a subset of the suite's agents (empty: all)"""
+    envs: list[str] = field(default_factory=list)
+    """a subset of the suite's envs (empty: all)"""
+    logdir: str = ""
+    """where the runs go (default runs/bench/<suite>[-cut])"""
+    out: str = ""
+    """where the report goes (default benchmarks/results/<suite>[-cut])"""
+    report_only: bool = False
+    """write the report from the runs that exist, run nothing"""
+    force: bool = False
+    """replace the report at out even when the new one has fewer completed runs"""
+    ray_address: str = ""
+    """an existing Ray cluster to join (default: RAY_ADDRESS, else a local instance)"""
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise unknown("backend", self.backend, BACKENDS)
+        if not 0 < self.budget_scale <= 1:
+            raise UserError(f"budget_scale must be in (0, 1], got {self.budget_scale}")
+        for name in ("workers", "seeds", "evals", "eval_episodes"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    @property
+    def cut(self) -> bool:
+        return self.seeds > 0 or self.budget_scale < 1.0 or self.eval_episodes > 0
+
+
+@dataclass
+class Job:
+    agent: str
+    env: str
+    seed: int
+    budget: int
+    run_dir: str
+    overrides: list[str]
+
+
+def _suite_roots() -> list[Path]:
+    beside_package = Path(__file__).resolve().parents[1]
+    return [Path.cwd() / "benchmarks" / "suites", beside_package / "benchmarks" / "suites"]
+
+
+def known_suites() -> list[str]:
+    return sorted({p.stem for r in _suite_roots() if r.is_dir() for p in r.glob("*.yaml")})
+
+
+def find_suite(name: str) -> Path:
+    """A path to a YAML file, or a suite name under benchmarks/suites (here or beside the package)."""
+    if name.endswith((".yaml", ".yml")):
+        if not Path(name).is_file():
+            raise UserError(f"suite file '{name}' does not exist")
+        return Path(name)
+    for root in _suite_roots():
+        if (root / f"{name}.yaml").is_file():
+            return root / f"{name}.yaml"
+    raise unknown("suite", name, known_suites())
+
+
+def load_suite(path: Path) -> Suite:
+    try:
+        suite = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Suite), OmegaConf.load(path)))
+    except OmegaConfBaseException as err:
+        first = str(err).splitlines()[0]
+        raise UserError(f"suite {path}: {first}") from None
+    except UserError as err:
+        raise UserError(f"suite {path}: {err}") from None
+    assert isinstance(suite, Suite)
+    return suite
+
+
+def _subset(chosen: list[str], available: list[str], kind: str) -> list[str]:
+    for c in chosen:
+        if c not in available:
+            raise unknown(f"{kind} in this suite", c, available)
+    return chosen or available
+
+
+def suite_agents(suite: Suite) -> tuple[list[str], list[str]]:
+    """(agents to run, optional agents that are not registered yet)."""
+    from rlgen.agents import AGENTS
+
+    for name in suite.agents:
+        if name not in AGENTS:
+            raise unknown("agent", name, AGENTS)
+    absent = [a for a in suite.optional_agents if a not in AGENTS]
+    return suite.agents + [a for a in suite.optional_agents if a in AGENTS], absent
+
+
+def _lookup(table: dict[str, Any], agent: str, env: str) -> list[Any]:
+    return [table[k] for k in ("all", agent, env, f"{agent}/{env}") if k in table]
+
+
+def plan(suite: Suite, opts: Options, logdir: Path) -> list[Job]:
+    """One Job per (env, agent, budget, seed); budgets are the tuned config's unless the suite sets them."""
+    from rlgen.compose import load_config
+
+    agents = _subset(opts.agents, suite_agents(suite)[0], "agent")
+    envs = _subset(opts.envs, suite.envs, "env")
+    seeds = suite.seeds[: opts.seeds] if opts.seeds else suite.seeds
+    jobs = []
+    for env in envs:
+        for agent in agents:
+            if f"{agent}/{env}" in suite.exclude:
+                continue
+            extra = [o for group in _lookup(suite.overrides, agent, env) for o in group]
+            base = load_config([f"agent={agent}", f"env={env}", *extra])
+            budget = next(iter(reversed(_lookup(suite.steps, agent, env))), base.total_steps)
+            sweep = _lookup(suite.step_sweep, agent, env)
+            budgets = sweep[-1] if sweep else [budget]
+            for steps in sorted({max(1, int(b * opts.budget_scale)) for b in budgets}):
+                every = int(base.eval_every * opts.budget_scale) if base.eval_every else 0
+                every = max(1, steps // opts.evals) if opts.evals else every
+                episodes = [f"eval_episodes={opts.eval_episodes}"] if opts.eval_episodes else []
+                for seed in seeds:
+                    name = f"seed{seed}" if not sweep else f"steps{steps}-seed{seed}"
+                    run_dir = logdir / env / agent / name
+                    overrides = [f"agent={agent}", f"env={env}", *extra, f"seed={seed}",
+                                 f"total_steps={steps}", f"eval_every={every}", *episodes, "progress=false"]
+                    jobs.append(Job(agent, env, seed, steps, str(run_dir), overrides))
+    return jobs
