@@ -21,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 import rlgen.envs  # noqa: F401  (registers rlgen/<Name>-v0 before the registry is consulted)
 from rlgen.agents import config_class
+from rlgen.cli import explain_config_error
 from rlgen.config import EnvConfig, TrainConfig
 from rlgen.errors import UserError, did_you_mean, unknown
 
@@ -146,7 +147,7 @@ def load_config(overrides: list[str]) -> TrainConfig:
             cfg = compose("train", overrides=resolved)
             typed = OmegaConf.to_object(cfg)
         except (HydraException, OmegaConfBaseException) as err:
-            raise UserError(_explain(err)) from None
+            raise UserError(explain_config_error(err)) from None
     assert isinstance(typed, TrainConfig)
     if typed.total_steps <= 0:
         raise UserError(f"total_steps must be a positive number of steps, got {typed.total_steps}")
@@ -155,15 +156,6 @@ def load_config(overrides: list[str]) -> TrainConfig:
     if typed.eval_every < 0:
         raise UserError(f"eval_every must be >= 0 (0: evaluate only at the end), got {typed.eval_every}")
     return typed
-
-
-def _explain(err: Exception) -> str:
-    """OmegaConf's multi-line errors, folded into one line a user can act on."""
-    cause = err.__cause__ or err
-    lines = [ln.strip() for ln in str(cause).splitlines() if ln.strip()]
-    key = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("full_key:")), None)
-    first = lines[0] if lines else type(cause).__name__
-    return f"{key}: {first}" if key else first
 
 
 def _conf_file(name: str) -> str:
