@@ -20,6 +20,7 @@ import numpy as np
 
 from rlgen import benchstats as bs
 from rlgen.benchsuite import Job, Suite
+from rlgen.errors import UserError
 
 SCORE = {"return": "eval_mean_return", "dp_error": "policy_gap"}
 
@@ -45,8 +46,12 @@ def tabular_metrics(run_dir: Path, default_gamma: float) -> dict[str, float]:
     if model is None:
         raise ValueError(f"env {cfg.env.id} exposes no tabular model")
     gamma = float(getattr(cfg.agent, "gamma", default_gamma))
-    q = np.load(run_dir / "q_values.npy") if (run_dir / "q_values.npy").is_file() else None
-    v = np.load(run_dir / "values.npy") if q is None and (run_dir / "values.npy").is_file() else None
+    q_file, v_file = run_dir / "q_values.npy", run_dir / "values.npy"
+    try:  # allow_pickle=False (numpy's default, said aloud): a .npy of pickled objects is refused, not run
+        q = np.load(q_file, allow_pickle=False) if q_file.is_file() else None
+        v = np.load(v_file, allow_pickle=False) if q is None and v_file.is_file() else None
+    except ValueError as err:
+        raise UserError(f"cannot read the value arrays of {run_dir}: {err}") from None
     if q is None and v is None:
         raise ValueError(f"{run_dir} has neither q_values.npy nor values.npy")
     horizon = gym.spec(cfg.env.id).max_episode_steps or 10_000

@@ -256,4 +256,4 @@ def test_cli_runs_the_whole_pipeline_and_rl_beats_sft_on_the_gold_reward(tmp_pat
         assert tag in header
     assert (run_dir / "rlhf.png").stat().st_size > 0
     assert "Samples after" in (run_dir / "REPORT.md").read_text()
-    assert any((tmp_path / "cache").glob("sft-*/model.pt"))
+    assert any((tmp_path / "cache").glob("sft-*/tensors.safetensors"))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from rlgen.agents.tabular import TabularAgent, TabularConfig
+from rlgen.agents.tabular import TabularAgent, TabularConfig, copy_table, restore_tables
 from rlgen.loops import Transition, per_step
 
 if TYPE_CHECKING:
@@ -236,13 +236,20 @@ class BanditAgent(TabularAgent):
             return np.full(n, int(np.asarray(self.rule.estimates())[0].argmax()))
         return np.array([int(self.rule.select()[0]) for _ in range(n)])
 
+    def rule_state(self) -> list[str]:
+        """The rule's attributes a checkpoint keeps: all but its rng (the agent's) and cfg (the config)."""
+        return sorted(set(vars(self.rule)) - {"rng", "cfg"})
+
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "rule": self.rule.__dict__ | {"rng": None, "cfg": None}}
+        rule = {k: copy_table(v) if isinstance(v, np.ndarray) else v for k, v in vars(self.rule).items()
+                if k in self.rule_state()}
+        return {**super().state_dict(), "rule": rule}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        keep = {"rng": self.rule.rng, "cfg": self.rule.cfg}
-        self.rule.__dict__.update({**state["rule"], **keep})
+        if sorted(state["rule"]) != self.rule_state():
+            raise ValueError(f"the bandit rule's state has {sorted(state['rule'])}, not {self.rule_state()}")
+        restore_tables(self.rule, state["rule"], self.rule_state())
 
 
 class EpsilonGreedyAgent(BanditAgent):

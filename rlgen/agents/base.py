@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlgen.checkpoint import existing_dir, replace_dir_atomic
+from rlgen.checkpoint import damaged, load_state, one_line, save_state
 from rlgen.config import AgentConfig
 
 if TYPE_CHECKING:
@@ -65,11 +65,16 @@ class Agent:
         torch.set_rng_state(state["torch_rng"])
 
     def save(self, path: Path) -> None:
-        """Write the checkpoint directory atomically (the previous one survives a crash mid-write)."""
-        replace_dir_atomic(Path(path), lambda tmp: torch.save(self.state_dict(), tmp / "agent.pt"))
+        """Write the checkpoint directory atomically (the previous one survives a crash mid-write),
+        as JSON and safetensors (rlgen.checkpoint.save_state): loading it can run no code."""
+        save_state(Path(path), self.state_dict())
 
-    def load(self, path: Path) -> None:
-        found = existing_dir(Path(path))
-        if found is None:
-            raise FileNotFoundError(f"no checkpoint in {path}")
-        self.load_state_dict(torch.load(found / "agent.pt", weights_only=False))
+    def load(self, path: Path, trust: bool = False) -> None:
+        """Restore a checkpoint directory; a UserError if it is damaged, not rlgen's, or another agent's.
+        trust=True also loads an older rlgen's pickle, which runs any code its author put in it."""
+        state = load_state(Path(path), trust=trust)
+        try:
+            self.load_state_dict(state)
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
+            why = f"its state does not fit a {type(self).__name__} ({type(err).__name__}: {one_line(err)})"
+            raise damaged(Path(path), why) from None

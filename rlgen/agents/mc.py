@@ -81,6 +81,7 @@ class MCAgent(TabularAgent):
     learns from a finished episode."""
 
     Config = MCConfig
+    tables = (*TabularAgent.tables, "counts")
 
     def __init__(self, observation_space, action_space, config, seed):
         super().__init__(observation_space, action_space, config, seed)
@@ -128,13 +129,6 @@ class MCAgent(TabularAgent):
         step = self.config.alpha or 1.0 / self.counts[s, a]
         self.Q[s, a] += step * (target - self.Q[s, a])
 
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "counts": self.counts}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.counts = state["counts"]
-
 
 class MCPrediction(MCAgent):
     """V^pi of the uniform random policy from sampled returns (S&B Section 5.1)."""
@@ -142,6 +136,7 @@ class MCPrediction(MCAgent):
     Config = MCPredictionConfig
     samples_policy = True
     has_q = False
+    tables = (*MCAgent.tables, "v_counts")
 
     def __init__(self, observation_space, action_space, config, seed):
         super().__init__(observation_space, action_space, config, seed)
@@ -225,6 +220,8 @@ class MCOffPolicy(MCAgent):
     epsilon-greedy in Q, the target policy greedy; returns are weighted by pi/b from the episode's
     end back to the first action the target would not take."""
 
+    tables = (*MCAgent.tables, "C")
+
     def __init__(self, observation_space, action_space, config, seed):
         super().__init__(observation_space, action_space, config, seed)
         self.C = np.zeros((self.n_states, self.n_actions))
@@ -252,10 +249,3 @@ class MCOffPolicy(MCAgent):
     def refresh(self) -> None:
         self.policy = greedy(self.Q)
         self.V = self.Q.max(axis=1)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "C": self.C}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.C = state["C"]

@@ -10,6 +10,7 @@ whose return is the gold (hidden) score of a greedy completion.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -280,13 +281,13 @@ class RLHF(Agent):
             "policy": self.policy.state_dict(), "opt": self.opt.state_dict(), "kl_coef": self.kl_ctl.value,
             "ref": self.ref.state_dict() if self.ref is not None else None,
             "rm": self.rm.state_dict() if self.rm is not None else None, "rm_norm": self.rm_norm,
-            "history": self.history, "info": self.info, "gen": self.gen.get_state(),
+            "history": copy.deepcopy(self.history), "info": copy.deepcopy(self.info), "gen": self.gen.get_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.policy.load_state_dict(state["policy"])
-        self.opt.load_state_dict(state["opt"])
+        self.opt.load_state_dict(copy.deepcopy(state["opt"]))  # torch keeps the caller's tensors otherwise
         self.kl_ctl.value = state["kl_coef"]
         if state["rm"] is not None:
             self.ref = self.make_lm().eval().requires_grad_(False)
@@ -294,5 +295,6 @@ class RLHF(Agent):
             self.rm = RewardModel(self.ref, self.vocab.pad)
             self.rm.load_state_dict(state["rm"])
             self.rm.requires_grad_(False).eval()
-        self.rm_norm, self.history, self.info = tuple(state["rm_norm"]), state["history"], state["info"]
+        self.rm_norm = tuple(state["rm_norm"])
+        self.history, self.info = copy.deepcopy(state["history"]), copy.deepcopy(state["info"])
         self.gen.set_state(state["gen"])

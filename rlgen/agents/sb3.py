@@ -7,7 +7,7 @@ comparison changes nothing but the code that learns.
 
 from __future__ import annotations
 
-import io
+import copy
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, ClassVar
@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.monitor import Monitor
@@ -103,8 +104,37 @@ class _RunCallback(BaseCallback):
         return self.run.tick(step)
 
 
+REPLAY_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+"""SB3 ReplayBuffer's arrays, each (buffer_size, n_envs, ...); next_observations is absent when
+optimize_memory_usage is set"""
+
+
+def replay_buffer_state(buffer: ReplayBuffer) -> dict[str, Any]:
+    """The filled rows of an SB3 replay buffer's arrays, with its write position and full flag."""
+    n = buffer.buffer_size if buffer.full else buffer.pos
+    arrays = {name: getattr(buffer, name)[:n] for name in REPLAY_ARRAYS if hasattr(buffer, name)}
+    return {**arrays, "pos": buffer.pos, "full": buffer.full}
+
+
+def load_replay_buffer(buffer: ReplayBuffer, state: dict[str, Any]) -> None:
+    """Copy replay_buffer_state's rows back into a buffer built with the same sizes."""
+    pos, full = int(state["pos"]), bool(state["full"])
+    if not 0 <= pos < buffer.buffer_size:
+        raise ValueError(f"replay buffer position {pos} is outside its {buffer.buffer_size} rows")
+    n = buffer.buffer_size if full else pos
+    for name in REPLAY_ARRAYS:
+        if hasattr(buffer, name):
+            target = getattr(buffer, name)
+            if np.shape(state[name]) != (n, *target.shape[1:]):
+                raise ValueError(f"replay buffer {name} has shape {np.shape(state[name])}, this one {target.shape}")
+            target[:n] = state[name]
+    buffer.pos, buffer.full = pos, full
+
+
 class SB3Agent(Agent):
     algo: ClassVar[type[BaseAlgorithm]]
+    counters: ClassVar[tuple[str, ...]] = ("num_timesteps", "_n_updates", "_episode_num", "_current_progress_remaining")
+    """SB3's counters behind its schedules and logs (BaseAlgorithm)"""
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Any, seed: int):
         super().__init__(observation_space, action_space, config, seed)
@@ -127,21 +157,44 @@ class SB3Agent(Agent):
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         return self.model.predict(obs, deterministic=deterministic)[0]
 
+    # -- checkpoints --------------------------------------------------------------------------------
+
     def state_dict(self) -> dict[str, Any]:
-        buf = io.BytesIO()
-        self.model.save(buf)
-        state = {**super().state_dict(), "model": buf.getvalue()}
-        if hasattr(self.model, "replay_buffer") and self.model.replay_buffer is not None:
-            rb = io.BytesIO()
-            self.model.save_replay_buffer(rb)
-            state["replay_buffer"] = rb.getvalue()
+        """What SB3 needs to continue with learn(reset_num_timesteps=False), as data (SB3's own save
+        pickles objects into its zip, and its replay buffer is a pickle): the policy's and its
+        optimiser's state_dicts, SB3's counters, DQN's replay buffer, and the random states SB3
+        draws from (torch's, kept by the base, numpy's global one, the action space's).
+
+        The model is rebuilt from rlgen's config in __init__ and these are loaded into it. What SB3's
+        own load would restore and this does not: the last observations (a resumed run resets its
+        envs, as `set_env` does anyway), SB3's episode-info buffers (rlgen records episodes itself),
+        and attributes changed on the model after construction (rlgen's config is their source).
+        Unlike SB3's load, this also restores numpy's global random state and the action space's."""
+        m = self.model
+        state = {**super().state_dict(), "policy": m.policy.state_dict(),
+                 "optimizer": m.policy.optimizer.state_dict(),
+                 "counters": {name: getattr(m, name) for name in self.counters},
+                 "numpy_global_rng": np.random.get_state(),
+                 "action_space_rng": m.action_space.np_random.bit_generator.state}
+        if self.replay_buffer is not None:
+            state["replay_buffer"] = replay_buffer_state(self.replay_buffer)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.model = self.algo.load(io.BytesIO(state["model"]), env=self.model.get_env(), device="cpu")
-        if "replay_buffer" in state:
-            self.model.load_replay_buffer(io.BytesIO(state["replay_buffer"]))
+        m = self.model
+        m.policy.load_state_dict(state["policy"])
+        m.policy.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))  # else torch keeps the caller's
+        for name in self.counters:  # as the type SB3 keeps them in (int steps, float rates)
+            setattr(m, name, type(getattr(m, name))(state["counters"][name]))
+        np.random.set_state(state["numpy_global_rng"])
+        m.action_space.np_random.bit_generator.state = state["action_space_rng"]
+        if self.replay_buffer is not None:
+            load_replay_buffer(self.replay_buffer, state["replay_buffer"])
+
+    @property
+    def replay_buffer(self) -> ReplayBuffer | None:
+        return getattr(self.model, "replay_buffer", None)
 
 
 class SB3PPO(SB3Agent):
@@ -165,6 +218,7 @@ class SB3PPO(SB3Agent):
 class SB3DQN(SB3Agent):
     Config = SB3DQNConfig
     algo = DQN
+    counters = (*SB3Agent.counters, "exploration_rate", "_n_calls")  # _n_calls times the target updates
 
     def sb3_kwargs(self) -> dict[str, Any]:
         c = self.config

@@ -98,6 +98,7 @@ class SoftQLearning(TDControl):
     argmax Q."""
 
     Config = SoftQLearningConfig
+    tables = (*TDControl.tables, "counts")
 
     def __init__(self, observation_space, action_space, config: SoftQLearningConfig, seed: int):
         _check_temperature(config.ent_coef)
@@ -137,10 +138,3 @@ class SoftQLearning(TDControl):
             return self.Q[self.states(obs)].argmax(axis=1)
         self.refresh()
         return TabularAgent.act(self, obs, deterministic)  # sample the Boltzmann policy
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "counts": self.counts}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.counts = state["counts"]

@@ -19,6 +19,7 @@ Discrete Action Settings", eq. 11: the expectation over actions is computed exac
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -151,5 +152,5 @@ class SQL(DQN):
         super().load_state_dict(state)
         with torch.no_grad():
             self.log_ent_coef.copy_(state["log_ent_coef"])
-        self.ent_optimizer.load_state_dict(state["ent_optimizer"])
+        self.ent_optimizer.load_state_dict(copy.deepcopy(state["ent_optimizer"]))  # else torch keeps the caller's
         self.ent_coef = float(self.log_ent_coef.detach().exp())

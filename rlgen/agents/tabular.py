@@ -17,6 +17,7 @@ also added to TensorBoard).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -64,6 +65,23 @@ def argmax_random(row: np.ndarray, rng: np.random.Generator) -> int:
     return int(best[0] if len(best) == 1 else rng.choice(best))
 
 
+def copy_table(table: np.ndarray | None) -> np.ndarray | None:
+    """A copy of an array for or from a checkpoint (None stays None), so neither side aliases the other."""
+    return None if table is None else np.array(table, copy=True)
+
+
+def restore_tables(owner: object, saved: dict[str, Any], names: Iterable[str]) -> None:
+    """owner.<name> = saved[name] for each name, arrays copied; an array of another shape than the
+    owner's (a checkpoint of another env or agent) is a ValueError."""
+    for name in names:
+        mine, value = getattr(owner, name), saved[name]
+        if isinstance(mine, np.ndarray) or isinstance(value, np.ndarray):
+            if (mine is None) != (value is None) or np.shape(mine) != np.shape(value):
+                raise ValueError(f"{name} has shape {np.shape(value)} in the checkpoint, {np.shape(mine)} here")
+            value = copy_table(value)
+        setattr(owner, name, value)
+
+
 class TabularAgent(Agent):
     """Arrays V, Q, policy over states; `act` reads `policy`. Subclasses implement `learn`."""
 
@@ -74,6 +92,8 @@ class TabularAgent(Agent):
     samples_policy: ClassVar[bool] = False
     """True for prediction agents: `act` samples the (stochastic) policy being evaluated even when
     deterministic, so evaluation returns estimate that policy's value"""
+    tables: ClassVar[tuple[str, ...]] = ("V", "Q", "policy")
+    """the array attributes a checkpoint keeps; subclasses add what else they learn (counts, ...)"""
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Any, seed: int):
         super().__init__(observation_space, action_space, config, seed)
@@ -115,12 +135,13 @@ class TabularAgent(Agent):
         """Bring `policy` and `V` up to date with what was learned (a hook; nothing to do by default)."""
 
     def state_dict(self) -> dict[str, Any]:
+        """Copies of the `tables` (and the base's counters and RNG states): nothing aliases the agent."""
         self.refresh()
-        return {**super().state_dict(), "V": self.V, "Q": self.Q, "policy": self.policy}
+        return {**super().state_dict(), **{name: copy_table(getattr(self, name)) for name in self.tables}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.V, self.Q, self.policy = state["V"], state["Q"], state["policy"]
+        restore_tables(self, state, self.tables)
 
     def write_artifacts(self, run: Run) -> None:
         """values.npy (S,), q_values.npy (S, A) if the agent has Q, policy.npy (S, A); on gridworlds

@@ -216,6 +216,8 @@ class DoubleQLearning(TDControl):
     """Two estimates; one picks the next action, the other values it, chosen by a coin per step
     (S&B Section 6.7, van Hasselt 2010). Q is their mean (the behaviour acts on Q1 + Q2)."""
 
+    tables = (*TDControl.tables, "Q1", "Q2")
+
     def __init__(self, observation_space, action_space, config, seed):
         super().__init__(observation_space, action_space, config, seed)
         self.Q1, self.Q2 = np.zeros_like(self.Q), np.zeros_like(self.Q)
@@ -227,10 +229,3 @@ class DoubleQLearning(TDControl):
         learner[s, a] += self.config.alpha * delta
         self.Q[s, a] = 0.5 * (self.Q1[s, a] + self.Q2[s, a])
         return delta
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "Q1": self.Q1, "Q2": self.Q2}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.Q1, self.Q2 = state["Q1"], state["Q2"]

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlgen.checkpoint import replace_dir_atomic
+from rlgen.checkpoint import STATE_FILE, damaged, load_state, one_line, save_state
+from rlgen.errors import UserError
 from rlgen.nets.gpt import GPT, GPTConfig
 from rlgen.rlhf.corpus import CorpusConfig, Vocab, make_corpus
 
@@ -78,26 +79,30 @@ def pretrained_sft(make_lm: Callable[[], nn.Module], key_parts: tuple, corpus_cf
                    sft_cfg: SFTConfig, vocab: Vocab, block_size: int, cache_dir: Path,
                    on_step: Callable[[int, float], None] | None = None) -> tuple[nn.Module, dict]:
     """The SFT model: loaded from the cache if this exact setup was trained before, else trained
-    and cached. Returns the model and its stats (final loss, whether it came from the cache)."""
+    and cached. Returns the model and its stats (final loss, whether it came from the cache).
+
+    The cache is a checkpoint directory (rlgen.checkpoint): the weights in safetensors, the stats in
+    JSON, so a planted file cannot run code; a damaged one is a UserError naming the directory."""
     key = cache_key(*key_parts, corpus_cfg, sft_cfg, block_size, len(vocab))
     path = cache_dir / f"sft-{key}"
     torch.manual_seed(sft_cfg.seed)
     lm = make_lm()
-    if (path / "model.pt").is_file():
-        lm.load_state_dict(torch.load(path / "model.pt", weights_only=True))
-        stats = json.loads((path / "stats.json").read_text())
+    if (path / STATE_FILE).is_file():  # an older rlgen's model.pt alone is not read: it is trained again
+        try:
+            cached = load_state(path)
+            lm.load_state_dict(cached["model"])
+            stats = dict(cached["stats"])
+        except UserError as err:
+            raise UserError(f"{err}; delete that SFT cache to train it again") from None
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise UserError(f"{damaged(path, one_line(err))}; delete that SFT cache to train it again") from None
         lm.eval()
         return lm, {**stats, "cached": True}
     data = make_corpus(corpus_cfg, vocab, block_size)
     losses = train_sft(lm, data, sft_cfg, vocab.pad, on_step)
     stats = {"loss_final": float(np.mean(losses[-50:])), "loss_curve": losses[:: max(len(losses) // 100, 1)]}
-
-    def write(tmp: Path) -> None:
-        torch.save(lm.state_dict(), tmp / "model.pt")
-        (tmp / "stats.json").write_text(json.dumps(stats))
-
     cache_dir.mkdir(parents=True, exist_ok=True)
-    replace_dir_atomic(path, write)
+    save_state(path, {"model": lm.state_dict(), "stats": stats})
     return lm, {**stats, "cached": False}
 
 
