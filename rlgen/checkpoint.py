@@ -245,7 +245,8 @@ class _Encoder:
         if t.dtype in _SAFE_TORCH:  # clone: tensors sharing memory (tied or flattened weights) get their own
             stored = t.contiguous().clone()
         else:
-            stored = t.contiguous().reshape(-1).view(torch.uint8).clone()
+            raw = t.contiguous().reshape(-1)
+            stored = raw.view(torch.uint8).clone() if raw.numel() else torch.empty(0, dtype=torch.uint8)
         return self.store(stored, str(t.dtype).removeprefix("torch."), t.shape, path)
 
     def store(self, stored: torch.Tensor, dtype: str, shape: tuple[int, ...], path: str) -> dict[str, Any]:
@@ -333,6 +334,8 @@ class _Decoder:
             self.check(stored, dtype, shape)
             return stored
         self.check_raw(stored, torch.empty(0, dtype=dtype).element_size(), shape)
+        if stored.numel() == 0:  # an empty byte tensor has no stride torch can reinterpret
+            return torch.empty(shape, dtype=dtype)
         return stored.view(dtype).reshape(shape)
 
     def entry(self, body: Any) -> tuple[torch.Tensor, str, list[int]]:

@@ -40,7 +40,8 @@ def assert_same(a: Any, b: Any, path: str = "") -> None:
 
 
 def _bytes(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().contiguous().reshape(-1).view(torch.uint8)
+    flat = t.detach().contiguous().reshape(-1)
+    return flat.view(torch.uint8) if flat.numel() else torch.empty(0, dtype=torch.uint8)
 
 
 def buffers(state: Any) -> Iterator[tuple[int, int]]:

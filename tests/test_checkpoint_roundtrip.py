@@ -12,7 +12,7 @@ from state_compare import assert_no_shared_memory, assert_same
 from tabular_run import LocalRun
 
 from rlgen.agents import AGENTS, agent_class
-from rlgen.config import load_config
+from rlgen.compose import load_config
 from rlgen.run import Run
 from rlgen.trainer import build_agent
 
@@ -53,8 +53,7 @@ def trained(name: str, run_dir: Path):
                        "eval_every=0", "eval_episodes=1"])
     run_dir.mkdir(parents=True)
     agent = build_agent(cfg)
-    run = Run(cfg, run_dir)
-    run.agent = agent
+    run = Run(cfg, run_dir, agent)
     try:
         agent.learn(cfg.total_steps, run)
     finally:
