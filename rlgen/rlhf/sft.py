@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlgen.checkpoint import replace_dir_atomic
-from rlgen.nets.gpt import GPT, GPTConfig
+from rlgen.distributions import categorical_log_probs
 from rlgen.rlhf.corpus import CorpusConfig, Vocab, make_corpus
 
 
@@ -101,10 +101,6 @@ def pretrained_sft(make_lm: Callable[[], nn.Module], key_parts: tuple, corpus_cf
     return lm, {**stats, "cached": False}
 
 
-def make_gpt(gpt_cfg: GPTConfig) -> Callable[[], nn.Module]:
-    return lambda: GPT(gpt_cfg)
-
-
 # -- sampling and log-probabilities ------------------------------------------------------------------
 
 
@@ -143,5 +139,4 @@ def response_mask(seq: torch.Tensor, prompt_len: int, pad: int) -> torch.Tensor:
 
 def token_logprobs(logits: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
     """log pi(seq[t+1] | seq[:t+1]) for every position: logits (B, T, V) of seq -> (B, T-1)."""
-    logp = F.log_softmax(logits[:, :-1], dim=-1)
-    return logp.gather(-1, seq[:, 1:, None]).squeeze(-1)
+    return categorical_log_probs(logits[:, :-1]).gather(-1, seq[:, 1:, None]).squeeze(-1)
