@@ -24,8 +24,9 @@ def categorical_log_probs(logits: torch.Tensor) -> torch.Tensor:
 
 def categorical_entropy(logits_or_logp: torch.Tensor) -> torch.Tensor:
     """Entropy (nats) of softmax(logits); log-probabilities work too (log softmax leaves them as they
-    are). Computed from log-probabilities, so a category of probability 0 adds 0, never 0 * -inf."""
-    logp = F.log_softmax(logits_or_logp, dim=-1)
+    are). A category of probability 0 (logit -inf) adds 0: its log-probability is clamped to the
+    most negative finite number, as torch.distributions.Categorical does, so 0 * log 0 is not nan."""
+    logp = F.log_softmax(logits_or_logp, dim=-1).clamp(min=torch.finfo(logits_or_logp.dtype).min)
     return -(logp.exp() * logp).sum(dim=-1)
 
 
