@@ -58,6 +58,11 @@ def categorical_sample(probs: np.ndarray, rng: np.random.Generator) -> np.ndarra
     return np.minimum((u > cum).sum(axis=-1), cum.shape[-1] - 1)
 
 
+def torch_categorical_sample(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One category per row of softmax(logits) (B, V) -> (B,), drawn from `generator` (torch.multinomial)."""
+    return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
+
+
 def gumbel_max_sample(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One category per row of softmax(logits): argmax(logits + G) with G ~ Gumbel(0, 1) i.i.d.
     (Gumbel 1954; Maddison et al. 2014, "A* Sampling", sec. 2). No exponentials, so nothing

@@ -28,6 +28,7 @@ from rlgen.distributions import (
     np_log_softmax,
     np_softmax,
     random_argmax,
+    torch_categorical_sample,
 )
 
 LOGITS = np.array([[1.0, 0.0, -1.0, 0.5], [3.0, 3.0, -2.0, 0.0]])
@@ -78,6 +79,14 @@ def test_gumbel_max_sample_follows_the_softmax_without_overflow():
     np.testing.assert_allclose(np.bincount(actions, minlength=4) / len(actions), np_softmax(LOGITS[0]), atol=0.01)
     assert np.all(gumbel_max_sample(logits * 1e9, np.random.default_rng(1)) == 0)
     assert gumbel_max_sample(np.array([0.0, 50.0, 0.0]), np.random.default_rng(1)) == 1
+
+
+def test_torch_categorical_sample_follows_the_softmax_and_its_generator():
+    logits = torch.tensor(LOGITS[0], dtype=torch.float32).expand(50_000, 4)
+    actions = torch_categorical_sample(logits, torch.Generator().manual_seed(0)).numpy()
+    np.testing.assert_allclose(np.bincount(actions, minlength=4) / len(actions), np_softmax(LOGITS[0]), atol=0.01)
+    again = torch_categorical_sample(logits, torch.Generator().manual_seed(0)).numpy()
+    np.testing.assert_array_equal(actions, again)
 
 
 # -- greedy and epsilon-greedy ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlgen.checkpoint import replace_dir_atomic
-from rlgen.distributions import categorical_log_probs
+from rlgen.distributions import categorical_log_probs, torch_categorical_sample
 from rlgen.rlhf.corpus import CorpusConfig, Vocab, make_corpus
 
 
@@ -119,7 +119,7 @@ def generate(lm: nn.Module, prompts: torch.Tensor, max_new: int, eos: int, pad: 
         if greedy:
             nxt = logits.argmax(-1)
         else:
-            nxt = torch.multinomial(F.softmax(logits, -1), 1, generator=generator).squeeze(-1)
+            nxt = torch_categorical_sample(logits, generator)
         nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
         seq = torch.cat([seq, nxt[:, None]], dim=1)
         done |= nxt == eos
