@@ -10,7 +10,7 @@ import pytest
 from rlgen.config import load_config
 from rlgen.distributions import np_categorical_entropy
 from rlgen.envs.model import model_of
-from rlgen.mdp import Backup, TabularModel, value_iteration
+from rlgen.mdp import Backup, TabularModel, reachable, value_iteration
 from rlgen.soft import boltzmann, soft_optimality_sweep, soft_q_target, soft_value, soft_value_iteration
 from rlgen.trainer import train
 
@@ -27,15 +27,7 @@ def model(env_id: str, kwargs: dict) -> TabularModel:
 
 def live_states(m: TabularModel) -> np.ndarray:
     """States reachable from the start through non-terminal transitions: the ones an agent acts in."""
-    seen = {int(s) for s in np.flatnonzero(m.initial > 0)}
-    stack = list(seen)
-    while stack:
-        s = stack.pop()
-        for s2 in np.unique(m.next_states[s][(m.probs[s] > 0) & ~m.terminated[s]]):
-            if int(s2) not in seen:
-                seen.add(int(s2))
-                stack.append(int(s2))
-    return np.array(sorted(seen))
+    return np.flatnonzero(reachable(m))
 
 
 # -- closed forms -----------------------------------------------------------------------------------
