@@ -20,21 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rlgen.agents.dp import Backup, optimality_sweep
 from rlgen.bandit_testbed import DEFAULT_AGENTS, plot, run_testbed
 from rlgen.envs.gridworld import MazeEnv
-from rlgen.envs.model import TabularModel
-
-
-def vectorised_vi(model: TabularModel, gamma: float, tol: float) -> tuple[np.ndarray, int]:
-    backup, v = Backup(model, gamma), np.zeros(model.n_states)
-    sweeps = 0
-    while True:
-        new = optimality_sweep(backup, v)
-        sweeps += 1
-        delta, v = np.abs(new - v).max(), new
-        if delta < tol:
-            return v, sweeps
+from rlgen.mdp import TabularModel, value_iteration
 
 
 def loop_vi(model: TabularModel, gamma: float, tol: float) -> tuple[np.ndarray, int]:
@@ -80,7 +68,7 @@ def main() -> None:
     model = MazeEnv(size=args.size).model
     build = time.perf_counter() - t0
     t0 = time.perf_counter()
-    v, sweeps = vectorised_vi(model, gamma, tol)
+    v, sweeps = value_iteration(model, gamma, tol)
     solve = time.perf_counter() - t0
     start = int(np.flatnonzero(model.initial)[0])
     free = int((MazeEnv(size=args.size).grid != "#").sum())
@@ -95,7 +83,7 @@ def main() -> None:
 
     small = MazeEnv(size=args.loop_size).model
     t0 = time.perf_counter()
-    v_vec, n_vec = vectorised_vi(small, gamma, tol)
+    v_vec, n_vec = value_iteration(small, gamma, tol)
     t_vec = time.perf_counter() - t0
     t0 = time.perf_counter()
     v_loop, n_loop = loop_vi(small, gamma, tol)

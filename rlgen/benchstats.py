@@ -6,8 +6,8 @@ Reinforcement Learning at the Edge of the Statistical Precipice" (NeurIPS), Sec.
 Their library (rliable) pulls arch, scipy, pandas and seaborn; the method is a few lines of numpy,
 so it is implemented here. Scores are arrays of shape (runs, tasks); a single env is one task.
 
-The tabular metric (error to the dynamic-programming optimum) is here too: value iteration and
-exact policy evaluation on a `TabularModel`.
+The tabular metric (error to the dynamic-programming optimum) is here too, from the exact solutions
+of rlgen/mdp.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from rlgen.envs.model import TabularModel
+from rlgen.mdp import TabularModel, evaluate_policy, reachable, solve_values, value_iteration
 
 CONFIDENCE = 0.95
 REPS = 10_000
@@ -106,34 +106,18 @@ def curve_band(curves: np.ndarray, reps: int = 2000, confidence: float = CONFIDE
 # -- tabular: error to the dynamic-programming optimum ---------------------------------------------
 
 
-def optimal_values(model: TabularModel, gamma: float, tol: float = 1e-10,
-                   max_sweeps: int = 100_000) -> np.ndarray:
-    """V* by value iteration, V <- max_a Q(s, a) until the largest change is below tol (S&B Sec. 4.4)."""
-    values = np.zeros(model.n_states)
-    for _ in range(max_sweeps):
-        new = model.q_from_v(values, gamma).max(axis=1)
-        if np.max(np.abs(new - values)) < tol:
-            return new
-        values = new
-    return values
-
-
 def policy_values(model: TabularModel, policy: np.ndarray, gamma: float, horizon: int = 10_000) -> np.ndarray:
-    """V^pi of a deterministic policy, exactly (TabularModel.solve_values).
+    """V^pi of a deterministic policy, exactly (rlgen.mdp.solve_values).
 
     A policy that never terminates under gamma = 1 makes the system singular (its return diverges);
     it is then scored by its return within `horizon` steps (the env's episode limit), what an
-    evaluation of that policy would see.
+    evaluation of that policy would see: `horizon` sweeps from V = 0, with no early stop (tol 0).
     """
     probs = np.eye(model.n_actions)[policy]
-    values = model.solve_values(probs, gamma)
+    values = solve_values(model, probs, gamma)
     if values is not None:
         return values
-    r_pi, p_pi = model.policy_dynamics(probs)
-    values = np.zeros(model.n_states)
-    for _ in range(horizon):
-        values = r_pi + gamma * p_pi @ values
-    return values
+    return evaluate_policy(model, probs, gamma, tol=0.0, max_sweeps=horizon)
 
 
 def dp_errors(model: TabularModel, gamma: float, q_values: np.ndarray | None = None,
@@ -147,7 +131,7 @@ def dp_errors(model: TabularModel, gamma: float, q_values: np.ndarray | None = N
     """
     if q_values is None and values is None:
         raise ValueError("dp_errors needs q_values or values")
-    v_star = optimal_values(model, gamma)
+    v_star, _ = value_iteration(model, gamma)
     if q_values is not None:
         q = np.asarray(q_values, dtype=float)
     else:
@@ -156,7 +140,7 @@ def dp_errors(model: TabularModel, gamma: float, q_values: np.ndarray | None = N
     greedy = q.argmax(axis=1)
     v_pi = policy_values(model, greedy, gamma, horizon)
     return {
-        "value_error": float(np.max(np.abs(v - v_star)[model.reachable()])),
+        "value_error": float(np.max(np.abs(v - v_star)[reachable(model)])),
         # V* >= V^pi; a negative gap is V*'s own convergence error (value iteration stops at a tolerance)
         "policy_gap": max(0.0, float(model.initial @ (v_star - v_pi))),
     }

@@ -1,4 +1,5 @@
-"""Returns and advantages as pure functions, tested against closed forms (tests/test_returns.py)."""
+"""Returns, TD targets, advantages and schedules as pure functions, tested against closed forms
+(tests/test_returns.py, tests/test_math_properties.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,21 @@ def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
         running = rewards[t] + gamma * running
         out[t] = running
     return out
+
+
+def episode_returns(rewards: list[float], gamma: float, bootstrap: float = 0.0) -> np.ndarray:
+    """G_t for each step of an episode, plus gamma^(T-t) * bootstrap for an episode cut short (the
+    value of the state where a time limit stopped it: truncation is not termination)."""
+    T = len(rewards)
+    return discounted_returns(np.asarray(rewards, dtype=float), gamma) + gamma ** np.arange(T, 0, -1) * bootstrap
+
+
+def n_step_target(rewards: list[float], gamma: float, bootstrap: float) -> float:
+    """G_{t:t+n} = r_{t+1} + gamma r_{t+2} + ... + gamma^{n-1} r_{t+n} + gamma^n V(s_{t+n}) (S&B eq. 7.1)."""
+    g = bootstrap
+    for r in reversed(rewards):
+        g = r + gamma * g
+    return g
 
 
 def gae(

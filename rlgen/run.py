@@ -27,9 +27,10 @@ import numpy as np
 from rlgen.checkpoint import existing_dir, load_state, save_state, write_json_atomic
 from rlgen.config import TrainConfig
 from rlgen.envs import EpisodeStats, make_env, make_vec_env, reward_threshold
-from rlgen.envs.model import TabularModel, require_model
+from rlgen.envs.model import require_model
 from rlgen.envs.snapshot import env_state, set_env_state
 from rlgen.evaluation import evaluate
+from rlgen.mdp import TabularModel
 from rlgen.progress import ProgressBar
 
 

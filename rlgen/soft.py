@@ -1,16 +1,19 @@
 """Maximum-entropy RL in closed form: the soft value, the Boltzmann policy, soft value iteration.
 
-The entropy-regularised objective adds alpha * H(pi(.|s)) to every reward. Its optimal values obey
-the soft Bellman equations (Haarnoja et al. 2017, "Reinforcement Learning with Deep Energy-Based
-Policies", sec. 2, Theorems 1-2, here with a sum over discrete actions in place of the integral):
+The entropy-regularised objective adds ent_coef * H(pi(.|s)) to every reward. Its optimal values
+obey the soft Bellman equations (Haarnoja et al. 2017, "Reinforcement Learning with Deep
+Energy-Based Policies", sec. 2, Theorems 1-2, here with a sum over discrete actions in place of the
+integral):
 
     Q(s, a) = r(s, a) + gamma * E[V(s')]
-    V(s)    = alpha * log sum_a exp(Q(s, a) / alpha)          (a "soft" maximum over actions)
-    pi(a|s) = exp((Q(s, a) - V(s)) / alpha)                    (the Boltzmann policy)
+    V(s)    = ent_coef * log sum_a exp(Q(s, a) / ent_coef)     (a "soft" maximum over actions)
+    pi(a|s) = exp((Q(s, a) - V(s)) / ent_coef)                  (the Boltzmann policy)
 
-Read Q / alpha as a negative energy: the policy is the Boltzmann distribution of that energy and
-V / alpha its log-partition function. As alpha -> 0, V -> max_a Q and pi -> greedy, so soft value
-iteration becomes value iteration. Everything here is NumPy, vectorised over states.
+Read Q / ent_coef as a negative energy: the policy is the Boltzmann distribution of that energy and
+V / ent_coef its log-partition function. As ent_coef -> 0, V -> max_a Q and pi -> greedy, so soft
+value iteration becomes value iteration. The temperature is `ent_coef` (SB3's SAC name for it):
+`alpha` is a step size everywhere in rlgen. NumPy, vectorised over states; `torch_soft_value` is
+the torch twin of `soft_value` for deep agents.
 """
 
 from __future__ import annotations
@@ -18,41 +21,40 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-from rlgen.envs.model import TabularModel
+from rlgen.distributions import greedy_probs, np_softmax
+from rlgen.mdp import Backup, TabularModel, iterate
 
 
-def soft_value(q: np.ndarray, alpha: float) -> np.ndarray:
-    """alpha * log sum_a exp(q / alpha) over the last axis; alpha = 0 gives max_a q.
+def soft_value(q: np.ndarray, ent_coef: float) -> np.ndarray:
+    """ent_coef * log sum_a exp(q / ent_coef) over the last axis; ent_coef = 0 gives max_a q.
 
-    Computed as m + alpha * log sum exp((q - m) / alpha) with m = max_a q, so no exponent is positive
-    and nothing overflows however large q / alpha is (the log-sum-exp trick).
+    Computed as m + ent_coef * log sum exp((q - m) / ent_coef) with m = max_a q, so no exponent is
+    positive and nothing overflows however large q / ent_coef is (the log-sum-exp trick).
     """
     q = np.asarray(q, dtype=np.float64)
     m = q.max(axis=-1)
-    if alpha == 0.0:
+    if ent_coef == 0.0:
         return m
-    if alpha < 0.0:
-        raise ValueError(f"alpha must be >= 0, got {alpha}")
-    return m + alpha * np.log(np.exp((q - m[..., None]) / alpha).sum(axis=-1))
+    if ent_coef < 0.0:
+        raise ValueError(f"ent_coef must be >= 0, got {ent_coef}")
+    return m + ent_coef * np.log(np.exp((q - m[..., None]) / ent_coef).sum(axis=-1))
 
 
-def boltzmann(q: np.ndarray, alpha: float) -> np.ndarray:
-    """pi(a|s) = exp((q - V) / alpha) over the last axis; alpha = 0 spreads mass evenly over the argmaxes."""
+def torch_soft_value(q: torch.Tensor, ent_coef: float) -> torch.Tensor:
+    """Torch twin of `soft_value` for ent_coef > 0 (torch.logsumexp subtracts the max: stable)."""
+    return ent_coef * torch.logsumexp(q / ent_coef, dim=-1)
+
+
+def boltzmann(q: np.ndarray, ent_coef: float) -> np.ndarray:
+    """pi(a|s) = exp((q - V) / ent_coef) over the last axis; ent_coef = 0 spreads the mass evenly over
+    the argmaxes (the greedy policy)."""
     q = np.asarray(q, dtype=np.float64)
-    m = q.max(axis=-1, keepdims=True)
-    if alpha == 0.0:
-        best = (q == m).astype(np.float64)
-        return best / best.sum(axis=-1, keepdims=True)
-    z = np.exp((q - m) / alpha)  # shifted by the max: every exponent <= 0, the largest term is 1
-    return z / z.sum(axis=-1, keepdims=True)
-
-
-def entropy(pi: np.ndarray) -> np.ndarray:
-    """Shannon entropy (nats) over the last axis, with 0 log 0 = 0."""
-    pi = np.asarray(pi, dtype=np.float64)
-    logs = np.log(np.where(pi > 0, pi, 1.0))
-    return -(pi * logs).sum(axis=-1)
+    if ent_coef == 0.0:
+        return greedy_probs(q)
+    # shifted by the max before the division: the maxima are exactly 0 however large q / ent_coef is
+    return np_softmax((q - q.max(axis=-1, keepdims=True)) / ent_coef)
 
 
 @dataclass(frozen=True)
@@ -69,31 +71,26 @@ class SoftSolution:
     """sup-norm change of V in the last sweep"""
 
 
-def soft_bellman_backup(model: TabularModel, values: np.ndarray, gamma: float, alpha: float) -> np.ndarray:
-    """One sweep of the soft Bellman optimality operator: V <- alpha log sum_a exp(Q(V) / alpha).
+def soft_optimality_sweep(backup: Backup, v: np.ndarray, ent_coef: float) -> np.ndarray:
+    """One sweep of the soft Bellman optimality operator: V <- ent_coef log sum_a exp(Q(V) / ent_coef).
 
     A gamma-contraction in the sup norm, like the hard operator, since log-sum-exp is 1-Lipschitz
     in the sup norm (Haarnoja et al. 2017, Theorem 3, soft Q-iteration, and its proof).
     """
-    return soft_value(model.q_from_v(values, gamma), alpha)
+    return soft_value(backup.q(v), ent_coef)
 
 
-def soft_value_iteration(
-    model: TabularModel, gamma: float, alpha: float, tol: float = 1e-8, max_sweeps: int = 100_000,
-    values: np.ndarray | None = None,
-) -> SoftSolution:
+def soft_value_iteration(model: TabularModel, gamma: float, ent_coef: float, tol: float = 1e-8,
+                         max_sweeps: int = 100_000) -> SoftSolution:
     """Iterate the soft backup until the sup-norm change falls below `tol` (or `max_sweeps`)."""
-    v = np.zeros(model.n_states) if values is None else np.asarray(values, dtype=np.float64).copy()
-    delta, sweeps = np.inf, 0
-    while sweeps < max_sweeps and delta >= tol:
-        new = soft_bellman_backup(model, v, gamma, alpha)
-        delta = float(np.abs(new - v).max())
-        v, sweeps = new, sweeps + 1
-    q = model.q_from_v(v, gamma)
-    return SoftSolution(values=v, q_values=q, policy=boltzmann(q, alpha), sweeps=sweeps, delta=delta)
+    backup = Backup(model, gamma)
+    v, sweeps, delta = iterate(lambda v: soft_optimality_sweep(backup, v, ent_coef), np.zeros(model.n_states),
+                               tol, max_sweeps)
+    q = backup.q(v)
+    return SoftSolution(values=v, q_values=q, policy=boltzmann(q, ent_coef), sweeps=sweeps, delta=delta)
 
 
 def soft_q_target(reward: np.ndarray, next_q: np.ndarray, terminated: np.ndarray, gamma: float,
-                  alpha: float) -> np.ndarray:
-    """Sampled soft Bellman target r + gamma (1 - terminated) alpha log sum_a' exp(Q(s', a') / alpha)."""
-    return reward + gamma * np.where(terminated, 0.0, soft_value(next_q, alpha))
+                  ent_coef: float) -> np.ndarray:
+    """Sampled soft Bellman target r + gamma (1 - terminated) ent_coef log sum_a' exp(Q(s', a') / ent_coef)."""
+    return reward + gamma * np.where(terminated, 0.0, soft_value(next_q, ent_coef))

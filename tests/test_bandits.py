@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 import rlgen.envs.registration  # noqa: F401
-from rlgen.agents.bandit import UCB, EpsilonGreedy, GradientBandit, Thompson, softmax
+from rlgen.agents.bandit import UCB, EpsilonGreedy, GradientBandit, Thompson
 from rlgen.bandit_testbed import run_testbed
+from rlgen.distributions import np_softmax
 
 
 def test_env_info_carries_optimal_action_and_regret():
@@ -86,11 +87,11 @@ def test_ucb_tries_every_arm_first_then_follows_the_bound():
 def test_gradient_bandit_step_is_equation_2_12():
     g = GradientBandit(1, 3, cfg(alpha=0.5, baseline=True), np.random.default_rng(0))
     g.H[:] = [[0.0, 1.0, 0.0]]
-    pi = softmax(g.H)
+    pi = np_softmax(g.H)
     g.update(np.array([1]), np.array([2.0]))  # baseline after this reward: 2.0, so no change
     np.testing.assert_allclose(g.H, [[0.0, 1.0, 0.0]])
     g.update(np.array([0]), np.array([4.0]))  # baseline 3.0: advantage 1
-    pi = softmax(np.array([[0.0, 1.0, 0.0]]))
+    pi = np_softmax(np.array([[0.0, 1.0, 0.0]]))
     np.testing.assert_allclose(g.H, [[0.5 * (1 - pi[0, 0]), 1.0 - 0.5 * pi[0, 1], -0.5 * pi[0, 2]]])
 
 

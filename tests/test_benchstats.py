@@ -8,6 +8,7 @@ import pytest
 
 from rlgen import benchstats as bs
 from rlgen.envs.model import model_of
+from rlgen.mdp import reachable, value_iteration
 
 
 def test_iqm_trims_a_quarter_from_each_end():
@@ -95,16 +96,16 @@ def frozen_lake():
 def test_optimal_values_match_textbook_value_iteration(frozen_lake):
     P, model = frozen_lake
     for gamma in (0.9, 0.99):
-        np.testing.assert_allclose(bs.optimal_values(model, gamma), _textbook_value_iteration(P, 16, 4, gamma),
+        np.testing.assert_allclose(value_iteration(model, gamma)[0], _textbook_value_iteration(P, 16, 4, gamma),
                                    atol=1e-8)
     # undiscounted, the optimal success probability of slippery 4x4 FrozenLake from the start is 14/17
-    assert bs.optimal_values(model, 1.0)[0] == pytest.approx(14 / 17, abs=1e-6)
+    assert value_iteration(model, 1.0)[0][0] == pytest.approx(14 / 17, abs=1e-6)
 
 
 def test_dp_errors_are_zero_at_the_optimum_and_measure_a_bad_policy(frozen_lake):
     P, model = frozen_lake
     gamma = 0.95
-    q_star = model.q_from_v(bs.optimal_values(model, gamma), gamma)
+    q_star = model.q_from_v(value_iteration(model, gamma)[0], gamma)
     exact = bs.dp_errors(model, gamma, q_values=q_star)
     assert exact["value_error"] < 1e-8 and abs(exact["policy_gap"]) < 1e-8
     noisy = q_star + 1e-4 * np.random.default_rng(0).uniform(-1, 1, q_star.shape)
@@ -120,7 +121,7 @@ def test_dp_errors_are_zero_at_the_optimum_and_measure_a_bad_policy(frozen_lake)
     assert bad["policy_gap"] > 0.1
     # holes and the goal end the episode: never a state to act in, so not scored
     live = np.setdiff1d(np.arange(16), [5, 7, 11, 12, 15])
-    np.testing.assert_array_equal(np.flatnonzero(model.reachable()), live)
+    np.testing.assert_array_equal(np.flatnonzero(reachable(model)), live)
     assert bad["value_error"] == pytest.approx(np.max(np.abs(1.0 - v_star[live])), abs=1e-8)
     from_v = bs.dp_errors(model, gamma, values=v_star)
     assert from_v["value_error"] < 1e-8 and abs(from_v["policy_gap"]) < 1e-8
@@ -130,9 +131,9 @@ def test_value_error_skips_cells_no_episode_visits():
     """CliffWalking's cliff cells send the agent back to the start: no episode is ever in one, so an
     agent never learns them and they do not count; the policy gap is never negative."""
     model = gym.make("rlgen/CliffWalking-v0").unwrapped.model
-    reach = model.reachable()
+    reach = reachable(model)
     assert reach.sum() == 48 - 10 - 1 and not reach[37:47].any() and reach[36]  # 10 cliff cells, the goal
-    q = model.q_from_v(bs.optimal_values(model, 1.0), 1.0)
+    q = model.q_from_v(value_iteration(model, 1.0)[0], 1.0)
     q[37:47] = 0.0  # what a learner leaves in the cells it never visits
     got = bs.dp_errors(model, 1.0, q_values=q)
     assert got["value_error"] < 1e-9 and got["policy_gap"] == 0.0
@@ -146,7 +147,7 @@ def test_tabular_metrics_read_a_run_directory(tmp_path, frozen_lake):
     _, model = frozen_lake
     cfg = load_config(["agent=ppo", "env=FrozenLake-v1", "agent.gamma=0.9"])
     write_text_atomic(tmp_path / "config.yaml", to_yaml(cfg))
-    q_star = model.q_from_v(bs.optimal_values(model, 0.9), 0.9)
+    q_star = model.q_from_v(value_iteration(model, 0.9)[0], 0.9)
     np.save(tmp_path / "q_values.npy", q_star)
     got = tabular_metrics(tmp_path, default_gamma=0.5)  # the run's own gamma (0.9) is the one used
     assert got["value_error"] < 1e-8 and abs(got["policy_gap"]) < 1e-8

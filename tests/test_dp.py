@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from tabular_run import train
 
-from rlgen.agents.dp import Backup, evaluate_policy, evaluation_sweep, value_iteration
-from rlgen.agents.tabular import greedy
+from rlgen.distributions import greedy_probs
 from rlgen.envs.gridworld import GridWorldEnv
 from rlgen.envs.model import model_of
+from rlgen.mdp import Backup, evaluate_policy, evaluation_sweep, solve_values, value_iteration
 
 # Sutton & Barto Figure 4.1 (k = infinity): V of the equiprobable random policy on Example 4.1
 FIG_4_1 = np.array([[0, -14, -20, -22], [-14, -18, -20, -20], [-20, -20, -18, -14], [-22, -20, -14, 0]], float)
@@ -64,16 +64,16 @@ def test_policy_and_value_iteration_agree_on_gymnasium_frozen_lake():
     np.testing.assert_allclose(vi.V, pi.V, atol=1e-8)
     # the same greedy choices up to exact ties (FrozenLake has several)
     assert np.all(pi.Q[np.arange(16), pi.policy.argmax(axis=1)] >= vi.Q.max(axis=1) - 1e-6)
-    v_check = evaluate_policy(model, greedy(vi.Q), 0.99, tol=1e-12)  # the greedy policy earns V*
+    v_check = evaluate_policy(model, greedy_probs(vi.Q), 0.99, tol=1e-12)  # the greedy policy earns V*
     np.testing.assert_allclose(v_check, vi.V, atol=1e-6)
 
 
 def test_exact_solve_of_the_random_policy_is_figure_4_1():
     model = gym.make("rlgen/GridWorld4x4-v0").unwrapped.model
-    np.testing.assert_allclose(model.solve_values(np.full((16, 4), 0.25), 1.0).reshape(4, 4), FIG_4_1, atol=1e-9)
+    np.testing.assert_allclose(solve_values(model, np.full((16, 4), 0.25), 1.0).reshape(4, 4), FIG_4_1, atol=1e-9)
     always_left = np.zeros((16, 4))
     always_left[:, 3] = 1.0
-    assert model.solve_values(always_left, 1.0) is None  # the right column bumps into the wall forever
+    assert solve_values(model, always_left, 1.0) is None  # the right column bumps into the wall forever
 
 
 def test_policy_iteration_solves_cliff_walking_undiscounted_in_a_few_improvements():

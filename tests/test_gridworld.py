@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from rlgen.agents.dp import evaluate_policy, value_iteration
 from rlgen.envs.gridworld import GridWorldEnv, LayoutError, MazeEnv
-from rlgen.envs.model import TabularModel, model_of
+from rlgen.envs.model import model_of
 from rlgen.envs.registration import ENVS
+from rlgen.mdp import TabularModel, evaluate_policy, value_iteration
 
 
 @pytest.mark.parametrize("name", sorted(ENVS))

@@ -1,5 +1,5 @@
 """Soft value functions, soft value iteration and tabular soft Q-learning, against closed forms,
-against value iteration (alpha -> 0), and against each other (learning -> planning)."""
+against value iteration (ent_coef -> 0), and against each other (learning -> planning)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from rlgen.agents.dp import value_iteration
 from rlgen.compose import load_config
-from rlgen.envs.model import TabularModel, model_of
-from rlgen.soft import boltzmann, entropy, soft_bellman_backup, soft_q_target, soft_value, soft_value_iteration
+from rlgen.distributions import np_categorical_entropy
+from rlgen.envs.model import model_of
+from rlgen.mdp import Backup, TabularModel, reachable, value_iteration
+from rlgen.soft import boltzmann, soft_optimality_sweep, soft_q_target, soft_value, soft_value_iteration
 from rlgen.trainer import train
 
 ENVS = [("FrozenLake-v1", {"is_slippery": True}), ("FrozenLake-v1", {"is_slippery": False}), ("CliffWalking-v1", {})]
@@ -26,15 +27,7 @@ def model(env_id: str, kwargs: dict) -> TabularModel:
 
 def live_states(m: TabularModel) -> np.ndarray:
     """States reachable from the start through non-terminal transitions: the ones an agent acts in."""
-    seen = {int(s) for s in np.flatnonzero(m.initial > 0)}
-    stack = list(seen)
-    while stack:
-        s = stack.pop()
-        for s2 in np.unique(m.next_states[s][(m.probs[s] > 0) & ~m.terminated[s]]):
-            if int(s2) not in seen:
-                seen.add(int(s2))
-                stack.append(int(s2))
-    return np.array(sorted(seen))
+    return np.flatnonzero(reachable(m))
 
 
 # -- closed forms -----------------------------------------------------------------------------------
@@ -43,20 +36,20 @@ def live_states(m: TabularModel) -> np.ndarray:
 def test_soft_value_closed_forms():
     q = np.array([[0.0, 0.0], [1.0, 2.0], [3.0, 3.0]])
     np.testing.assert_allclose(soft_value(q, 0.5), 0.5 * np.log(np.exp(q / 0.5).sum(axis=1)))
-    np.testing.assert_allclose(soft_value(q, 1.0)[0], np.log(2.0))  # two equal actions: max + alpha log 2
+    np.testing.assert_allclose(soft_value(q, 1.0)[0], np.log(2.0))  # two equal actions: max + ent_coef log 2
     np.testing.assert_array_equal(soft_value(q, 0.0), q.max(axis=1))
-    alpha = 0.3
-    assert np.all(soft_value(q, alpha) >= q.max(axis=1))  # max <= soft max <= max + alpha log |A|
-    assert np.all(soft_value(q, alpha) <= q.max(axis=1) + alpha * np.log(2) + 1e-12)
+    ent_coef = 0.3
+    assert np.all(soft_value(q, ent_coef) >= q.max(axis=1))  # max <= soft max <= max + ent_coef log |A|
+    assert np.all(soft_value(q, ent_coef) <= q.max(axis=1) + ent_coef * np.log(2) + 1e-12)
 
 
-def test_logsumexp_is_stable_for_large_q_over_alpha():
+def test_logsumexp_is_stable_for_large_q_over_ent_coef():
     q = np.array([[1e4, 1e4 - 1.0, -1e4], [1e6, 1e6, 1e6]])
-    for alpha in (1e-6, 1e-3, 1.0):
-        v = soft_value(q, alpha)
-        pi = boltzmann(q, alpha)
+    for ent_coef in (1e-6, 1e-3, 1.0):
+        v = soft_value(q, ent_coef)
+        pi = boltzmann(q, ent_coef)
         assert np.all(np.isfinite(v)) and np.all(np.isfinite(pi))
-        np.testing.assert_allclose(v[1], 1e6 + alpha * np.log(3), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(v[1], 1e6 + ent_coef * np.log(3), rtol=0, atol=1e-6)
         np.testing.assert_allclose(pi.sum(axis=1), 1.0)
     np.testing.assert_allclose(soft_value(q, 1.0)[0], 1e4 + np.log1p(np.exp(-1.0)), rtol=0, atol=1e-9)
     np.testing.assert_allclose(boltzmann(q, 1e-3)[0], [1.0, 0.0, 0.0])
@@ -68,52 +61,52 @@ def test_logsumexp_is_stable_for_large_q_over_alpha():
 def test_boltzmann_is_exp_of_q_minus_v_and_its_limits():
     rng = np.random.default_rng(0)
     q = rng.normal(size=(5, 4))
-    alpha = 0.7
-    np.testing.assert_allclose(boltzmann(q, alpha), np.exp((q - soft_value(q, alpha)[:, None]) / alpha))
-    np.testing.assert_allclose(boltzmann(q, 1e6), 0.25, atol=1e-6)  # alpha -> inf: uniform
-    np.testing.assert_allclose(entropy(boltzmann(q, 1e6)), np.log(4), atol=1e-9)
+    ent_coef = 0.7
+    np.testing.assert_allclose(boltzmann(q, ent_coef), np.exp((q - soft_value(q, ent_coef)[:, None]) / ent_coef))
+    np.testing.assert_allclose(boltzmann(q, 1e6), 0.25, atol=1e-6)  # ent_coef -> inf: uniform
+    np.testing.assert_allclose(np_categorical_entropy(boltzmann(q, 1e6)), np.log(4), atol=1e-9)
     greedy = boltzmann(q, 0.0)
     np.testing.assert_array_equal(greedy.argmax(axis=1), q.argmax(axis=1))
-    np.testing.assert_allclose(entropy(greedy), 0.0)
-    # soft value = expected Q plus alpha times the policy's entropy (the max-entropy objective, one step)
-    pi = boltzmann(q, alpha)
-    np.testing.assert_allclose(soft_value(q, alpha), (pi * q).sum(axis=1) + alpha * entropy(pi))
+    np.testing.assert_allclose(np_categorical_entropy(greedy), 0.0)
+    # soft value = expected Q plus ent_coef times the policy's entropy (the max-entropy objective, one step)
+    pi = boltzmann(q, ent_coef)
+    np.testing.assert_allclose(soft_value(q, ent_coef), (pi * q).sum(axis=1) + ent_coef * np_categorical_entropy(pi))
 
 
 def test_soft_value_iteration_one_state_closed_form():
-    """One state, A self-loops with rewards r_a: V = gamma V + alpha LSE(r / alpha), so
-    V = alpha log sum_a exp(r_a / alpha) / (1 - gamma)."""
+    """One state, A self-loops with rewards r_a: V = gamma V + ent_coef LSE(r / ent_coef), so
+    V = ent_coef log sum_a exp(r_a / ent_coef) / (1 - gamma)."""
     r = np.array([1.0, 0.5, -2.0])
-    gamma, alpha = 0.9, 0.4
+    gamma, ent_coef = 0.9, 0.4
     shape = (1, 3, 1)
     m = TabularModel(np.zeros(shape, dtype=np.int64), np.ones(shape), r.reshape(shape),
                      np.zeros(shape, dtype=bool), np.ones(1))
-    sol = soft_value_iteration(m, gamma, alpha, tol=1e-12)
-    expected = alpha * np.log(np.exp(r / alpha).sum()) / (1 - gamma)
+    sol = soft_value_iteration(m, gamma, ent_coef, tol=1e-12)
+    expected = ent_coef * np.log(np.exp(r / ent_coef).sum()) / (1 - gamma)
     np.testing.assert_allclose(sol.values, [expected], rtol=1e-9)
-    np.testing.assert_allclose(sol.policy[0], np.exp(r / alpha) / np.exp(r / alpha).sum())
+    np.testing.assert_allclose(sol.policy[0], np.exp(r / ent_coef) / np.exp(r / ent_coef).sum())
 
 
 @pytest.mark.parametrize(("env_id", "kwargs"), ENVS)
 def test_soft_value_iteration_is_a_fixed_point(env_id, kwargs):
     m = model(env_id, kwargs)
     sol = soft_value_iteration(m, 0.95, 0.2, tol=1e-10)
-    np.testing.assert_allclose(soft_bellman_backup(m, sol.values, 0.95, 0.2), sol.values, atol=1e-9)
+    np.testing.assert_allclose(soft_optimality_sweep(Backup(m, 0.95), sol.values, 0.2), sol.values, atol=1e-9)
     np.testing.assert_allclose(sol.q_values, m.q_from_v(sol.values, 0.95))
     np.testing.assert_allclose(sol.policy.sum(axis=1), 1.0)
 
 
 @pytest.mark.parametrize(("env_id", "kwargs"), ENVS)
-def test_soft_values_approach_value_iteration_as_alpha_goes_to_zero(env_id, kwargs):
+def test_soft_values_approach_value_iteration_as_ent_coef_goes_to_zero(env_id, kwargs):
     m, gamma = model(env_id, kwargs), 0.95
     v_star, _ = value_iteration(m, gamma, tol=1e-12)
     gaps = []
-    for alpha in (1.0, 0.1, 0.01, 1e-3, 1e-4):
-        v = soft_value_iteration(m, gamma, alpha, tol=1e-12).values
+    for ent_coef in (1.0, 0.1, 0.01, 1e-3, 1e-4):
+        v = soft_value_iteration(m, gamma, ent_coef, tol=1e-12).values
         gap = v - v_star
-        # 0 <= V_soft - V* <= alpha log|A| / (1 - gamma), since max <= soft max <= max + alpha log|A|
+        # 0 <= V_soft - V* <= ent_coef log|A| / (1 - gamma), since max <= soft max <= max + ent_coef log|A|
         assert gap.min() >= -1e-9
-        assert gap.max() <= alpha * np.log(m.n_actions) / (1 - gamma) + 1e-9
+        assert gap.max() <= ent_coef * np.log(m.n_actions) / (1 - gamma) + 1e-9
         gaps.append(gap.max())
     assert all(a > b for a, b in zip(gaps, gaps[1:], strict=False))
     assert gaps[-1] < 1e-2

@@ -9,29 +9,31 @@ import pytest
 import torch
 from conftest import assert_user_error, read_csv, read_json, train_run
 
-from rlgen.agents.sql import SQL, SQLConfig, boltzmann_entropy, boltzmann_sample, soft_state_value
+from rlgen.agents.sql import SQL, SQLConfig
 from rlgen.compose import load_config
+from rlgen.distributions import categorical_entropy, gumbel_max_sample, np_categorical_entropy
 from rlgen.envs.model import model_of
-from rlgen.soft import boltzmann, entropy, soft_value, soft_value_iteration
+from rlgen.soft import boltzmann, soft_value, soft_value_iteration, torch_soft_value
 from rlgen.trainer import build_agent, train
 
 
 def test_torch_pieces_match_the_numpy_closed_forms():
     q = np.array([[1e4, 1e4 - 1.0, 0.0], [0.3, -0.2, 0.1]])
-    for alpha in (1e-3, 0.5, 10.0):
+    for ent_coef in (1e-3, 0.5, 10.0):
         qt = torch.tensor(q)
-        np.testing.assert_allclose(soft_state_value(qt, alpha).numpy(), soft_value(q, alpha), rtol=1e-12)
-        np.testing.assert_allclose(boltzmann_entropy(qt, alpha).numpy(), entropy(boltzmann(q, alpha)), atol=1e-9)
+        np.testing.assert_allclose(torch_soft_value(qt, ent_coef).numpy(), soft_value(q, ent_coef), rtol=1e-12)
+        np.testing.assert_allclose(categorical_entropy(qt / ent_coef).numpy(),
+                                   np_categorical_entropy(boltzmann(q, ent_coef)), atol=1e-9)
     # leading dimensions (a whole training phase of minibatches at once) are kept
-    assert soft_state_value(torch.zeros(3, 5, 2), 1.0).shape == (3, 5)
+    assert torch_soft_value(torch.zeros(3, 5, 2), 1.0).shape == (3, 5)
 
 
 def test_boltzmann_sample_follows_the_softmax():
     q = np.tile([[1.0, 0.0, -1.0, 2.0]], (40_000, 1))
-    actions = boltzmann_sample(q, 0.8, np.random.default_rng(0))
+    actions = gumbel_max_sample(q / 0.8, np.random.default_rng(0))
     freq = np.bincount(actions, minlength=4) / len(actions)
     np.testing.assert_allclose(freq, boltzmann(q[:1], 0.8)[0], atol=0.01)
-    assert np.all(boltzmann_sample(q * 1e6, 1e-3, np.random.default_rng(0)) == 3)  # no overflow
+    assert np.all(gumbel_max_sample(q * 1e6 / 1e-3, np.random.default_rng(0)) == 3)  # no overflow
 
 
 def sql_agent(**overrides) -> SQL:
@@ -49,14 +51,14 @@ def test_soft_target_uses_the_target_network():
 
 @pytest.mark.parametrize("ratio", [0.3, 0.9])
 def test_temperature_tuning_reaches_the_target_entropy(ratio):
-    """With Q fixed, dual descent on log alpha settles where the policy's entropy equals the target."""
+    """With Q fixed, dual descent on log ent_coef settles where the policy's entropy equals the target."""
     agent = sql_agent(ent_coef=0.05, auto_ent_coef=True, target_entropy_ratio=ratio, ent_coef_learning_rate=0.05)
     with torch.no_grad():
         agent.q_net[-1].weight.mul_(20.0)  # spread the Q values so that the target is not met at the start
     states = torch.randn(256, 4)
     for _ in range(1500):
         agent._temperature_step(states)
-    reached = boltzmann_entropy(agent.q_net(states).detach(), agent.ent_coef).mean().item()
+    reached = categorical_entropy(agent.q_net(states).detach() / agent.ent_coef).mean().item()
     assert reached == pytest.approx(ratio * np.log(3), abs=0.02)
 
 

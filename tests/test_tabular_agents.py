@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 from tabular_run import train
 
-from rlgen.agents.dp import value_iteration
-from rlgen.agents.mc import episode_returns, first_visits
-from rlgen.agents.tabular import epsilon_greedy_probs, greedy
-from rlgen.agents.td import expected_value, n_step_target
-from rlgen.returns import linear_decay
+from rlgen.agents.mc import first_visits
+from rlgen.distributions import epsilon_greedy_probs, epsilon_greedy_value, greedy_probs
+from rlgen.mdp import value_iteration
+from rlgen.returns import episode_returns, linear_decay, n_step_target
 
 # a small MDP where every free cell is a start, so every state keeps being visited
 SMALL = {"layout": ["SSSS", "S#SS", "SSSG"], "step_reward": -1.0}
@@ -24,16 +23,16 @@ def test_pure_pieces():
     assert first_visits([3, 4, 3, 5]).tolist() == [True, True, False, True]
     assert n_step_target([1.0, 1.0], 0.5, bootstrap=8.0) == 1 + 0.5 + 0.25 * 8
     q = np.array([[1.0, 3.0, 3.0, 0.0]])
-    np.testing.assert_allclose(greedy(q), [[0, 0.5, 0.5, 0]])
+    np.testing.assert_allclose(greedy_probs(q), [[0, 0.5, 0.5, 0]])
     np.testing.assert_allclose(epsilon_greedy_probs(q, 0.2), [[0.05, 0.45, 0.45, 0.05]])
-    assert expected_value(q[0], 0.2) == pytest.approx(0.05 + 0.45 * 3 * 2)
+    assert epsilon_greedy_value(q[0], 0.2) == pytest.approx(0.05 + 0.45 * 3 * 2)
     assert linear_decay(1.0, 0.0, 10, 5) == 0.5 and linear_decay(1.0, 0.0, 10, 50) == 0.0
 
 
 def dp_optimum():
     model = gym.make("rlgen/GridWorld4x4-v0", **SMALL).unwrapped.model
     v, _ = value_iteration(model, GAMMA)
-    return v, greedy(model.q_from_v(v, GAMMA))
+    return v, greedy_probs(model.q_from_v(v, GAMMA))
 
 
 DECAY = {"epsilon": 0.5, "epsilon_final": 0.0, "epsilon_decay_steps": 15_000}

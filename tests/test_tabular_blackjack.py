@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 from tabular_run import train
 
-from rlgen.agents.dp import evaluate_policy, value_iteration
-from rlgen.agents.tabular import greedy
-from rlgen.envs.model import TabularModel
+from rlgen.distributions import greedy_probs
+from rlgen.mdp import TabularModel, evaluate_policy, value_iteration
 
 SIZES = (32, 11, 2)  # Blackjack-v1 observation: (player sum, dealer card, usable ace)
 CARDS = {c: (4 / 13 if c == 10 else 1 / 13) for c in range(1, 11)}  # 10, J, Q, K all count 10
@@ -138,7 +137,7 @@ def test_mc_control_approaches_the_dp_policy(solved):
     gaps, agreements = [], []
     for steps in (20_000, 150_000):
         ag, _ = train("mc_control", "Blackjack-v1", steps, epsilon=0.1)
-        pi = greedy(ag.Q + 1e-9 * np.arange(2))  # ties: hit, as the untouched Q = 0 would
+        pi = greedy_probs(ag.Q + 1e-9 * np.arange(2))  # ties: hit, as the untouched Q = 0 would
         value = float(model.initial @ evaluate_policy(model, pi, 1.0))
         gaps.append(best - value)
         agreements.append(float(np.mean(q_star[states, ag.Q[states].argmax(axis=1)] >= v_star[states] - 1e-9)))

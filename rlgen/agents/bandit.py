@@ -15,15 +15,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from rlgen.agents.tabular import TabularAgent, TabularConfig, copy_table, restore_tables
+from rlgen.distributions import (
+    categorical_sample,
+    epsilon_greedy,
+    epsilon_greedy_probs,
+    greedy_probs,
+    np_softmax,
+    random_argmax,
+)
 from rlgen.loops import Transition, per_step
 
 if TYPE_CHECKING:
     from rlgen.run import Run
-
-
-def random_argmax(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(P,) argmax of each row, ties broken uniformly at random (noise smaller than any real gap)."""
-    return (values + rng.random(values.shape) * 1e-9 * (1.0 + np.abs(values))).argmax(axis=1)
 
 
 class BanditRule:
@@ -73,12 +76,10 @@ class EpsilonGreedy(ActionValues):
     `initial_value` > 0 gives optimistic initial values (Section 2.6)."""
 
     def select(self) -> np.ndarray:
-        explore = self.rng.random(self.P) < self.cfg.epsilon
-        return np.where(explore, self.rng.integers(self.k, size=self.P), random_argmax(self.Q, self.rng))
+        return epsilon_greedy(self.Q, self.cfg.epsilon, self.rng)
 
     def probs(self) -> np.ndarray:
-        best = self.Q == self.Q.max(axis=1, keepdims=True)
-        return self.cfg.epsilon / self.k + (1 - self.cfg.epsilon) * best / best.sum(axis=1, keepdims=True)
+        return epsilon_greedy_probs(self.Q, self.cfg.epsilon)
 
 
 class UCB(ActionValues):
@@ -93,14 +94,7 @@ class UCB(ActionValues):
         return random_argmax(np.nan_to_num(self.score(), posinf=1e300), self.rng)
 
     def probs(self) -> np.ndarray:
-        score = self.score()
-        best = score == score.max(axis=1, keepdims=True)
-        return best / best.sum(axis=1, keepdims=True)
-
-
-def softmax(h: np.ndarray) -> np.ndarray:
-    z = np.exp(h - h.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
+        return greedy_probs(self.score())
 
 
 class GradientBandit(BanditRule):
@@ -113,14 +107,13 @@ class GradientBandit(BanditRule):
         self.baseline = np.zeros(n_problems)
 
     def select(self) -> np.ndarray:
-        cum = softmax(self.H).cumsum(axis=1)
-        return np.minimum((self.rng.random((self.P, 1)) > cum).sum(axis=1), self.k - 1)
+        return categorical_sample(np_softmax(self.H), self.rng)
 
     def update(self, arms: np.ndarray, rewards: np.ndarray) -> None:
         super().update(arms, rewards)
         if self.cfg.baseline:  # incremental mean of all rewards so far, including this one
             self.baseline += (rewards - self.baseline) / self.t
-        pi = softmax(self.H)
+        pi = np_softmax(self.H)
         onehot = np.zeros_like(pi)
         onehot[self.rows, arms] = 1.0
         self.H += self.cfg.alpha * (rewards - self.baseline)[:, None] * (onehot - pi)
@@ -129,7 +122,7 @@ class GradientBandit(BanditRule):
         return self.H
 
     def probs(self) -> np.ndarray:
-        return softmax(self.H)
+        return np_softmax(self.H)
 
 
 class Thompson(BanditRule):

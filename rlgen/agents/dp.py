@@ -1,10 +1,10 @@
 """Dynamic programming (Sutton & Barto Chapter 4): policy evaluation, policy iteration, value iteration.
 
-Every sweep is a synchronous Bellman backup over the whole TabularModel at once (S x A x K arrays),
-no per-state Python loop. The run's budget `total_steps` counts sweeps (the x-axis of dp/delta in
-TensorBoard; for policy iteration with exact evaluation, improvements); a run stops early once a sweep
-changes no value by more than `tol`. Evaluation then runs the greedy policy in the real env, like for
-any other agent.
+Every sweep is a synchronous Bellman backup over the whole TabularModel at once (S x A x K arrays,
+the sweeps of rlgen/mdp.py), no per-state Python loop. The run's budget `total_steps` counts sweeps
+(the x-axis of dp/delta in TensorBoard; for policy iteration with exact evaluation, improvements); a
+run stops early once a sweep changes no value by more than `tol`. Evaluation then runs the greedy
+policy in the real env, like for any other agent.
 """
 
 from __future__ import annotations
@@ -15,87 +15,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rlgen.agents.tabular import TabularAgent, TabularConfig, greedy
+from rlgen.agents.tabular import TabularAgent, TabularConfig
 from rlgen.config import check_choice
-from rlgen.envs.model import TabularModel
+from rlgen.distributions import greedy_probs
 from rlgen.errors import UserError
 from rlgen.loops import sweeps
+from rlgen.mdp import Backup, TabularModel, evaluate_policy, evaluation_sweep, optimality_sweep, solve_values
 
 if TYPE_CHECKING:
     from rlgen.run import Run
-
-
-class Backup:
-    """The model folded for fast sweeps: Q = R + sum_k G_k V[next_k], with R = sum_k p_k r_k and
-    G_k = gamma p_k (1 - terminated_k) computed once (S&B eq. 4.6).
-
-    Only "live" states, those with an outcome that bootstraps, are swept; the others (terminal cells,
-    a maze's walls: half of its cells) have the constant Q = R. Outcome slots no live state uses are
-    dropped. Arrays are stored outcome- and action-major, (K, A, L), so the sums over outcomes and
-    the max over actions combine whole rows (numpy reduces a short last axis slowly).
-    """
-
-    def __init__(self, model: TabularModel, gamma: float):
-        self.R = (model.probs * model.rewards).sum(axis=2)  # (S, A)
-        boot = (model.probs > 0) & ~model.terminated  # (S, A, K)
-        self.live = np.flatnonzero(boot.any(axis=(1, 2)))
-        slots = boot[self.live].any(axis=(0, 1)) if self.live.size else np.zeros(boot.shape[2], bool)
-        index_type = np.int32 if model.n_states < 2**31 else np.int64  # half the memory traffic
-        self.next = np.ascontiguousarray(model.next_states[self.live][:, :, slots].astype(index_type).T)
-        self.G = np.ascontiguousarray((gamma * model.probs * ~model.terminated)[self.live][:, :, slots].T)
-        self.R_live = np.ascontiguousarray(self.R[self.live].T)  # (A, L)
-        self.v_fixed = self.R.max(axis=1)  # V of the states that do not bootstrap, under a greedy policy
-
-    def q_live(self, v: np.ndarray) -> np.ndarray:
-        """(A, L) action values of the live states after one backup of V."""
-        q = self.R_live.copy()
-        for k in range(self.G.shape[0]):
-            q += self.G[k] * v[self.next[k]]
-        return q
-
-    def q(self, v: np.ndarray) -> np.ndarray:
-        """(S, A) action values of V after one backup."""
-        q = self.R.copy()
-        q[self.live] = self.q_live(v).T
-        return q
-
-
-def evaluation_sweep(backup: Backup, policy: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """One synchronous sweep of the Bellman expectation equation (S&B eq. 4.5)."""
-    new = (policy * backup.R).sum(axis=1)
-    new[backup.live] = (policy[backup.live].T * backup.q_live(v)).sum(axis=0)
-    return new
-
-
-def optimality_sweep(backup: Backup, v: np.ndarray) -> np.ndarray:
-    """One synchronous sweep of the Bellman optimality equation (S&B eq. 4.10)."""
-    new = backup.v_fixed.copy()
-    new[backup.live] = backup.q_live(v).max(axis=0)
-    return new
-
-
-def evaluate_policy(model: TabularModel, policy: np.ndarray, gamma: float, tol: float = 1e-10,
-                    max_sweeps: int = 100_000) -> np.ndarray:
-    """V^pi by iterated sweeps until the sup-norm change is below tol (S&B Section 4.1)."""
-    backup, v = Backup(model, gamma), np.zeros(model.n_states)
-    for _ in range(max_sweeps):
-        new = evaluation_sweep(backup, policy, v)
-        delta, v = np.abs(new - v).max(), new
-        if delta < tol:
-            break
-    return v
-
-
-def value_iteration(model: TabularModel, gamma: float, tol: float = 1e-10,
-                    max_sweeps: int = 100_000) -> tuple[np.ndarray, int]:
-    """(V*, sweeps used) by value iteration (S&B Section 4.4)."""
-    backup, v = Backup(model, gamma), np.zeros(model.n_states)
-    for sweep in range(1, max_sweeps + 1):
-        new = optimality_sweep(backup, v)
-        delta, v = np.abs(new - v).max(), new
-        if delta < tol:
-            return v, sweep
-    return v, max_sweeps
 
 
 @dataclass
@@ -201,7 +129,7 @@ class PolicyIteration(DPAgent):
     def sweep(self, model: TabularModel) -> float:
         backup = self.folded(model)
         if self.config.evaluation == "exact":
-            new = model.solve_values(self.policy, self.config.gamma)
+            new = solve_values(model, self.policy, self.config.gamma)
             if new is None:
                 new = evaluate_policy(model, self.policy, self.config.gamma, self.config.tol)
             delta, self.V = float(np.abs(new - self.V).max()), new
@@ -215,7 +143,7 @@ class PolicyIteration(DPAgent):
 
     def improve(self, backup: Backup) -> None:
         self.Q = backup.q(self.V)
-        improved = greedy(self.Q)
+        improved = greedy_probs(self.Q)
         # stable when the old policy is already greedy (compare greedy sets, not tie-breaking)
         self.stable = bool(np.all((self.policy > 0) <= (improved > 0)) and self.improvements > 0)
         self.policy = improved
@@ -253,5 +181,5 @@ class ValueIteration(DPAgent):
     def refresh(self) -> None:
         if self.swept_since_refresh and self.backup is not None:
             self.Q = self.backup.q(self.V)
-            self.policy, self.swept_since_refresh = greedy(self.Q), False
+            self.policy, self.swept_since_refresh = greedy_probs(self.Q), False
 

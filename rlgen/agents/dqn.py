@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from rlgen.agents.base import Agent
 from rlgen.config import AgentConfig, check_choice, check_positive
+from rlgen.distributions import epsilon_greedy
 from rlgen.errors import UserError
 from rlgen.loops import Transition, per_step
 from rlgen.nets.mlp import ACTIVATIONS, copy_params, flat_dim, mlp, numpy_forward
@@ -153,10 +154,7 @@ class DQN(Agent):
 
     def greedy_or_explore(self, obs: np.ndarray, epsilon: float) -> np.ndarray:
         """The behaviour policy: epsilon-greedy in Q."""
-        actions = self.q_values(obs).argmax(axis=1)
-        explore = self.rng.random(len(obs)) < epsilon
-        actions[explore] = self.rng.integers(0, self.n_actions, size=int(explore.sum()))
-        return actions
+        return epsilon_greedy(self.q_values(obs), epsilon, self.rng)
 
     # -- training -----------------------------------------------------------------------------------
 

@@ -19,25 +19,21 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 
-from rlgen.agents.tabular import (
-    TabularAgent,
-    TabularConfig,
-    argmax_random,
+from rlgen.agents.tabular import TabularAgent, TabularConfig
+from rlgen.distributions import (
+    categorical_sample,
+    epsilon_greedy,
     epsilon_greedy_probs,
-    greedy,
+    epsilon_greedy_value,
+    greedy_probs,
+    random_argmax,
 )
 from rlgen.errors import UserError
 from rlgen.loops import Episode, episodes
-from rlgen.returns import discounted_returns, linear_decay
+from rlgen.returns import episode_returns, linear_decay
 
 if TYPE_CHECKING:
     from rlgen.run import Run
-
-
-def episode_returns(rewards: list[float], gamma: float, bootstrap: float = 0.0) -> np.ndarray:
-    """G_t for each step of an episode, plus gamma^(T-t) * bootstrap for an episode cut short."""
-    T = len(rewards)
-    return discounted_returns(np.asarray(rewards, dtype=float), gamma) + gamma ** np.arange(T, 0, -1) * bootstrap
 
 
 def first_visits(pairs: list[Any]) -> np.ndarray:
@@ -90,7 +86,7 @@ class MCAgent(TabularAgent):
             self.Q[:] = config.initial_value
 
     def behaviour(self, s: int) -> int:
-        return int(self.rng.choice(self.n_actions, p=self.policy[s]))
+        return int(categorical_sample(self.policy[s], self.rng))
 
     def epsilon(self) -> float:
         cfg = self.config
@@ -160,9 +156,7 @@ class MCControl(MCAgent):
         self.policy = epsilon_greedy_probs(self.Q, config.epsilon)
 
     def behaviour(self, s: int) -> int:
-        if self.rng.random() < self.epsilon():
-            return int(self.rng.integers(self.n_actions))
-        return argmax_random(self.Q[s], self.rng)
+        return int(epsilon_greedy(self.Q[s][None], self.epsilon(), self.rng)[0])
 
     def update(self, states: list[int], actions: list[int], returns: np.ndarray) -> None:
         pairs = list(zip(states, actions, strict=True))
@@ -172,7 +166,7 @@ class MCControl(MCAgent):
                 self.average(s, a, g)
 
     def bootstrap(self, s: int) -> float:
-        return float(epsilon_greedy_probs(self.Q[s:s + 1], self.epsilon())[0] @ self.Q[s])
+        return epsilon_greedy_value(self.Q[s], self.epsilon())
 
     def refresh(self) -> None:
         """policy.npy and values.npy from Q: the epsilon-soft policy being learned, and its V."""
@@ -191,7 +185,7 @@ class MCExploringStarts(MCControl):
 
     def __init__(self, observation_space, action_space, config, seed):
         super().__init__(observation_space, action_space, config, seed)
-        self.policy = greedy(self.Q)
+        self.policy = greedy_probs(self.Q)
 
     def begin(self, envs: gym.vector.VectorEnv) -> tuple[Any, int | None]:
         base = envs.unwrapped.envs[0].unwrapped  # a one-env SyncVectorEnv (rlgen/loops.py: episodes)
@@ -205,13 +199,13 @@ class MCExploringStarts(MCControl):
         return obs, int(self.rng.integers(self.n_actions))
 
     def behaviour(self, s: int) -> int:
-        return argmax_random(self.Q[s], self.rng)
+        return int(random_argmax(self.Q[s], self.rng))
 
     def bootstrap(self, s: int) -> float:
         return float(self.Q[s].max())
 
     def refresh(self) -> None:
-        self.policy = greedy(self.Q)
+        self.policy = greedy_probs(self.Q)
         self.V = self.Q.max(axis=1)
 
 
@@ -225,9 +219,11 @@ class MCOffPolicy(MCAgent):
     def __init__(self, observation_space, action_space, config, seed):
         super().__init__(observation_space, action_space, config, seed)
         self.C = np.zeros((self.n_states, self.n_actions))
-        self.policy = greedy(self.Q)
+        self.policy = greedy_probs(self.Q)
 
     def behaviour(self, s: int) -> int:
+        # epsilon-greedy with ties to the first argmax, the target policy's action, so that the
+        # importance weight in `update` is exact (rlgen.distributions.epsilon_greedy breaks ties at random)
         if self.rng.random() < self.epsilon():
             return int(self.rng.integers(self.n_actions))
         return int(self.Q[s].argmax())
@@ -247,5 +243,5 @@ class MCOffPolicy(MCAgent):
         return float(self.Q[s].max())
 
     def refresh(self) -> None:
-        self.policy = greedy(self.Q)
+        self.policy = greedy_probs(self.Q)
         self.V = self.Q.max(axis=1)

@@ -18,19 +18,27 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rlgen.agents.base import Agent
 from rlgen.config import AgentConfig, check_choice, check_positive
+from rlgen.distributions import (
+    categorical_entropy,
+    categorical_log_probs,
+    gaussian_entropy,
+    gaussian_log_prob,
+    gumbel_max_sample,
+    kl_k3,
+    np_gaussian_log_prob,
+    np_log_softmax,
+)
 from rlgen.errors import UserError
 from rlgen.loops import Rollout, flat, on_policy
+from rlgen.losses import clip_fraction, clipped_surrogate_loss, normalize_advantages, value_loss
 from rlgen.nets.mlp import ACTIVATIONS, flat_dim, mlp, numpy_forward
 from rlgen.nets.optim import FlatAdam
 from rlgen.returns import explained_variance, gae, linear_schedule
 from rlgen.run import Run
-
-LOG_2PI = float(np.log(2 * np.pi))
 
 
 @dataclass
@@ -85,11 +93,6 @@ def schedule(kind: str, initial: float, progress_remaining: float) -> float:
     return linear_schedule(initial, progress_remaining) if kind == "linear" else initial
 
 
-def clipped_surrogate_loss(advantages: torch.Tensor, ratio: torch.Tensor, clip: float) -> torch.Tensor:
-    """-E[min(r A, clip(r, 1-eps, 1+eps) A)]: the PPO-Clip objective, Schulman et al. 2017 eq. 7."""
-    return -torch.min(advantages * ratio, advantages * ratio.clamp(1 - clip, 1 + clip)).mean()
-
-
 class PPO(Agent):
     Config = PPOConfig
 
@@ -131,15 +134,12 @@ class PPO(Agent):
     def _sample(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sample actions from the policy head's output; return (actions, log-probabilities)."""
         if self.discrete:
-            logp_all = out - out.max(axis=1, keepdims=True)
-            logp_all -= np.log(np.exp(logp_all).sum(axis=1, keepdims=True))
-            # Gumbel-max trick: argmax(logits + Gumbel noise) is a categorical sample
-            actions = (logp_all - np.log(-np.log(self.rng.random(out.shape)))).argmax(axis=1)
+            logp_all = np_log_softmax(out)
+            actions = gumbel_max_sample(logp_all, self.rng)
             return actions, logp_all[np.arange(len(out)), actions]
         log_std = self.log_std.detach().numpy()
         actions = out + np.exp(log_std) * self.rng.standard_normal(out.shape).astype(np.float32)
-        z = (actions - out) / np.exp(log_std)
-        return actions, (-0.5 * z**2 - log_std - 0.5 * LOG_2PI).sum(axis=1)
+        return actions, np_gaussian_log_prob(out, log_std, actions)
 
     # -- training (the rollout loop is rlgen/loops.py: on_policy) ------------------------------------
 
@@ -177,15 +177,13 @@ class PPO(Agent):
         """Log-probability and entropy of `actions` under the current policy, and V(obs)."""
         out = self.actor(obs)
         if self.discrete:
-            logp_all = F.log_softmax(out, dim=1)
-            logp = logp_all.gather(1, actions.long().unsqueeze(1)).squeeze(1)
+            logp = categorical_log_probs(out).gather(1, actions.long().unsqueeze(1)).squeeze(1)
             # without an entropy bonus the entropy is only reported: keep it out of the backward pass
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.ent_coef != 0):
-                entropy = -(logp_all.exp() * logp_all).sum(1)
+                entropy = categorical_entropy(out)
         else:
-            z = (actions - out) / self.log_std.exp()
-            logp = (-0.5 * z.pow(2) - self.log_std - 0.5 * LOG_2PI).sum(1)
-            entropy = (0.5 + 0.5 * LOG_2PI + self.log_std).sum().expand(len(obs))
+            logp = gaussian_log_prob(out, self.log_std, actions)
+            entropy = gaussian_entropy(self.log_std).expand(len(obs))
         return logp, entropy, self.critic(obs).squeeze(1)
 
     def _minibatches(self, data: dict[str, torch.Tensor], n: int, size: int):
@@ -211,19 +209,15 @@ class PPO(Agent):
                 logp, entropy, value = self.evaluate_actions(mb["obs"], mb["actions"])
                 adv = mb["advantages"]
                 if c.normalize_advantage and len(adv) > 1:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                log_ratio = logp - mb["logp"]
-                ratio = log_ratio.exp()
+                    adv = normalize_advantages(adv)
+                ratio = (logp - mb["logp"]).exp()
                 pg_loss = clipped_surrogate_loss(adv, ratio, clip)
-                if c.clip_range_vf is not None:  # SB3's form: clip the prediction around the old value
-                    old = mb["values"]
-                    value = old + (value - old).clamp(-c.clip_range_vf, c.clip_range_vf)
-                vf_loss = F.mse_loss(value, mb["returns"])
+                vf_loss = value_loss(value, mb["returns"], mb["values"], c.clip_range_vf)  # SB3's clipped form
                 ent_loss = -entropy.mean()
                 loss = pg_loss + c.ent_coef * ent_loss + c.vf_coef * vf_loss
                 with torch.no_grad():
-                    # k3 estimator of KL(old || new), http://joschu.net/blog/kl-approx.html
-                    approx_kl = ((ratio - 1) - log_ratio).mean().item()
+                    # KL(old || new) from samples of the old policy, as SB3 estimates it
+                    approx_kl = kl_k3(mb["logp"], logp).mean().item()
                 if c.target_kl is not None and approx_kl > 1.5 * c.target_kl:
                     stop = True  # as SB3: skip this step and end the update
                     break
@@ -237,7 +231,7 @@ class PPO(Agent):
                 stats["ent"].append(ent_loss.item())
                 stats["loss"].append(loss.item())
                 stats["kl"].append(approx_kl)
-                stats["clipfrac"].append(((ratio - 1).abs() > clip).float().mean().item())
+                stats["clipfrac"].append(clip_fraction(ratio, clip).item())
             if stop:
                 break
         self._snapshot = None  # weights changed: rebuild the acting copy

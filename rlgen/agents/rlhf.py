@@ -23,6 +23,7 @@ import rlgen.envs.text_preference  # noqa: F401  (registers rlgen/TextPreference
 from rlgen.agents.base import Agent
 from rlgen.checkpoint import write_json_atomic
 from rlgen.config import AgentConfig
+from rlgen.distributions import torch_categorical_sample
 from rlgen.errors import UserError
 from rlgen.nets.gpt import GPT, GPTConfig, PolicyWithValue
 from rlgen.rlhf import hf
@@ -227,7 +228,7 @@ class RLHF(Agent):
         logits = self.policy.lm(seq)[torch.arange(len(seq)), last]  # (B, V)
         if deterministic:
             return logits.argmax(-1).numpy()
-        return torch.multinomial(torch.softmax(logits, -1), 1, generator=self.gen).squeeze(-1).numpy()
+        return torch_categorical_sample(logits, self.gen).numpy()
 
     # -- end of run and checkpoints ------------------------------------------------------------------
 

@@ -26,9 +26,10 @@ import numpy as np
 from rlgen.agents.dp import DPAgent, DPConfig
 from rlgen.agents.tabular import TabularAgent
 from rlgen.agents.td import TDConfig, TDControl
-from rlgen.envs.model import TabularModel
+from rlgen.distributions import gumbel_max_sample, np_categorical_entropy
 from rlgen.errors import UserError
-from rlgen.soft import boltzmann, entropy, soft_value
+from rlgen.mdp import TabularModel
+from rlgen.soft import boltzmann, soft_q_target, soft_value
 
 if TYPE_CHECKING:
     from rlgen.run import Run
@@ -46,7 +47,7 @@ class SoftValueIterationConfig(DPConfig):
     gamma: float = 0.99
     """discount factor (< 1: the entropy bonus makes endless episodes infinitely valuable otherwise)"""
     ent_coef: float = 0.1
-    """temperature alpha: weight of the policy's entropy against the reward"""
+    """temperature: weight of the policy's entropy against the reward"""
 
 
 class SoftValueIteration(DPAgent):
@@ -68,7 +69,7 @@ class SoftValueIteration(DPAgent):
 
     def learn(self, total_steps: int, run: Run) -> None:
         super().learn(total_steps, run)
-        run.log(self.num_steps, {"train/entropy": float(entropy(self.policy).mean()),
+        run.log(self.num_steps, {"train/entropy": float(np_categorical_entropy(self.policy).mean()),
                                  "train/ent_coef": self.config.ent_coef})
 
 
@@ -78,7 +79,7 @@ class SoftQLearningConfig(TDConfig):
     gamma: float = 0.99
     """discount factor (< 1: the entropy bonus makes endless episodes infinitely valuable otherwise)"""
     ent_coef: float = 0.1
-    """temperature alpha of the Boltzmann policy and of the soft target"""
+    """temperature of the Boltzmann policy and of the soft target"""
     alpha: float = 0.5
     """step size (S&B's alpha)"""
     epsilon: float = 0.0
@@ -111,10 +112,10 @@ class SoftQLearning(TDControl):
         or with probability epsilon a uniform action."""
         if self.rng.random() < self.epsilon():
             return int(self.rng.integers(self.n_actions))
-        return int((self.Q[s] / self.config.ent_coef + self.rng.gumbel(size=self.n_actions)).argmax())
+        return int(gumbel_max_sample(self.Q[s] / self.config.ent_coef, self.rng))
 
     def target(self, r: float, s2: int, a2: int, terminated: bool) -> float:
-        return r if terminated else r + self.config.gamma * float(soft_value(self.Q[s2], self.config.ent_coef))
+        return float(soft_q_target(r, self.Q[s2], terminated, self.config.gamma, self.config.ent_coef))
 
     def update(self, s: int, a: int, r: float, s2: int, a2: int, terminated: bool) -> float:
         self.counts[s, a] += 1
@@ -125,7 +126,8 @@ class SoftQLearning(TDControl):
     def learn(self, total_steps: int, run: Run) -> None:
         super().learn(total_steps, run)
         visited = self.counts.sum(axis=1) > 0  # the Boltzmann policy's entropy where it has acted
-        ent = float(entropy(self.policy[visited]).mean()) if visited.any() else float(np.log(self.n_actions))
+        ent = (float(np_categorical_entropy(self.policy[visited]).mean()) if visited.any()
+               else float(np.log(self.n_actions)))
         run.log(self.num_steps, {"train/entropy": ent, "train/ent_coef": self.config.ent_coef})
 
     def refresh(self) -> None:

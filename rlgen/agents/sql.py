@@ -4,14 +4,14 @@ Energy-Based Policies"), on DQN's machinery: replay buffer, target network, the 
 Two things change. The target backs up the soft value of the next state instead of its maximum
 (the soft Bellman equation, sec. 2),
 
-    y = r + gamma * (1 - terminated) * alpha * log sum_a' exp(Q_target(s', a') / alpha),
+    y = r + gamma * (1 - terminated) * ent_coef * log sum_a' exp(Q_target(s', a') / ent_coef),
 
-and the agent acts by sampling the Boltzmann policy pi(a|s) = exp((Q(s, a) - V(s)) / alpha), the
-energy-based policy whose energy is -Q / alpha (sec. 2). With discrete actions the partition
+and the agent acts by sampling the Boltzmann policy pi(a|s) = exp((Q(s, a) - V(s)) / ent_coef), the
+energy-based policy whose energy is -Q / ent_coef (sec. 2). With discrete actions the partition
 function is an exact sum, so the paper's sampling network and importance-sampled soft value are not
-needed. Deterministic acting (evaluation) is argmax Q, the alpha -> 0 limit of the same policy.
+needed. Deterministic acting (evaluation) is argmax Q, the ent_coef -> 0 limit of the same policy.
 
-The temperature alpha is either fixed (`ent_coef`) or tuned toward a target entropy by dual
+The temperature ent_coef is either fixed or tuned toward a target entropy by dual
 gradient descent, as SAC does (Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and
 Applications", sec. 5) in its discrete form (Christodoulou 2019, "Soft Actor-Critic for
 Discrete Action Settings", eq. 11: the expectation over actions is computed exactly).
@@ -29,43 +29,27 @@ import numpy as np
 import torch
 
 from rlgen.agents.dqn import DQN, DQNConfig
+from rlgen.distributions import categorical_entropy, gumbel_max_sample
 from rlgen.errors import UserError
+from rlgen.soft import torch_soft_value
 
 
 @dataclass
 class SQLConfig(DQNConfig):
     name: str = "sql"
     ent_coef: float = 0.05
-    """temperature alpha of the entropy bonus (the initial value when auto_ent_coef)"""
+    """temperature of the entropy bonus (the initial value when auto_ent_coef)"""
     auto_ent_coef: bool = False
-    """tune alpha so that the policy's entropy tracks target_entropy_ratio * log |A|"""
+    """tune ent_coef so that the policy's entropy tracks target_entropy_ratio * log |A|"""
     target_entropy_ratio: float = 0.2
     """target entropy as a fraction of the maximum, log |A|. Christodoulou 2019 uses 0.98, a nearly
     uniform policy: for a Boltzmann policy over Q that target is out of reach once Q separates the
-    actions, and alpha then grows without bound (x840 in 50k CartPole steps); 0.2 is met and held"""
+    actions, and ent_coef then grows without bound (x840 in 50k CartPole steps); 0.2 is met and held"""
     ent_coef_learning_rate: float = 3e-4
-    """Adam step size for log alpha (SAC's default learning rate)"""
+    """Adam step size for log ent_coef (SAC's default learning rate)"""
     exploration_initial_eps: float = 0.0
     """the Boltzmann policy explores by itself; epsilon > 0 mixes in uniform actions on top"""
     exploration_final_eps: float = 0.0
-
-
-def boltzmann_sample(q: np.ndarray, alpha: float, rng: np.random.Generator) -> np.ndarray:
-    """One action per row from softmax(q / alpha), by the Gumbel-max trick: argmax_a q/alpha + G_a
-    with G_a ~ Gumbel(0, 1) is distributed as the softmax (Gumbel 1954; Maddison et al. 2014).
-    No exponentials, so no overflow for large q / alpha."""
-    return (q / alpha + rng.gumbel(size=q.shape)).argmax(axis=1)
-
-
-def soft_state_value(q: torch.Tensor, alpha: float) -> torch.Tensor:
-    """V = alpha * logsumexp(Q / alpha) over actions (the last axis) (torch.logsumexp subtracts the max: stable)."""
-    return alpha * torch.logsumexp(q / alpha, dim=-1)
-
-
-def boltzmann_entropy(q: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Entropy (nats) of softmax(Q / alpha) for each row, from log-probabilities (no log 0)."""
-    log_pi = torch.log_softmax(q / alpha, dim=-1)
-    return -(log_pi.exp() * log_pi).sum(dim=-1)
 
 
 class SQL(DQN):
@@ -84,7 +68,8 @@ class SQL(DQN):
 
     def greedy_or_explore(self, obs: np.ndarray, epsilon: float) -> np.ndarray:
         """The behaviour policy: a sample of the Boltzmann policy (epsilon-mixed with uniform if > 0)."""
-        actions = boltzmann_sample(self.q_values(obs), self.ent_coef, self.rng)
+        # Gumbel-max: no exponentials, so no overflow for large Q / ent_coef
+        actions = gumbel_max_sample(self.q_values(obs) / self.ent_coef, self.rng)
         if epsilon > 0:
             explore = self.rng.random(len(obs)) < epsilon
             actions[explore] = self.rng.integers(0, self.n_actions, size=int(explore.sum()))
@@ -92,11 +77,11 @@ class SQL(DQN):
 
     @torch.no_grad()
     def td_target(self, rewards: torch.Tensor, next_obs: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
-        """r + gamma * (1 - terminated) * alpha * logsumexp(Q_target(s', .) / alpha).
+        """r + gamma * (1 - terminated) * ent_coef * logsumexp(Q_target(s', .) / ent_coef).
 
         Batches may carry leading dimensions (a whole training phase at once, see `frozen_targets`).
         """
-        next_v = soft_state_value(self.q_target(next_obs), self.ent_coef)
+        next_v = torch_soft_value(self.q_target(next_obs), self.ent_coef)
         return rewards + self.config.gamma * (1.0 - terminated) * next_v
 
     def after_gradient_step(self, batches: dict[str, torch.Tensor], i: int) -> None:
@@ -115,12 +100,13 @@ class SQL(DQN):
 
     @torch.no_grad()
     def _temperature_step(self, states: torch.Tensor) -> None:
-        """Record the online policy's entropy on `states`; with auto_ent_coef, one dual step on alpha.
+        """Record the online policy's entropy on `states`; with auto_ent_coef, one dual step on ent_coef.
 
-        Loss (Christodoulou 2019, eq. 11, with log alpha as the variable as in SB3's SAC):
-        J = -log(alpha) * (target_entropy - H(pi(.|s))); it raises alpha while H is below target.
+        Loss (Christodoulou 2019, eq. 11, whose alpha is ent_coef, with log ent_coef as the variable as
+        in SB3's SAC): J = -log(ent_coef) * (target_entropy - H(pi(.|s))); it raises ent_coef while H
+        is below target.
         """
-        ent = boltzmann_entropy(self.q_net(states), self.ent_coef).mean()
+        ent = categorical_entropy(self.q_net(states) / self.ent_coef).mean()
         self._entropies.append(ent.item())
         if not self.config.auto_ent_coef:
             return

@@ -27,6 +27,7 @@ import numpy as np
 import rlgen.envs.registration  # noqa: F401  (registers rlgen/<Name>-v0 before any env is made)
 from rlgen.agents.base import Agent
 from rlgen.config import AgentConfig
+from rlgen.distributions import categorical_sample
 from rlgen.errors import UserError
 
 if TYPE_CHECKING:
@@ -46,23 +47,6 @@ def space_sizes(space: gym.Space) -> list[int]:
     if isinstance(space, gym.spaces.Tuple) and all(isinstance(s, gym.spaces.Discrete) for s in space):
         return [int(s.n) for s in space]
     raise UserError(f"tabular agents need Discrete observations (or a Tuple of them), got {space}")
-
-
-def greedy(q: np.ndarray) -> np.ndarray:
-    """(S, A) probabilities of the greedy policy, ties shared equally (so ties stay visible in policy.npy)."""
-    best = q >= q.max(axis=1, keepdims=True) - 1e-9
-    return best / best.sum(axis=1, keepdims=True)
-
-
-def epsilon_greedy_probs(q: np.ndarray, epsilon: float) -> np.ndarray:
-    """(S, A) epsilon-soft policy: epsilon spread over all actions, the rest on the greedy ones."""
-    return epsilon / q.shape[1] + (1.0 - epsilon) * greedy(q)
-
-
-def argmax_random(row: np.ndarray, rng: np.random.Generator) -> int:
-    """Argmax with ties broken at random (zero-initialised Q would otherwise always pick action 0)."""
-    best = np.flatnonzero(row == row.max())
-    return int(best[0] if len(best) == 1 else rng.choice(best))
 
 
 def copy_table(table: np.ndarray | None) -> np.ndarray | None:
@@ -125,9 +109,7 @@ class TabularAgent(Agent):
         s = self.states(obs)
         if deterministic and not self.samples_policy:
             return self.policy[s].argmax(axis=1)
-        cum = self.policy[s].cumsum(axis=1)
-        u = self.rng.random((len(s), 1))
-        return np.minimum((u > cum).sum(axis=1), self.n_actions - 1)
+        return categorical_sample(self.policy[s], self.rng)
 
     # -- checkpoints and artifacts --------------------------------------------------------------------
 

@@ -18,32 +18,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rlgen.agents.tabular import (
-    TabularAgent,
-    TabularConfig,
-    argmax_random,
+from rlgen.agents.tabular import TabularAgent, TabularConfig
+from rlgen.distributions import (
+    epsilon_greedy,
     epsilon_greedy_probs,
-    greedy,
+    epsilon_greedy_value,
+    greedy_probs,
+    random_argmax,
 )
 from rlgen.errors import UserError
 from rlgen.loops import Transition, per_step
-from rlgen.returns import linear_decay
+from rlgen.returns import linear_decay, n_step_target
 
 if TYPE_CHECKING:
     from rlgen.run import Run
-
-
-def n_step_target(rewards: list[float], gamma: float, bootstrap: float) -> float:
-    """G_{t:t+n} = r_{t+1} + gamma r_{t+2} + ... + gamma^{n-1} r_{t+n} + gamma^n V(s_{t+n}) (S&B eq. 7.1)."""
-    g = bootstrap
-    for r in reversed(rewards):
-        g = r + gamma * g
-    return g
-
-
-def expected_value(q_row: np.ndarray, epsilon: float) -> float:
-    """sum_a pi(a|s) Q(s, a) under the epsilon-greedy policy (Expected SARSA's target, S&B eq. 6.9)."""
-    return float(epsilon_greedy_probs(q_row[None], epsilon)[0] @ q_row)
 
 
 @dataclass
@@ -132,9 +120,7 @@ class TDControl(TabularAgent):
         return linear_decay(cfg.epsilon, cfg.epsilon_final, cfg.epsilon_decay_steps, self.num_steps)
 
     def behaviour(self, s: int) -> int:
-        if self.rng.random() < self.epsilon():
-            return int(self.rng.integers(self.n_actions))
-        return argmax_random(self.Q[s], self.rng)
+        return int(epsilon_greedy(self.Q[s][None], self.epsilon(), self.rng)[0])
 
     def target(self, r: float, s2: int, a2: int, terminated: bool) -> float:
         raise NotImplementedError
@@ -175,15 +161,14 @@ class TDControl(TabularAgent):
 
     def refresh(self) -> None:
         """policy.npy and values.npy: the greedy (target) policy in Q, and V = max_a Q."""
-        self.policy = greedy(self.Q)
+        self.policy = greedy_probs(self.Q)
         self.V = self.Q.max(axis=1)
 
     def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
         s = self.states(obs)
         if deterministic:
             return self.Q[s].argmax(axis=1)
-        probs = epsilon_greedy_probs(self.Q[s], self.epsilon())
-        return np.array([self.rng.choice(self.n_actions, p=p) for p in probs])
+        return epsilon_greedy(self.Q[s], self.epsilon(), self.rng)
 
 
 class Sarsa(TDControl):
@@ -202,7 +187,7 @@ class ExpectedSarsa(Sarsa):
     """Bootstrap from the expectation under the epsilon-greedy policy (S&B eq. 6.9)."""
 
     def target(self, r: float, s2: int, a2: int, terminated: bool) -> float:
-        return r if terminated else r + self.config.gamma * expected_value(self.Q[s2], self.epsilon())
+        return r if terminated else r + self.config.gamma * epsilon_greedy_value(self.Q[s2], self.epsilon())
 
 
 class QLearning(TDControl):
@@ -224,7 +209,7 @@ class DoubleQLearning(TDControl):
 
     def update(self, s: int, a: int, r: float, s2: int, a2: int, terminated: bool) -> float:
         learner, other = (self.Q1, self.Q2) if self.rng.random() < 0.5 else (self.Q2, self.Q1)
-        boot = 0.0 if terminated else self.config.gamma * other[s2, argmax_random(learner[s2], self.rng)]
+        boot = 0.0 if terminated else self.config.gamma * other[s2, int(random_argmax(learner[s2], self.rng))]
         delta = r + boot - learner[s, a]
         learner[s, a] += self.config.alpha * delta
         self.Q[s, a] = 0.5 * (self.Q1[s, a] + self.Q2[s, a])

@@ -18,8 +18,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from rlgen.envs.model import TabularModel
 from rlgen.errors import UserError
+from rlgen.mdp import TabularModel, reachable
 
 CELLS = ".SGTC#"
 MOVES: dict[int, list[tuple[int, int]]] = {
@@ -126,18 +126,6 @@ def build_model(grid: np.ndarray, step_reward: float, rewards: dict[str, float],
     return TabularModel(next_states, probs, rewards_, terminated, initial)
 
 
-def reachable(model: TabularModel) -> np.ndarray:
-    """(S,) bool: cells reachable from the start distribution (breadth-first over the outcome arrays)."""
-    seen = model.initial > 0
-    frontier = np.flatnonzero(seen)
-    while frontier.size:
-        nxt = model.next_states[frontier][model.probs[frontier] > 0]
-        nxt = np.unique(nxt[~seen[nxt]])
-        seen[nxt] = True
-        frontier = nxt
-    return seen
-
-
 @lru_cache(maxsize=4)
 def checked_model(layout: Any, step_reward: float, rewards: tuple, wind: tuple | None, stochastic_wind: bool,
                   slip: float, moves: int) -> tuple[np.ndarray, TabularModel]:
@@ -145,7 +133,7 @@ def checked_model(layout: Any, step_reward: float, rewards: tuple, wind: tuple |
     one read-only model (a 10^6-state maze's arrays are about 100 MB)."""
     grid = parse_layout(np.array(layout) if layout and isinstance(layout[0], tuple) else layout)
     model = build_model(grid, step_reward, dict(rewards), wind, stochastic_wind, slip, moves)
-    if not reachable(model)[grid.ravel() == "G"].any():
+    if not reachable(model, include_terminal=True)[grid.ravel() == "G"].any():
         raise LayoutError("no goal cell 'G' is reachable from the start in this gridworld layout")
     for array in (grid, model.next_states, model.probs, model.rewards, model.terminated, model.initial):
         array.setflags(write=False)

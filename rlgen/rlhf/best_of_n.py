@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rlgen.distributions import np_categorical_entropy
+
 
 def best_of_n_kl(n: int | np.ndarray) -> np.ndarray:
     n = np.asarray(n, dtype=float)
@@ -20,8 +22,7 @@ def best_of_n_exact_kl(m: int, n: int) -> float:
     its distribution P(item of rank i wins) = (i/m)^n - ((i-1)/m)^n; tends to log n - (n-1)/n."""
     i = np.arange(1, m + 1)
     p = (i / m) ** n - ((i - 1) / m) ** n
-    p = p[p > 0]
-    return float(np.sum(p * np.log(p * m)))
+    return float(np.log(m) - np_categorical_entropy(p))  # KL(p || uniform) = log m - H(p)
 
 
 def best_of_n_curve(proxy: np.ndarray, gold: np.ndarray, ns: list[int]) -> list[dict[str, float]]:

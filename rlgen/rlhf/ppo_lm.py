@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from rlgen.distributions import categorical_entropy, kl_k1, kl_k3
+from rlgen.losses import clip_fraction, clipped_surrogate_loss, masked_mean, normalize_advantages, value_loss
 from rlgen.nets.gpt import PolicyWithValue
 from rlgen.returns import gae
 from rlgen.rlhf.sft import token_logprobs
@@ -62,26 +63,6 @@ def kl_controller(cfg: KLControllerConfig) -> FixedKLController | AdaptiveKLCont
     return FixedKLController(cfg.kl_coef)
 
 
-# -- KL estimators (Schulman 2020, "Approximating KL Divergence") ------------------------------------
-
-
-def kl_k1(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
-    """log p(x) - log q(x) for x ~ p: unbiased for KL(p || q), may be negative per sample."""
-    return logp - logq
-
-
-def kl_k3(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
-    """(r - 1) - log r with r = q(x) / p(x), x ~ p: unbiased, never negative, lower variance."""
-    log_r = logq - logp
-    return torch.expm1(log_r) - log_r
-
-
-def kl_exact(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
-    """KL(p || q) of categorical distributions over the last axis."""
-    logp, logq = F.log_softmax(logits_p, -1), F.log_softmax(logits_q, -1)
-    return (logp.exp() * (logp - logq)).sum(-1)
-
-
 # -- the update ---------------------------------------------------------------------------------------
 
 
@@ -99,16 +80,6 @@ class LMPPOConfig:
     clip_range_vf: float = 0.2
     vf_coef: float = 0.1
     max_grad_norm: float = 1.0
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (x * mask).sum() / mask.sum().clamp(min=1.0)
-
-
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    mean = masked_mean(x, mask)
-    var = masked_mean((x - mean) ** 2, mask)
-    return (x - mean) * torch.rsqrt(var + 1e-8) * mask
 
 
 def token_rewards(score: torch.Tensor, logp: torch.Tensor, logp_ref: torch.Tensor, mask: torch.Tensor,
@@ -147,33 +118,30 @@ class Rollout:
 
 def ppo_step(policy: PolicyWithValue, opt: torch.optim.Optimizer, b: Rollout,
              cfg: LMPPOConfig) -> dict[str, float]:
-    """One clipped-surrogate gradient step on a minibatch (Schulman et al. 2017, eq. 7; value
-    clipping as in Ziegler et al.'s code)."""
+    """One clipped-surrogate gradient step on a minibatch (Schulman et al. 2017, eq. 7), with the
+    pessimistic value clipping of Ziegler et al.'s code (rlgen.losses.value_loss says why)."""
     logits, values = policy(b.seq)
     values = values[:, :-1]
     logp = token_logprobs(logits, b.seq)
     ratio = torch.exp(logp - b.logp)
-    pg1 = -b.advantages * ratio
-    pg2 = -b.advantages * torch.clamp(ratio, 1 - cfg.clip_range, 1 + cfg.clip_range)
-    pg_loss = masked_mean(torch.max(pg1, pg2), b.mask)
-    v_clipped = b.values + torch.clamp(values - b.values, -cfg.clip_range_vf, cfg.clip_range_vf)
-    vf_loss = 0.5 * masked_mean(torch.max((values - b.returns) ** 2, (v_clipped - b.returns) ** 2), b.mask)
+    pg_loss = clipped_surrogate_loss(b.advantages, ratio, cfg.clip_range, b.mask)
+    # the 1/2 of lm-human-preferences' value loss, so that vf_coef means what it means there
+    vf_loss = 0.5 * value_loss(values, b.returns, b.values, cfg.clip_range_vf, b.mask, pessimistic=True)
     loss = pg_loss + cfg.vf_coef * vf_loss
     opt.zero_grad()
     loss.backward()
     nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
     opt.step()
     with torch.no_grad():
-        probs = F.softmax(logits[:, :-1], -1)
-        entropy = masked_mean(-(probs * torch.log(probs.clamp_min(1e-12))).sum(-1), b.mask)
-        log_ratio = logp - b.logp
+        entropy = masked_mean(categorical_entropy(logits[:, :-1]), b.mask)
+        approx_kl = masked_mean(kl_k3(b.logp, logp), b.mask)
     return {
         "train/policy_gradient_loss": pg_loss.item(),
         "train/value_loss": vf_loss.item(),
         "train/loss": loss.item(),
         "train/entropy_loss": -entropy.item(),
-        "train/approx_kl": masked_mean(torch.expm1(log_ratio) - log_ratio, b.mask).item(),
-        "train/clip_fraction": masked_mean(((ratio - 1).abs() > cfg.clip_range).float(), b.mask).item(),
+        "train/approx_kl": approx_kl.item(),
+        "train/clip_fraction": clip_fraction(ratio, cfg.clip_range, b.mask).item(),
     }
 
 
@@ -204,4 +172,4 @@ def make_rollout(policy: PolicyWithValue, ref: nn.Module, seq: torch.Tensor, mas
     rewards = token_rewards(score, logp, logp_ref, mask, kl_coef)
     adv, returns = advantages_and_returns(rewards, values, mask, cfg.gamma, cfg.gae_lambda)
     kl = (kl_k1(logp, logp_ref) * mask).sum(1)
-    return Rollout(seq, mask, logp, values, masked_whiten(adv, mask), returns), kl
+    return Rollout(seq, mask, logp, values, normalize_advantages(adv, mask), returns), kl

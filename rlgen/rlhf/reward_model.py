@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from rlgen.losses import bradley_terry_loss
 from rlgen.nets.gpt import ScalarHead
 
 
@@ -33,11 +33,6 @@ class RewardModelConfig:
     epochs: int = 2
     batch_size: int = 64
     learning_rate: float = 1e-3
-
-
-def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
-    """Mean of -log sigmoid(r_c - r_r), written as softplus(r_r - r_c) to stay finite."""
-    return F.softplus(r_rejected - r_chosen).mean()
 
 
 def last_token_index(seq: torch.Tensor, pad: int) -> torch.Tensor:

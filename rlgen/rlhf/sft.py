@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlgen.checkpoint import STATE_FILE, damaged, load_state, one_line, save_state
+from rlgen.distributions import categorical_log_probs, torch_categorical_sample
 from rlgen.errors import UserError
-from rlgen.nets.gpt import GPT, GPTConfig
 from rlgen.rlhf.corpus import CorpusConfig, Vocab, make_corpus
 
 
@@ -106,10 +106,6 @@ def pretrained_sft(make_lm: Callable[[], nn.Module], key_parts: tuple, corpus_cf
     return lm, {**stats, "cached": False}
 
 
-def make_gpt(gpt_cfg: GPTConfig) -> Callable[[], nn.Module]:
-    return lambda: GPT(gpt_cfg)
-
-
 # -- sampling and log-probabilities ------------------------------------------------------------------
 
 
@@ -128,7 +124,7 @@ def generate(lm: nn.Module, prompts: torch.Tensor, max_new: int, eos: int, pad: 
         if greedy:
             nxt = logits.argmax(-1)
         else:
-            nxt = torch.multinomial(F.softmax(logits, -1), 1, generator=generator).squeeze(-1)
+            nxt = torch_categorical_sample(logits, generator)
         nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
         seq = torch.cat([seq, nxt[:, None]], dim=1)
         done |= nxt == eos
@@ -148,5 +144,4 @@ def response_mask(seq: torch.Tensor, prompt_len: int, pad: int) -> torch.Tensor:
 
 def token_logprobs(logits: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
     """log pi(seq[t+1] | seq[:t+1]) for every position: logits (B, T, V) of seq -> (B, T-1)."""
-    logp = F.log_softmax(logits[:, :-1], dim=-1)
-    return logp.gather(-1, seq[:, 1:, None]).squeeze(-1)
+    return categorical_log_probs(logits[:, :-1]).gather(-1, seq[:, 1:, None]).squeeze(-1)

@@ -1,0 +1,158 @@
+"""Distributions over actions: log-probabilities, entropies, KL estimators and samplers.
+
+Torch functions (the update's losses) and their NumPy twins (acting, tabular agents) side by side,
+so that the two sides of an agent compute the same thing. Everything works over the last axis and
+keeps the leading ones. Tested against closed forms and torch.distributions
+(tests/test_distributions.py, tests/test_math_properties.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+LOG_2PI = float(np.log(2 * np.pi))
+
+# -- categorical ----------------------------------------------------------------------------------------
+
+
+def categorical_log_probs(logits: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits): the log-probability of every category."""
+    return F.log_softmax(logits, dim=-1)
+
+
+def categorical_entropy(logits_or_logp: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of softmax(logits); log-probabilities work too (log softmax leaves them as they
+    are). A category of probability 0 (logit -inf) adds 0: its log-probability is clamped to the
+    most negative finite number, as torch.distributions.Categorical does, so 0 * log 0 is not nan."""
+    logp = F.log_softmax(logits_or_logp, dim=-1).clamp(min=torch.finfo(logits_or_logp.dtype).min)
+    return -(logp.exp() * logp).sum(dim=-1)
+
+
+def np_softmax(logits: np.ndarray) -> np.ndarray:
+    """softmax over the last axis, shifted by the max so that no exponent is positive."""
+    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def np_log_softmax(logits: np.ndarray) -> np.ndarray:
+    """log softmax over the last axis (the log-sum-exp trick: shifted by the max first)."""
+    logp = logits - logits.max(axis=-1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(axis=-1, keepdims=True))
+    return logp
+
+
+def np_categorical_entropy(probs: np.ndarray) -> np.ndarray:
+    """Shannon entropy (nats) over the last axis, with 0 log 0 = 0."""
+    probs = np.asarray(probs, dtype=np.float64)
+    logs = np.log(np.where(probs > 0, probs, 1.0))
+    return -(probs * logs).sum(axis=-1)
+
+
+def categorical_sample(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One category per row of `probs` by inverting the CDF: one uniform draw per row."""
+    cum = np.cumsum(probs, axis=-1)
+    u = rng.random((*cum.shape[:-1], 1))
+    # rounding can leave the last cumulative sum just below u: that row takes the last category
+    return np.minimum((u > cum).sum(axis=-1), cum.shape[-1] - 1)
+
+
+def torch_categorical_sample(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One category per row of softmax(logits) (B, V) -> (B,), drawn from `generator` (torch.multinomial)."""
+    return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
+
+
+def gumbel_max_sample(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One category per row of softmax(logits): argmax(logits + G) with G ~ Gumbel(0, 1) i.i.d.
+    (Gumbel 1954; Maddison et al. 2014, "A* Sampling", sec. 2). No exponentials, so nothing
+    overflows however large the logits. One uniform draw per category, G = -log(-log U)."""
+    return (logits - np.log(-np.log(rng.random(np.shape(logits))))).argmax(axis=-1)
+
+
+# -- greedy and epsilon-greedy over action values (NumPy) -------------------------------------------------
+
+
+def greedy_probs(q: np.ndarray) -> np.ndarray:
+    """The greedy policy of action values q over the last axis, ties sharing the mass equally (so ties
+    stay visible in a saved policy). Values within 1e-9 of the max count as tied: sums of the same
+    returns in a different order differ in the last bits."""
+    best = q >= q.max(axis=-1, keepdims=True) - 1e-9
+    return best / best.sum(axis=-1, keepdims=True)
+
+
+def epsilon_greedy_probs(q: np.ndarray, epsilon: float) -> np.ndarray:
+    """The epsilon-soft policy: epsilon spread over all actions, the rest on the greedy ones
+    (Sutton & Barto Section 5.4)."""
+    return epsilon / q.shape[-1] + (1.0 - epsilon) * greedy_probs(q)
+
+
+def epsilon_greedy_value(q_row: np.ndarray, epsilon: float) -> float:
+    """sum_a pi(a|s) Q(s, a) for one state under the epsilon-greedy policy (Expected SARSA's
+    bootstrap, Sutton & Barto eq. 6.9)."""
+    return float(epsilon_greedy_probs(q_row, epsilon) @ q_row)
+
+
+def random_argmax(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """argmax over the last axis with ties broken uniformly at random (zero-initialised estimates
+    would otherwise always pick the first action). Draws from `rng` only for rows with a tie."""
+    best = values == values.max(axis=-1, keepdims=True)
+    n_best = best.sum(axis=-1)
+    pick = np.zeros(n_best.shape, dtype=np.int64)  # which of the tied maxima, in index order
+    tied = n_best > 1
+    if tied.any():
+        pick[tied] = rng.integers(0, n_best[tied])
+    return (np.cumsum(best, axis=-1) <= pick[..., None]).sum(axis=-1)
+
+
+def epsilon_greedy(q_rows: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
+    """(n,) actions for (n, A) action values: with probability epsilon a uniformly random action,
+    else a greedy one (ties at random). Draws one uniform per row, then the random actions, then
+    the tie-breaks."""
+    n, n_actions = q_rows.shape
+    explore = rng.random(n) < epsilon
+    actions = np.empty(n, dtype=np.int64)
+    actions[explore] = rng.integers(n_actions, size=int(explore.sum()))
+    actions[~explore] = random_argmax(q_rows[~explore], rng)
+    return actions
+
+
+# -- diagonal Gaussian ------------------------------------------------------------------------------------
+
+
+def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """log N(x; mean, diag(exp(log_std))^2), summed over the last axis (independent dimensions)."""
+    z = (x - mean) / log_std.exp()
+    return (-0.5 * z.pow(2) - log_std - 0.5 * LOG_2PI).sum(dim=-1)
+
+
+def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of a diagonal Gaussian: sum over the last axis of 1/2 + 1/2 log(2 pi) + log std."""
+    return (0.5 + 0.5 * LOG_2PI + log_std).sum(dim=-1)
+
+
+def np_gaussian_log_prob(mean: np.ndarray, log_std: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """NumPy twin of `gaussian_log_prob`."""
+    z = (x - mean) / np.exp(log_std)
+    return (-0.5 * z**2 - log_std - 0.5 * LOG_2PI).sum(axis=-1)
+
+
+# -- KL divergence (Schulman 2020, "Approximating KL Divergence", http://joschu.net/blog/kl-approx.html) --
+
+
+def kl_k1(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
+    """log p(x) - log q(x) for x ~ p: unbiased for KL(p || q), may be negative per sample."""
+    return logp - logq
+
+
+def kl_k3(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
+    """(r - 1) - log r with r = q(x) / p(x), x ~ p: unbiased for KL(p || q), never negative, and of
+    lower variance than k1 when p and q are close."""
+    log_r = logq - logp
+    return torch.expm1(log_r) - log_r
+
+
+def kl_categorical(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) of categorical distributions over the last axis, exactly."""
+    logp, logq = categorical_log_probs(logits_p), categorical_log_probs(logits_q)
+    return (logp.exp() * (logp - logq)).sum(dim=-1)

@@ -1,0 +1,76 @@
+"""Policy-gradient and preference losses as pure torch functions (tests/test_losses.py).
+
+Both PPOs (rlgen/agents/ppo.py over env steps, rlgen/rlhf/ppo_lm.py over generated tokens) use
+these. A `mask` (1 on the entries that count, 0 on padding) turns a mean into a mean over the
+masked entries: the language model's sequences have different lengths.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of x, over the entries where mask is 1 when a mask is given (0 if there are none)."""
+    if mask is None:
+        return x.mean()
+    return (x * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def normalize_advantages(advantages: torch.Tensor, mask: torch.Tensor | None = None,
+                         eps: float = 1e-8) -> torch.Tensor:
+    """Advantages shifted to mean 0 and scaled to standard deviation 1.
+
+    Without a mask: SB3's PPO form, (A - mean) / (std + eps) with the unbiased std, per minibatch.
+    With a mask: lm-human-preferences' `whiten` (Ziegler et al. 2019's code; TRL's masked_whiten
+    differs only by Bessel's correction), (A - mean) * rsqrt(var + eps) with the biased variance over
+    the response tokens, and padding set to 0. Each PPO keeps the form of the implementation it
+    reproduces; the two differ only in how the scale is estimated (relatively, by about 1 / #entries).
+    """
+    if mask is None:
+        return (advantages - advantages.mean()) / (advantages.std() + eps)
+    mean = masked_mean(advantages, mask)
+    var = masked_mean((advantages - mean) ** 2, mask)
+    return (advantages - mean) * torch.rsqrt(var + eps) * mask
+
+
+def clipped_surrogate_loss(advantages: torch.Tensor, ratio: torch.Tensor, clip: float,
+                           mask: torch.Tensor | None = None) -> torch.Tensor:
+    """-E[min(r A, clip(r, 1 - clip, 1 + clip) A)]: the PPO-Clip objective, negated to be minimised
+    (Schulman et al. 2017, eq. 7)."""
+    surrogate = torch.min(advantages * ratio, advantages * ratio.clamp(1 - clip, 1 + clip))
+    return -masked_mean(surrogate, mask)
+
+
+def clip_fraction(ratio: torch.Tensor, clip: float, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Fraction of the samples whose ratio lies outside [1 - clip, 1 + clip] (SB3's train/clip_fraction)."""
+    return masked_mean(((ratio - 1).abs() > clip).float(), mask)
+
+
+def value_loss(values: torch.Tensor, returns: torch.Tensor, old_values: torch.Tensor | None = None,
+               clip: float | None = None, mask: torch.Tensor | None = None,
+               pessimistic: bool = False) -> torch.Tensor:
+    """Mean squared error of the value prediction against the returns, optionally clipped.
+
+    With `clip`, the prediction may move at most `clip` away from `old_values`:
+    - pessimistic=False (SB3's PPO): the squared error of the clipped prediction;
+    - pessimistic=True (OpenAI baselines' PPO2, and Ziegler et al. 2019's lm-human-preferences, which
+      TRL's PPO follows): the larger of the clipped and the unclipped squared errors, so clipping can
+      only slow the value function down, never speed it up.
+    rlgen's PPO takes SB3's form, so that `agent=sb3_ppo` is a like-for-like check; the language-model
+    PPO takes the pessimistic one of the RLHF code it reproduces.
+    """
+    if clip is None:
+        return F.mse_loss(values, returns) if mask is None else masked_mean((values - returns) ** 2, mask)
+    clipped = old_values + (values - old_values).clamp(-clip, clip)
+    if not pessimistic:
+        return F.mse_loss(clipped, returns) if mask is None else masked_mean((clipped - returns) ** 2, mask)
+    return masked_mean(torch.max((values - returns) ** 2, (clipped - returns) ** 2), mask)
+
+
+def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
+    """Mean of -log sigmoid(r_chosen - r_rejected), the negative log-likelihood of the preference labels
+    under the Bradley-Terry model (Ouyang et al. 2022, eq. 1), written as softplus(r_rejected - r_chosen)
+    to stay finite."""
+    return F.softplus(r_rejected - r_chosen).mean()
