@@ -133,7 +133,31 @@ def test_box_update_raises_no_warning():
         "obs": _obs(n).numpy(), "actions": np.zeros((n, 2), np.float32), "logp": np.zeros(n, np.float32),
         "values": np.zeros(n, np.float32), "advantages": np.ones(n, np.float32), "returns": np.ones(n, np.float32),
     }
-    assert np.isfinite(agent.train(batch, 1.0)["train/std"])
+    stats = agent.train(batch, 1.0)
+    # equal advantages normalise to 0 and ent_coef is 0: nothing moves log_std from log_std_init = 0
+    assert stats["train/std"] == 1.0 and stats["train/policy_gradient_loss"] == 0.0
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_box_update_widens_the_gaussian_towards_far_actions_that_paid(sign):
+    """Actions 2 std from the mean with advantage +sign, actions at the mean with -sign: d log pi /
+    d log std = z^2 - 1 is +3 for the first and -1 for the second, so the one Adam step (of size
+    lr, whatever the gradient's scale) raises log std for sign +1 and lowers it for -1."""
+    lr = 3e-4
+    agent = _ppo(gym.spaces.Box(-10.0, 10.0, (2,), np.float32), n_epochs=1, batch_size=4, learning_rate=lr)
+    obs = _obs(4)
+    with torch.no_grad():
+        mean = agent.actor(obs).numpy()
+        actions = torch.as_tensor(mean + np.array([[2.0, -2.0], [-2.0, 2.0], [0.0, 0.0], [0.0, 0.0]], np.float32))
+        logp, _, value = agent.evaluate_actions(obs, actions)
+    batch = {
+        "obs": obs.numpy(), "actions": actions.numpy(), "logp": logp.numpy(), "values": value.numpy(),
+        "advantages": sign * np.array([1.0, 1.0, -1.0, -1.0], np.float32), "returns": value.numpy(),
+    }
+    stats = agent.train(batch, 1.0)
+    np.testing.assert_allclose(agent.log_std.detach().numpy(), [sign * lr] * 2, rtol=1e-3)
+    assert stats["train/std"] == pytest.approx(np.exp(sign * lr), rel=1e-6)
+    assert stats["train/approx_kl"] == pytest.approx(0.0, abs=1e-7)  # stats are of the policy before the step
 
 
 @pytest.mark.slow
