@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import torch
+import yaml
 
 torch.set_num_threads(1)  # the machines running the suite are shared; small nets are fastest this way
 
@@ -41,6 +42,13 @@ def assert_user_error(out: Any, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
     return lines[0]
+
+
+def tuned_file(agent: str, env: str) -> dict[str, Any]:
+    """rlgen/conf/tuned/<agent>_<env>.yaml as written, for tests that check where its values go."""
+    import rlgen
+
+    return yaml.safe_load((Path(rlgen.__file__).parent / "conf" / "tuned" / f"{agent}_{env}.yaml").read_text())
 
 
 def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:

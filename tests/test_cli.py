@@ -115,10 +115,10 @@ def test_a_user_mistake_from_the_shell_is_one_line_and_exit_2(tmp_path):
         (["env=CartPol"], ["unknown env 'CartPol'", "'CartPole'"]),
         (["agent.learnin_rate=1"], ["learnin_rate", "'learning_rate'"]),
         (["agent=dqn", "agent.learnin_rate=1"], ["learnin_rate", "'learning_rate'"]),
-        (["agent.learning_rate=abc"], ["learning_rate", "abc"]),
+        (["agent.learning_rate=abc"], ["learning_rate", "abc", "could not be converted to Float"]),
         (["sed=3"], ["'sed'", "'seed'"]),
-        (["total_steps=0"], ["total_steps", "0"]),
-        (["total_steps=-5"], ["total_steps", "-5"]),
+        (["total_steps=0"], ["total_steps", "0", "total_steps must be a positive number of steps, got 0"]),
+        (["total_steps=-5"], ["total_steps", "-5", "must be a positive number of steps, got -5"]),
         (["seed=0,1"], ["-m"]),
         (["--frobnicate"], ["--frobnicate"]),
     ],
@@ -130,11 +130,12 @@ def test_user_mistakes_exit_2_with_one_line(args, fragments, tmp_path, main_in_p
 
 
 def test_resume_of_a_missing_directory(tmp_path, main_in_process):
-    assert_user_error(main_in_process(f"resume={tmp_path / 'nope'}"), "nope")
+    assert_user_error(main_in_process(f"resume={tmp_path / 'nope'}"), "nope", "no such run directory")
 
 
 def test_resume_cannot_change_the_saved_config(ppo_run, main_in_process):
-    assert_user_error(main_in_process(f"resume={ppo_run}", "seed=4"), "seed")
+    assert_user_error(main_in_process(f"resume={ppo_run}", "seed=4"), "seed",
+                      "seed cannot change (allowed: total_steps")
 
 
 def test_run_dir_that_already_holds_a_run(ppo_run, main_in_process):
@@ -146,21 +147,22 @@ def test_run_dir_that_already_holds_a_run(ppo_run, main_in_process):
 
 # Mistakes found while the config is checked or the agent is built, before any file is written.
 @pytest.mark.parametrize(
-    "args",
+    ("args", "fragments"),
     [
-        ["agent=ppo", "agent.activation=gelu"],
-        ["agent=dqn", "env=Pendulum"],
-        ["agent=ppo", "agent.lr_schedule=foo"],
-        ["agent=ppo", "agent.n_envs=0"],
+        (["agent=ppo", "agent.activation=gelu"], ["agent.activation='gelu'", "not one of tanh, relu"]),
+        (["agent=dqn", "env=Pendulum"], ["dqn needs Discrete actions", "Box"]),
+        (["agent=ppo", "agent.lr_schedule=foo"], ["agent.lr_schedule='foo'", "not one of constant, linear"]),
+        (["agent=ppo", "agent.n_envs=0"], ["agent.n_envs must be positive, got 0"]),
     ],
 )
-def test_invalid_agent_settings_are_user_errors(args, tmp_path, main_in_process):
+def test_invalid_agent_settings_are_user_errors(args, fragments, tmp_path, main_in_process):
     """These fail while the agent is built, before the run opens any file: safe to call in-process,
     and `raises` pins the exception, so any other failure still fails."""
-    assert_user_error(main_in_process(*args, "total_steps=256", f"run_dir={tmp_path / 'run'}", "progress=false"))
+    out = main_in_process(*args, "total_steps=256", f"run_dir={tmp_path / 'run'}", "progress=false")
+    assert_user_error(out, *fragments)
 
 
 def test_invalid_values_leave_no_run_directory(tmp_path):
     out = cli("agent=ppo", "agent.n_envs=0", f"run_dir={tmp_path / 'run'}", "progress=false")
-    assert_user_error(out)
+    assert_user_error(out, "agent.n_envs must be positive, got 0")
     assert not (tmp_path / "run").exists()

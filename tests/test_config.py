@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
-import pytest
+from dataclasses import replace
 
-from rlgen.agents import AGENTS
+import pytest
+from conftest import eval_steps, train_run, tuned_file
+
+from rlgen.agents import AGENTS, config_class
 from rlgen.compose import expand_overrides, from_yaml, list_choices, load_config, to_yaml
 from rlgen.errors import UserError, did_you_mean
 
 
 def test_tuned_values_apply_to_their_agent_and_env_pair_only():
+    written, defaults = tuned_file("ppo", "CartPole"), config_class("ppo")()
+    assert [k for k, v in written["agent"].items() if getattr(defaults, k) != v], "nothing tuned: nothing to test"
     tuned = load_config(["agent=ppo", "env=CartPole"])
-    assert (tuned.total_steps, tuned.agent.n_steps, tuned.agent.gae_lambda) == (100_000, 32, 0.8)
     plain = load_config(["agent=ppo", "env=Acrobot-v1"])  # a raw id has no tuned file
-    assert plain.agent.n_steps == 128 and plain.env.id == "Acrobot-v1"
+    assert plain.env.id == "Acrobot-v1" and plain.agent == defaults
+    for key, value in written["agent"].items():
+        assert getattr(tuned.agent, key) == value, key
+    assert (tuned.total_steps, tuned.eval_every) == (written["total_steps"], written["eval_every"])
+
+
+def test_the_agent_trains_with_its_tuned_rollout_size(tmp_path):
+    """PPO updates every n_envs x n_steps transitions (8 x 32 tuned for CartPole, 8 x 128 by default):
+    with an evaluation due after every update, the evaluations fall on multiples of the tuned size."""
+    written = tuned_file("ppo", "CartPole")["agent"]
+    rollout = written["n_envs"] * written["n_steps"]
+    assert rollout != config_class("ppo")().rollout_size
+    run = train_run(tmp_path / "run", "agent=ppo", "env=CartPole", f"total_steps={3 * rollout}", "eval_every=1",
+                    "eval_episodes=1")
+    assert eval_steps(run) == [rollout, 2 * rollout, 3 * rollout]
 
 
 def test_every_tuned_file_composes_with_its_agent_and_env():
@@ -38,7 +56,10 @@ def test_user_overrides_beat_tuned_values_and_are_typed():
     cfg = load_config(["agent=dqn", "env=CartPole", "agent.learning_rate=0.01", "seed=7", "agent.net_arch=[8]"])
     assert cfg.agent.learning_rate == 0.01 and isinstance(cfg.agent.learning_rate, float)
     assert cfg.seed == 7 and list(cfg.agent.net_arch) == [8]
-    assert cfg.agent.batch_size == 64  # still the tuned value
+    tuned = load_config(["agent=dqn", "env=CartPole"])
+    assert tuned.agent.learning_rate != 0.01 and list(tuned.agent.net_arch) != [8]
+    # every value not overridden is still the tuned one
+    assert replace(tuned.agent, learning_rate=0.01, net_arch=[8]) == cfg.agent
 
 
 def test_any_registered_gymnasium_id_is_an_env():

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import eval_means, read_json, train_run
+from conftest import eval_means, read_json, train_run, tuned_file
 
 from rlgen.agents.dqn import DQN, DQNConfig, ReplayBuffer, linear_epsilon
 
@@ -108,7 +108,7 @@ def test_linear_epsilon():
 def test_dqn_solves_cartpole_with_its_tuned_config(tmp_path):
     run = train_run(tmp_path / "run", "agent=dqn", "env=CartPole", "seed=0")
     summary = read_json(run / "summary.json")
-    assert summary["total_steps"] == 50_000
+    assert summary["total_steps"] == tuned_file("dqn", "CartPole")["total_steps"]  # the tuned budget
     # DQN's evaluations swing between checkpoints; the claim is that it reaches the threshold
     assert max(eval_means(run)) >= 475, eval_means(run)
     assert summary["solved_at_step"] is not None
