@@ -92,6 +92,8 @@ class RLHF(Agent):
         self.history: list[dict[str, float]] = []
         self.info: dict[str, Any] = {"stage_seconds": {}}
         self._final: dict[str, Any] | None = None
+        self.prompt_rng = np.random.default_rng(seed + 3)
+        """draws the prompts of the RL stage; checkpointed, so a resumed run draws the same ones"""
 
     def make_lm(self) -> torch.nn.Module:
         c, V = self.config, len(self.vocab)
@@ -208,7 +210,7 @@ class RLHF(Agent):
             self.info["stage_seconds"]["best_of_n"] = time.perf_counter() - self._t_stage
             run.flush_logs(0)
         t_rl = time.perf_counter()
-        rng = np.random.default_rng(self.seed + 3 + self.num_steps)
+        rng = self.prompt_rng
         while self.num_steps < total_steps:
             stats = self.rl_iteration(rng)
             run.log(self.num_steps, stats)
@@ -283,6 +285,7 @@ class RLHF(Agent):
             "ref": self.ref.state_dict() if self.ref is not None else None,
             "rm": self.rm.state_dict() if self.rm is not None else None, "rm_norm": self.rm_norm,
             "history": copy.deepcopy(self.history), "info": copy.deepcopy(self.info), "gen": self.gen.get_state(),
+            "prompt_rng": self.prompt_rng.bit_generator.state,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -299,3 +302,5 @@ class RLHF(Agent):
         self.rm_norm = tuple(state["rm_norm"])
         self.history, self.info = copy.deepcopy(state["history"]), copy.deepcopy(state["info"])
         self.gen.set_state(state["gen"])
+        self.prompt_rng.bit_generator.state = state["prompt_rng"]
+        torch.set_rng_state(state["torch_rng"])  # again: building the reference model above drew from it

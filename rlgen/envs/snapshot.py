@@ -39,6 +39,8 @@ def _constant(value: Any) -> bool:
 
 def _record(value: Any) -> Any:
     """`value` as plain data (arrays copied), or NotRestorable."""
+    if isinstance(value, np.str_ | np.bytes_):  # Blackjack's card suits: text, kept as text
+        return value.item()
     if isinstance(value, PLAIN):
         return value
     if isinstance(value, np.ndarray):
