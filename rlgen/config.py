@@ -67,3 +67,6 @@ class TrainConfig:
     """small networks are fastest on one thread; parallelise across processes instead"""
     progress: bool = True
     """show a live progress bar"""
+    trust_checkpoint: bool = False
+    """resume: load a checkpoint written by an older rlgen (a pickle, which can run code when loaded);
+    only for checkpoints from a source you trust"""

@@ -9,7 +9,7 @@ from pathlib import Path
 from rlgen.compose import expand_overrides, list_choices, load_config
 from rlgen.errors import UserError, cli_main
 
-RESUMABLE_OVERRIDES = ("total_steps", "progress", "torch_threads", "eval_episodes")
+RESUMABLE_OVERRIDES = ("total_steps", "progress", "torch_threads", "eval_episodes", "trust_checkpoint")
 
 HELP = """usage: python -m rlgen.train [agent=NAME] [env=NAME] [key=value ...] [-m]
 
@@ -49,8 +49,20 @@ def _resume_config(overrides: list[str]):
             f"(allowed: {', '.join(RESUMABLE_OVERRIDES)})"
         )
     cfg = load_run_config(run_dir)
-    changes = {k: type(getattr(cfg, k))(v) if k != "progress" else v.lower() == "true" for k, v in given.items()}
+    changes = {k: _typed(k, v, getattr(cfg, k)) for k, v in given.items()}
     return replace(cfg, resume=str(run_dir), **changes)
+
+
+def _typed(key: str, text: str, current: object) -> object:
+    """A resume override's value, of the type of the saved setting; a bad one is a user mistake."""
+    if isinstance(current, bool):
+        if text.lower() not in ("true", "false"):
+            raise UserError(f"{key} must be true or false, got '{text}'")
+        return text.lower() == "true"
+    try:
+        return type(current)(text)
+    except ValueError:
+        raise UserError(f"{key} must be {type(current).__name__}, got '{text}'") from None
 
 
 @cli_main

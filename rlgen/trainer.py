@@ -66,7 +66,7 @@ def train(cfg: TrainConfig) -> tuple[dict[str, Any], Path]:
         state = read_json(run_dir / "checkpoint.json")
     agent = build_agent(cfg)  # before the run directory: a config the env rejects leaves nothing behind
     if state is not None:
-        agent.load(run_dir / "checkpoint")
+        agent.load(run_dir / "checkpoint", trust=cfg.trust_checkpoint)
     else:
         run_dir = new_run_dir(cfg)
         write_text_atomic(run_dir / "config.yaml", to_yaml(cfg))
