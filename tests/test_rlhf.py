@@ -104,9 +104,9 @@ def test_token_rewards_and_monte_carlo_advantages_by_hand():
 
 def test_noise_ceiling_limits():
     g = np.array([1.0, -1.0, 0.5])
-    assert noise_ceiling(g, g, beta=2.0) == 0.5
-    assert noise_ceiling(g, g + 10.0, beta=50.0) == pytest.approx(1.0)
-    assert preference_probability(1.0, 0.0, beta=1.0) == pytest.approx(1 / (1 + math.exp(-1)))
+    assert noise_ceiling(g, g, rationality=2.0) == 0.5
+    assert noise_ceiling(g, g + 10.0, rationality=50.0) == pytest.approx(1.0)
+    assert preference_probability(1.0, 0.0, rationality=1.0) == pytest.approx(1 / (1 + math.exp(-1)))
 
 
 # -- the hidden human and the corpus --------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The agent registry: a name on the command line -> the class that implements it.
 
-Every agent takes (env_spec, config, seed) and offers learn / act / save / load (see base.py).
+Every agent is built as `cls(observation_space, action_space, config, seed)` and offers learn / act /
+save / load (see base.py); its hyperparameters are the fields of `cls.Config`.
 Modules are imported on first use, so listing agents does not import every dependency.
 """
 

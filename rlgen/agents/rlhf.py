@@ -139,14 +139,14 @@ class RLHF(Agent):
         prompts = self.prompts(n, rng)
         a, b = self.sample(self.ref, prompts), self.sample(self.ref, prompts)
         g_a, g_b = self.gold(a), self.gold(b)
-        chosen, rejected = order_pairs(a.numpy(), b.numpy(), preference_labels(g_a, g_b, rc.beta, rng))
+        chosen, rejected = order_pairs(a.numpy(), b.numpy(), preference_labels(g_a, g_b, rc.rationality, rng))
         t0 = time.perf_counter()
         self.info["stage_seconds"]["preferences"] = t0 - self._t_stage
         self.rm = RewardModel(self.ref, self.vocab.pad).requires_grad_(True)
         hist = train_reward_model(self.rm, chosen[: rc.n_pairs], rejected[: rc.n_pairs], rc, self.seed)
         self.rm.requires_grad_(False)
         held = pair_stats(self.rm, chosen[rc.n_pairs:], rejected[rc.n_pairs:])
-        ceiling = noise_ceiling(g_a[rc.n_pairs:], g_b[rc.n_pairs:], rc.beta)
+        ceiling = noise_ceiling(g_a[rc.n_pairs:], g_b[rc.n_pairs:], rc.rationality)
         with torch.no_grad():
             sft_scores = torch.cat([self.rm(s) for s in torch.cat([a, b]).split(512)])
         self.rm_norm = (sft_scores.mean().item(), sft_scores.std().item() + 1e-8)

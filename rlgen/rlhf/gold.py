@@ -71,18 +71,20 @@ def gold_score(vocab: Vocab, tokens: np.ndarray, prompt_len: int) -> np.ndarray:
     return out
 
 
-def preference_probability(g_a: np.ndarray, g_b: np.ndarray, beta: float) -> np.ndarray:
-    """Bradley-Terry: P(a preferred to b) = sigmoid(beta (g_a - g_b))."""
-    return 1.0 / (1.0 + np.exp(-beta * (np.asarray(g_a) - np.asarray(g_b))))
+def preference_probability(g_a: np.ndarray, g_b: np.ndarray, rationality: float) -> np.ndarray:
+    """Bradley-Terry: P(a preferred to b) = sigmoid(rationality (g_a - g_b)), a Boltzmann-rational
+    human (the coefficient is called beta in the preference-learning literature; here beta is kept for
+    the KL coefficient of the alignment methods)."""
+    return 1.0 / (1.0 + np.exp(-rationality * (np.asarray(g_a) - np.asarray(g_b))))
 
 
-def preference_labels(g_a: np.ndarray, g_b: np.ndarray, beta: float, rng: np.random.Generator) -> np.ndarray:
+def preference_labels(g_a: np.ndarray, g_b: np.ndarray, rationality: float, rng: np.random.Generator) -> np.ndarray:
     """1 where the noisy human prefers a, 0 where b."""
-    return (rng.random(len(g_a)) < preference_probability(g_a, g_b, beta)).astype(np.int64)
+    return (rng.random(len(g_a)) < preference_probability(g_a, g_b, rationality)).astype(np.int64)
 
 
-def noise_ceiling(g_a: np.ndarray, g_b: np.ndarray, beta: float) -> float:
+def noise_ceiling(g_a: np.ndarray, g_b: np.ndarray, rationality: float) -> float:
     """Best expected accuracy any model can reach on these labels: predicting the likelier label of
     each pair is right with probability max(p, 1 - p)."""
-    p = preference_probability(g_a, g_b, beta)
+    p = preference_probability(g_a, g_b, rationality)
     return float(np.mean(np.maximum(p, 1.0 - p)))

@@ -28,8 +28,9 @@ class RewardModelConfig:
     """labelled pairs for training (each pair: two SFT samples for one prompt)"""
     n_eval_pairs: int = 500
     """held-out pairs for accuracy"""
-    beta: float = 2.0
-    """Bradley-Terry inverse temperature of the simulated human (larger: less label noise)"""
+    rationality: float = 2.0
+    """Bradley-Terry coefficient of the simulated human, P(a preferred) = sigmoid(rationality (g_a - g_b))
+    (larger: less label noise)"""
     epochs: int = 2
     batch_size: int = 64
     learning_rate: float = 1e-3
