@@ -19,12 +19,11 @@ to 0.99 here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rlgen.agents.dp import DPAgent, DPConfig
-from rlgen.agents.tabular import TabularAgent
 from rlgen.agents.td import TDConfig, TDControl
 from rlgen.distributions import gumbel_max_sample, np_categorical_entropy
 from rlgen.errors import UserError
@@ -135,8 +134,7 @@ class SoftQLearning(TDControl):
         self.V = soft_value(self.Q, self.config.ent_coef)
         self.policy = boltzmann(self.Q, self.config.ent_coef)
 
-    def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
-        if deterministic:
-            return self.Q[self.states(obs)].argmax(axis=1)
-        self.refresh()
-        return TabularAgent.act(self, obs, deterministic)  # sample the Boltzmann policy
+    def behaviour_probs(self, q: np.ndarray) -> np.ndarray:
+        """The Boltzmann policy of Q, mixed with epsilon uniform (what `behaviour` samples)."""
+        eps = self.epsilon()
+        return eps / self.n_actions + (1.0 - eps) * boltzmann(q, self.config.ent_coef)

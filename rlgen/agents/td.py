@@ -20,6 +20,7 @@ import numpy as np
 
 from rlgen.agents.tabular import TabularAgent, TabularConfig
 from rlgen.distributions import (
+    categorical_sample,
     epsilon_greedy,
     epsilon_greedy_probs,
     epsilon_greedy_value,
@@ -164,11 +165,16 @@ class TDControl(TabularAgent):
         self.policy = greedy_probs(self.Q)
         self.V = self.Q.max(axis=1)
 
+    def behaviour_probs(self, q: np.ndarray) -> np.ndarray:
+        """(n, A) probabilities of the behaviour policy for rows of Q: epsilon-greedy."""
+        return epsilon_greedy_probs(q, self.epsilon())
+
     def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        """Greedy in Q; not deterministic: a sample of the behaviour policy."""
         s = self.states(obs)
         if deterministic:
             return self.Q[s].argmax(axis=1)
-        return epsilon_greedy(self.Q[s], self.epsilon(), self.rng)
+        return categorical_sample(self.behaviour_probs(self.Q[s]), self.rng)
 
 
 class Sarsa(TDControl):
