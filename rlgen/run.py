@@ -98,6 +98,8 @@ class Run:
         self.agent = agent
         self.envs: gym.vector.VectorEnv | None = None
         self.threshold = reward_threshold(cfg.env)
+        # read everything that can be refused before any file of the run is opened for writing
+        self.saved_envs = self._saved_env_state(int(state["num_steps"])) if state else None
         state = state or {}
         start = int(state.get("num_steps", 0))
         self.next_eval = int(state.get("next_eval", cfg.eval_every or cfg.total_steps))
@@ -121,7 +123,6 @@ class Run:
         self.cpu0 = time.process_time()
         self.stop_requested = False
         self.closed = False
-        self.saved_envs = self._saved_env_state(start) if state else None
         self.bar = ProgressBar(cfg.total_steps, start, enabled=cfg.progress)
 
     # -- what agents call ---------------------------------------------------------------------------

@@ -229,6 +229,20 @@ def test_evaluate_and_resume_refuse_a_planted_checkpoint(tabular_run, tmp_path, 
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("kind", [k for k in PLANTED if k != "old pickle as agent.pt"])
+def test_resume_refuses_a_planted_env_state(tabular_run, tmp_path, kind, main_in_process):
+    """The training envs' state (env_state/, read back on resume) is data too."""
+    run = tmp_path / "run"
+    shutil.copytree(tabular_run, run)
+    assert (run / "env_state" / STATE_FILE).is_file()
+    plant, fragment = PLANTED[kind]
+    plant(run / "env_state", tmp_path / "marker")
+    before = {p: p.read_bytes() for p in run.rglob("*.csv")}
+    assert_user_error(main_in_process(f"resume={run}", "total_steps=600"), fragment)
+    assert not (tmp_path / "marker").exists()
+    assert {p: p.read_bytes() for p in run.rglob("*.csv")} == before
+
+
 def test_the_python_m_commands_refuse_an_old_pickle(tabular_run, tmp_path):
     run, marker, fragment = _planted_copy(tabular_run, tmp_path, "old pickle as agent.pt")
     for command in (["rlgen.evaluate", f"run={run}", "episodes=1"], ["rlgen.train", f"resume={run}"]):
