@@ -207,3 +207,21 @@ def test_run_files_share_one_permission_mode(ppo_run):
     mode = stat.S_IMODE((run / "eval.csv").stat().st_mode)
     for name in ("config.yaml", "summary.json", "checkpoint.json"):
         assert stat.S_IMODE((run / name).stat().st_mode) == mode, name
+
+
+@pytest.mark.parametrize("tag", ["train/loss", "train/q_mean", "train/entropy", "rlhf/kl"])
+def test_any_non_finite_training_statistic_is_a_divergence(tag, tmp_path):
+    """Not only losses: a NaN statistic of any name stops the run (an undefined one is left out by its agent)."""
+    from rlgen.compose import load_config
+    from rlgen.run import Diverged, Run
+
+    cfg = load_config(["agent=q_learning", "env=GridWorld4x4", f"run_dir={tmp_path}", "progress=false"])
+    run = Run(cfg, tmp_path, build_agent(cfg))
+    try:
+        run.log(1, {"train/fine": 1.0})
+        with pytest.raises(Diverged, match=tag):
+            run.log(2, {tag: float("nan")})
+        with pytest.raises(Diverged, match=tag):
+            run.log(3, {tag: float("inf")})
+    finally:
+        run.close()
