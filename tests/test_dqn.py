@@ -112,3 +112,20 @@ def test_dqn_solves_cartpole_with_its_tuned_config(tmp_path):
     # DQN's evaluations swing between checkpoints; the claim is that it reaches the threshold
     assert max(eval_means(run)) >= 475, eval_means(run)
     assert summary["solved_at_step"] is not None
+
+
+def test_gradient_steps_minus_one_trains_as_many_steps_as_one_phase_collects(tmp_path):
+    """SB3's gradient_steps=-1: each training phase makes as many gradient steps as env steps it
+    collected (train_freq per env), also the first one after learning_starts (not the ~learning_starts
+    steps collected before it)."""
+    from rlgen.compose import load_config
+    from rlgen.trainer import build_agent, train
+
+    cfg = load_config(["agent=dqn", "env=CartPole", "total_steps=200", "eval_every=0", "eval_episodes=1",
+                       "agent.learning_starts=100", "agent.train_freq=4", "agent.gradient_steps=-1",
+                       f"run_dir={tmp_path}", "progress=false"])
+    train(cfg)
+    agent = build_agent(cfg)
+    agent.load(tmp_path / "checkpoint")
+    phases = len(range(104, 201, 4))  # every 4th step past learning_starts
+    assert agent.n_updates == 4 * phases
