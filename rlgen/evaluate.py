@@ -78,8 +78,14 @@ def main(argv: list[str]) -> int:
     if not run_dir.is_dir():
         raise UserError(f"no such run directory '{run_dir}'")
     from rlgen.evaluation import evaluate
-    from rlgen.trainer import build_agent, load_run_config
+    from rlgen.trainer import build_agent, load_run_config, read_summary, unwritable
 
+    summary = read_summary(run_dir)
+    if summary is not None and summary.get("status") == "failed":
+        raise UserError(f"{run_dir} failed before its first checkpoint ({summary.get('reason')}): there is no "
+                        "policy to evaluate")
+    if (why := unwritable(run_dir)) is not None:  # evaluation.json (and videos) go there
+        raise UserError(f"evaluation.json cannot be written: {why}; copy the run to a writable place")
     cfg = load_run_config(run_dir)
     agent = build_agent(cfg)
     try:

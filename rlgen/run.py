@@ -24,11 +24,12 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
-from rlgen.checkpoint import existing_dir, load_state, save_state, write_json_atomic
+from rlgen.checkpoint import existing_dir, load_state, one_line, save_state, write_json_atomic
 from rlgen.config import TrainConfig
 from rlgen.envs import EpisodeStats, make_env, make_vec_env, reward_threshold
 from rlgen.envs.model import require_model
 from rlgen.envs.snapshot import env_state, set_env_state
+from rlgen.errors import UserError
 from rlgen.evaluation import evaluate
 from rlgen.mdp import TabularModel
 from rlgen.progress import ProgressBar
@@ -49,6 +50,10 @@ class Diverged(Exception):
     """A loss or statistic became NaN or infinite."""
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""Ctrl-C, and what SLURM, Kubernetes and Docker send before they kill a job"""
+
+
 class CsvLog:
     """Append-only CSV whose header grows when a new column appears (the file is then rewritten)."""
 
@@ -60,7 +65,9 @@ class CsvLog:
             with open(path, newline="") as f:
                 reader = csv.DictReader(f)
                 self.columns = list(reader.fieldnames or self.columns)
-                self.rows = [r for r in reader if keep_until is None or int(float(r["step"])) <= keep_until]
+                # a row a kill cut short has missing fields (None): it comes after the checkpoint anyway
+                self.rows = [r for r in reader if None not in r.values()
+                             and (keep_until is None or int(float(r["step"])) <= keep_until)]
         self._rewrite()
 
     def append(self, row: dict[str, Any]) -> None:
@@ -122,6 +129,8 @@ class Run:
         self.t0 = time.perf_counter()
         self.cpu0 = time.process_time()
         self.stop_requested = False
+        self.stop_signal: signal.Signals | None = None
+        self.previous_handlers: dict[signal.Signals, Any] = {}
         self.closed = False
         self.bar = ProgressBar(cfg.total_steps, start, enabled=cfg.progress)
 
@@ -274,6 +283,7 @@ class Run:
             "reward_threshold": self.threshold,
             "solved_at_step": self.solved_at,
             "status": status,
+            **({"stopped_by": self.stop_signal.name} if self.stop_signal is not None else {}),
             "versions": versions(),
         }
 
@@ -288,15 +298,22 @@ class Run:
         self.tb.close()
         for log in (self.progress_csv, self.eval_csv, self.episodes_csv):
             log.close()
+        for sig, previous in self.previous_handlers.items():
+            signal.signal(sig, previous)
 
     def catch_interrupt(self) -> None:
-        """First Ctrl-C: finish the current step, checkpoint, exit. A second one stops at once."""
+        """The first SIGINT or SIGTERM: finish the current step, checkpoint, stop (`stop_signal` says
+        which). A second one of either stops the process at once (the default action of a signal);
+        the last checkpoint is whole, its files being written atomically. close() restores the handlers."""
 
         def handler(signum: int, frame: Any) -> None:
             self.stop_requested = True
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self.stop_signal = signal.Signals(signum)
+            for sig in STOP_SIGNALS:
+                signal.signal(sig, signal.SIG_DFL)
 
-        signal.signal(signal.SIGINT, handler)
+        for sig in STOP_SIGNALS:
+            self.previous_handlers[sig] = signal.signal(sig, handler)
 
 
 def versions() -> dict[str, str]:
@@ -314,3 +331,34 @@ def versions() -> dict[str, str]:
 
 def read_json(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+STATE_CHECKS: dict[str, Any] = {
+    "num_steps": _count, "next_eval": _count, "n_resumes": _count, "wall_seconds": _number,
+    "cpu_seconds": _number, "solved_at": lambda v: v is None or _count(v),
+    "last_eval": lambda v: v is None or (isinstance(v, list) and len(v) == 2 and all(map(_number, v))),
+}
+"""what Run.state writes to checkpoint.json"""
+
+
+def read_run_state(run_dir: Path) -> dict[str, Any]:
+    """checkpoint.json, the run's counters at its last checkpoint; a UserError if it is damaged."""
+    path = Path(run_dir) / "checkpoint.json"
+    try:
+        state = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as err:  # ValueError: also invalid UTF-8
+        raise UserError(f"{path} is damaged ({one_line(err)}); the run cannot be resumed from it") from None
+    if not isinstance(state, dict) or "num_steps" not in state:
+        raise UserError(f"{path} is damaged (it is not a run's checkpoint.json); the run cannot be resumed from it")
+    for key, valid in STATE_CHECKS.items():
+        if key in state and not valid(state[key]):
+            raise UserError(f"{path} is damaged ({key} is {repr(state[key])[:40]}); the run cannot be resumed from it")
+    return state

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -89,7 +90,7 @@ def main(argv: list[str]) -> int:
         return 0
     if multirun and len({c.run_dir for c in configs if c.run_dir}) < sum(1 for c in configs if c.run_dir):
         raise UserError("run_dir is the same for several jobs of the sweep; drop it or sweep it too")
-    from rlgen.trainer import TrainingFailed, train
+    from rlgen.trainer import AlreadyCompleted, TrainingFailed, train
 
     code = 0
     for i, cfg in enumerate(configs):
@@ -97,15 +98,21 @@ def main(argv: list[str]) -> int:
             print(f"[{i + 1}/{len(configs)}] agent={cfg.agent.name} env={cfg.env.name} seed={cfg.seed}")
         try:
             summary, run_dir = train(cfg)
+        except AlreadyCompleted as done:
+            # exit 0: the run is as asked, as after SB3's learn() asked for no more steps; and a job
+            # scheduler re-running the same resume command (SLURM --requeue) must not see it fail
+            print(done)
+            continue
         except TrainingFailed as err:
             print(f"error: {err}", file=sys.stderr)
             code = 1
             continue
         _report(summary, run_dir)
         if summary["status"] == "interrupted":
-            print(f"interrupted at step {summary['total_steps']}; continue with: "
+            stopped_by = signal.Signals[summary.get("stopped_by", "SIGINT")]
+            print(f"interrupted by {stopped_by.name} at step {summary['total_steps']}; continue with: "
                   f"python -m rlgen.train resume={run_dir}")
-            return 130
+            return 128 + stopped_by  # the shell's status of a process the signal ended: 130, 143
     return code
 
 

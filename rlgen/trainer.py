@@ -1,8 +1,15 @@
-"""One training run, start to finish: config -> envs -> agent.learn(budget) -> run directory."""
+"""One training run, start to finish: config -> envs -> agent.learn(budget) -> run directory.
+
+Whatever can be refused is refused before the run directory is made (on resume: before any of its
+files is opened for writing): the config, a writable place for the run, the agent built on its env
+and their fit. What can only go wrong later (a NaN, an env that crashes mid-run) before the first
+checkpoint leaves the directory marked failed, with the reason, in summary.json; resume and
+rlgen.evaluate refuse such a run and say why.
+"""
 
 from __future__ import annotations
 
-import signal
+import os
 import time
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -12,80 +19,180 @@ import torch
 
 from rlgen.agents import agent_class
 from rlgen.agents.base import Agent
-from rlgen.checkpoint import write_json_atomic, write_text_atomic
+from rlgen.checkpoint import existing_dir, one_line, write_json_atomic, write_text_atomic
 from rlgen.compose import from_yaml, to_yaml
 from rlgen.config import TrainConfig
 from rlgen.envs import make_env
 from rlgen.errors import UserError
-from rlgen.run import Diverged, Run, read_json
+from rlgen.run import Diverged, Run, read_run_state
 
 
 class TrainingFailed(Exception):
     """The run stopped on its own (e.g. a NaN loss); the message says why and what was kept."""
 
 
+class AlreadyCompleted(Exception):
+    """A resume asked for no more steps than the completed run has done; nothing was changed."""
+
+
+def unwritable(target: Path) -> str | None:
+    """Why `target` can be neither written nor made (None if it can): its nearest existing ancestor
+    must be a directory this process may write into."""
+    place = Path(target)
+    try:
+        while not place.exists() and place != place.parent:
+            place = place.parent
+        if not place.is_dir():
+            return f"{place} is a file, not a directory"
+    except OSError as err:  # e.g. a parent without search permission
+        return f"{place} cannot be read ({err.strerror})"
+    if not os.access(place, os.W_OK | os.X_OK):
+        return f"cannot write into {place} (read-only or permission denied)"
+    return None
+
+
+def _place(cfg: TrainConfig) -> tuple[Path, str]:
+    """Where a new run goes, and the setting that says so."""
+    return (Path(cfg.run_dir), "run_dir") if cfg.run_dir is not None else (Path(cfg.runs_root), "runs_root")
+
+
 def new_run_dir(cfg: TrainConfig) -> Path:
+    """Make the run's directory and write its config.yaml there."""
+    target, setting = _place(cfg)
     if cfg.run_dir is not None:
-        path = Path(cfg.run_dir)
-        if (path / "summary.json").exists() or (path / "checkpoint.json").exists():
+        path = target
+        summary = read_summary(path)
+        if summary is not None and summary.get("status") == "failed":
+            raise UserError(f"run_dir {path} holds a run that failed ({summary.get('reason')}); "
+                            "delete it or pick another run_dir")
+        if summary is not None or (path / "checkpoint.json").exists():
             raise UserError(f"run_dir {path} already holds a run; continue it with resume={path}, or pick another")
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(cfg.runs_root) / cfg.env.name / cfg.agent.name / f"{cfg.seed}-{stamp}"
-    path, k = base, 1
-    while path.exists():
-        path, k = base.with_name(f"{base.name}-{k}"), k + 1
-    path.mkdir(parents=True)
+    else:
+        base = target / cfg.env.name / cfg.agent.name / f"{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+        path, k = base, 1
+        while path.exists():
+            path, k = base.with_name(f"{base.name}-{k}"), k + 1
+    try:
+        path.mkdir(parents=True, exist_ok=cfg.run_dir is not None)
+        write_text_atomic(path / "config.yaml", to_yaml(cfg))
+    except OSError as err:
+        raise UserError(f"cannot write the run directory {path} ({err.strerror or one_line(err)}); "
+                        f"choose a writable {setting}=") from None
     return path
 
 
 def load_run_config(run_dir: Path) -> TrainConfig:
-    if not (run_dir / "config.yaml").is_file():
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
         raise UserError(f"{run_dir} is not a run directory (no config.yaml)")
-    return from_yaml((run_dir / "config.yaml").read_text())
+    try:
+        return from_yaml(path.read_bytes().decode("utf-8"))
+    except UserError as err:
+        raise UserError(f"{path} holds a config this rlgen rejects: {err}") from None
+    except Exception as err:  # YAML, OmegaConf and schema errors alike: the file is not what rlgen wrote
+        raise UserError(f"{path} is damaged or not an rlgen config ({one_line(err)})") from None
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The run's summary.json (None if it has none yet); a UserError if it is damaged."""
+    import json
+
+    path = Path(run_dir) / "summary.json"
+    if not path.exists():
+        return None
+    try:
+        summary = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path} is damaged ({one_line(err)}); move it aside to use the run") from None
+    if not isinstance(summary, dict):
+        raise UserError(f"{path} is damaged (not a JSON object); move it aside to use the run")
+    return summary
 
 
 def build_agent(cfg: TrainConfig) -> Agent:
+    """The agent, built on its env and checked against it (Agent.check_env)."""
     cls = agent_class(cfg.agent.name)
     env = make_env(cfg.env, one_hot=cls.one_hot)
     try:
-        return cls(env.observation_space, env.action_space, cfg.agent, cfg.seed)
+        agent = cls(env.observation_space, env.action_space, cfg.agent, cfg.seed)
+        agent.check_env(env)
+        return agent
     finally:
         env.close()
+
+
+def resume_state(cfg: TrainConfig) -> tuple[dict[str, Any], str | None]:
+    """The checkpoint state the run at cfg.resume continues from, and why there is nothing to do if the
+    run has completed cfg.total_steps already; a UserError for a run that cannot go on as asked."""
+    run_dir = Path(cfg.resume)
+    summary = read_summary(run_dir)
+    if summary is not None and summary.get("status") == "failed":
+        raise UserError(f"cannot resume {run_dir}: it failed before its first checkpoint ({summary.get('reason')}); "
+                        "start a new run")
+    if not (run_dir / "checkpoint.json").is_file():
+        raise UserError(f"cannot resume {run_dir}: no checkpoint.json there (is it a run directory?)")
+    state = read_run_state(run_dir)
+    done = state["num_steps"]
+    if existing_dir(run_dir / "checkpoint") is None:
+        raise UserError(f"cannot resume {run_dir}: checkpoint.json names step {done}, but the checkpoint/ "
+                        "directory it belongs to is missing")
+    completed = summary is not None and summary.get("status") == "completed"
+    budget = max(summary.get("budget_steps", done), done) if completed else done  # PPO may end past its budget
+    longer = f"total_steps above {budget}" if completed else f"total_steps={done} or more"
+    if cfg.total_steps < done:
+        raise UserError(f"cannot resume {run_dir} with total_steps={cfg.total_steps}: it has done {done} steps "
+                        f"already; give {longer}")
+    if (why := unwritable(run_dir)) is not None:
+        raise UserError(f"cannot resume {run_dir}: {why}; copy the run to a writable place and resume that")
+    if completed and cfg.total_steps <= budget:
+        return state, (f"{run_dir} has already completed its budget of {budget} steps; nothing to do "
+                       f"(to train it longer: resume={run_dir} {longer})")
+    return state, None
 
 
 def train(cfg: TrainConfig) -> tuple[dict[str, Any], Path]:
     """Run (or, with cfg.resume, continue) one training run; return its summary and directory."""
     torch.set_num_threads(cfg.torch_threads)
-    state = None
-    if cfg.resume is not None:
-        run_dir = Path(cfg.resume)
-        if not (run_dir / "checkpoint.json").is_file():
-            raise UserError(f"cannot resume {run_dir}: no checkpoint.json there (is it a run directory?)")
-        state = read_json(run_dir / "checkpoint.json")
-    agent = build_agent(cfg)  # before the run directory: a config the env rejects leaves nothing behind
+    state, done = resume_state(cfg) if cfg.resume is not None else (None, None)
+    if state is None:  # cheap, so before the agent is built
+        target, setting = _place(cfg)
+        if (why := unwritable(target)) is not None:
+            raise UserError(f"{setting}={target}: {why}; choose another {setting}=")
+    agent = build_agent(cfg)
     if state is not None:
-        agent.load(run_dir / "checkpoint", trust=cfg.trust_checkpoint)
+        run_dir = Path(cfg.resume)
+        agent.load(run_dir / "checkpoint", trust=cfg.trust_checkpoint)  # a completed run must be whole too
+        if done is not None:
+            raise AlreadyCompleted(done)
     else:
         run_dir = new_run_dir(cfg)
-        write_text_atomic(run_dir / "config.yaml", to_yaml(cfg))
     run = Run(cfg, run_dir, agent, state)
     if state is None:
         run.tb.add_text("hparams", "```yaml\n" + to_yaml(cfg) + "```", 0)
-    previous = signal.getsignal(signal.SIGINT)
     run.catch_interrupt()
     try:
         agent.learn(cfg.total_steps, run)
         return _finish(run, agent, "interrupted" if run.stop_requested else "completed"), run_dir
     except Diverged as err:
-        saved = run_dir / "checkpoint.json"
-        kept = read_json(saved)["num_steps"] if saved.exists() else None
-        where = f"the last good checkpoint (step {kept}) is kept" if kept is not None else "no checkpoint was written"
-        raise TrainingFailed(f"training diverged: {err}; {where} in {run_dir}") from None
+        raise TrainingFailed(_failed(run, f"training diverged: {err}")) from None
+    except UserError as err:
+        raise UserError(_failed(run, str(err))) from None
+    except Exception as err:  # an env's or agent's own error: kept as it is (a traceback), the run marked
+        _failed(run, f"{type(err).__name__}: {one_line(err)}")
+        raise
     finally:
-        signal.signal(signal.SIGINT, previous)
         run.close()
+
+
+def _failed(run: Run, reason: str) -> str:
+    """After a failure: a run with a checkpoint can go on from it; one without is marked failed in
+    summary.json. Returns the reason and what was kept."""
+    if (run.dir / "checkpoint.json").exists():
+        kept = read_run_state(run.dir)["num_steps"]
+        return f"{reason}; the last good checkpoint (step {kept}) is kept in {run.dir}"
+    step = int(getattr(run.agent, "num_steps", 0))
+    write_json_atomic(run.dir / "summary.json", run.summary(step, "failed") | {"reason": reason})
+    return f"{reason}; no checkpoint was written, so {run.dir} is marked failed"
 
 
 def _finish(run: Run, agent: Agent, status: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from rlgen.distributions import (
     np_softmax,
     random_argmax,
 )
+from rlgen.errors import UserError
 from rlgen.loops import Transition, per_step
 
 if TYPE_CHECKING:
@@ -133,8 +134,6 @@ class Thompson(BanditRule):
     def __init__(self, n_problems: int, k: int, config: Any, rng: np.random.Generator):
         super().__init__(n_problems, k, config, rng)
         if config.likelihood not in ("gaussian", "beta"):
-            from rlgen.errors import UserError
-
             raise UserError(f"agent.likelihood must be gaussian or beta, got '{config.likelihood}'")
         self.S = np.zeros((n_problems, k))
 
@@ -204,6 +203,9 @@ class BanditAgent(TabularAgent):
 
     def __init__(self, observation_space, action_space, config, seed):
         super().__init__(observation_space, action_space, config, seed)
+        if self.n_states != 1:
+            raise UserError(f"{config.name} is a bandit rule: it needs a one-state env (Bandit10, BanditBernoulli, "
+                            f"BanditNonstationary), not one of {self.n_states} states; use q_learning or sarsa")
         self.rule = self.Rule(self.n_states, self.n_actions, config, self.rng)
 
     def learn(self, total_steps: int, run: Run) -> None:

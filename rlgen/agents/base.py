@@ -45,6 +45,10 @@ class Agent:
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         raise NotImplementedError
 
+    def check_env(self, env: gym.Env) -> None:
+        """A UserError if this agent cannot learn on `env` beyond what its spaces show (asked before the
+        run directory is made). Most agents need nothing more than the spaces they were built with."""
+
     def write_artifacts(self, run: Run) -> None:
         """Extra files for the run directory at the end of training (tabular agents: value arrays,
         pictures). Deep agents have none beyond the checkpoint."""

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import gymnasium as gym
 import numpy as np
 
 from rlgen.agents.tabular import TabularAgent, TabularConfig
 from rlgen.config import check_choice
 from rlgen.distributions import greedy_probs
+from rlgen.envs.model import require_model
 from rlgen.errors import UserError
 from rlgen.loops import sweeps
 from rlgen.mdp import Backup, TabularModel, evaluate_policy, evaluation_sweep, optimality_sweep, solve_values
@@ -52,9 +54,15 @@ class DPAgent(TabularAgent):
         sweeps(self, run, total_steps)
         self.refresh()
 
-    def folded(self, model: TabularModel) -> Backup:
+    def check_env(self, env: gym.Env) -> None:
+        self.check_model(require_model(env))
+
+    def check_model(self, model: TabularModel) -> None:
         if model.n_states != self.n_states:
             raise UserError(f"the env's model has {model.n_states} states, its observations {self.n_states}")
+
+    def folded(self, model: TabularModel) -> Backup:
+        self.check_model(model)
         if self.backup is None:
             self.backup = Backup(model, self.config.gamma)
         return self.backup

@@ -179,6 +179,15 @@ class MCControl(MCAgent):
         return super().act(obs, deterministic)
 
 
+def start_grid(base: gym.Env) -> np.ndarray:
+    """The grid of an env that can start in any of its cells (rlgen's gridworlds)."""
+    grid = getattr(base, "grid", None)
+    if grid is None:
+        raise UserError(f"mc_exploring_starts needs an env that can start in any state (rlgen gridworlds); "
+                        f"'{base.spec.id if base.spec else type(base).__name__}' cannot: use mc_control")
+    return grid
+
+
 class MCExploringStarts(MCControl):
     """Control with exploring starts: every episode begins in a random free cell with a random
     action, then follows the greedy policy (S&B Section 5.3, Figure 5.2's Monte Carlo ES)."""
@@ -187,12 +196,11 @@ class MCExploringStarts(MCControl):
         super().__init__(observation_space, action_space, config, seed)
         self.policy = greedy_probs(self.Q)
 
+    def check_env(self, env: gym.Env) -> None:
+        start_grid(env.unwrapped)
+
     def begin(self, envs: gym.vector.VectorEnv) -> tuple[Any, int | None]:
-        base = envs.unwrapped.envs[0].unwrapped  # a one-env SyncVectorEnv (rlgen/loops.py: episodes)
-        grid = getattr(base, "grid", None)
-        if grid is None:
-            raise UserError(f"mc_exploring_starts needs an env that can start in any state (rlgen gridworlds); "
-                            f"'{base.spec.id if base.spec else type(base).__name__}' cannot: use mc_control")
+        grid = start_grid(envs.unwrapped.envs[0].unwrapped)  # a one-env SyncVectorEnv (rlgen/loops.py: episodes)
         free = np.flatnonzero(~np.isin(grid.ravel(), ["#", "G", "T", "C"]))
         s = int(self.rng.choice(free))
         obs, _ = envs.reset(options={"state": s})
