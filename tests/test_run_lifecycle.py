@@ -385,3 +385,15 @@ def test_the_first_stop_signal_asks_to_stop_and_the_second_stops_at_once():
         for sig, handler in run.previous_handlers.items():
             signal.signal(sig, handler)
     assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_a_csv_row_a_kill_cut_short_is_dropped_on_resume(tmp_path):
+    from rlgen.run import CsvLog
+
+    path = tmp_path / "eval.csv"
+    whole = "step,mean_return,std_return,n_episodes\r\n100,1.0,0.0,1\r\n200,2.0,0.0,1\r\n"
+    path.write_bytes((whole + "12").encode())  # the row of step 1234, cut after two characters by kill -9
+    log = CsvLog(path, keep_until=200)
+    log.close()
+    assert [r["step"] for r in log.rows] == ["100", "200"]
+    assert path.read_bytes() == whole.encode()
