@@ -79,6 +79,12 @@ class CsvLog:
         self.rows.append(row)
         self._writer.writerow(row)
 
+    def merge_last(self, values: dict[str, Any]) -> None:
+        """Add columns to the last row (the file is then rewritten)."""
+        self.columns += [k for k in values if k not in self.columns]
+        self.rows[-1] = {**self.rows[-1], **values}
+        self._rewrite()
+
     def flush(self) -> None:
         self._file.flush()
 
@@ -115,8 +121,10 @@ class Run:
         self.wall_before = float(state.get("wall_seconds", 0.0))
         self.cpu_before = float(state.get("cpu_seconds", 0.0))
         self.n_resumes = int(state.get("n_resumes", -1)) + 1
-        self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=start if start else None)
         keep = start if state else None
+        # resuming: TensorBoard drops the points at and after purge_step (its SessionLog.START; see
+        # EventAccumulator._CheckForRestartAndMaybePurge), the CSVs those after the checkpoint's step
+        self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=start + 1 if state else None)
         self.progress_csv = CsvLog(run_dir / "progress.csv", ["step"], keep)
         self.eval_csv = CsvLog(run_dir / "eval.csv", ["step", "mean_return", "std_return", "n_episodes"], keep)
         self.episodes_csv = CsvLog(run_dir / "episodes.csv", ["step", "return", "length"], keep)
@@ -212,17 +220,25 @@ class Run:
         self.bar.note(f"eval {mean:.1f}")
 
     def flush_logs(self, step: int) -> None:
-        row: dict[str, Any] = {"step": step}
+        """Write the averaged scalars at `step`: a progress.csv row and a TensorBoard point each. A step
+        already written (a budget that ends on a logging boundary) gets only the scalars it lacks, so
+        no curve has two points at one step."""
+        row: dict[str, Any] = {}
         for key, values in self.pending.items():
             row[key] = float(np.mean(values))
         if self.recent_returns:
             row["rollout/ep_rew_mean"] = float(np.mean(self.recent_returns))
             row["rollout/ep_len_mean"] = float(np.mean(self.recent_lengths))
         row["time/fps"] = (step - self.start_step) / max(time.perf_counter() - self.t0, 1e-9)
+        rows = self.progress_csv.rows
+        if rows and int(float(rows[-1]["step"])) == step:
+            row = {k: v for k, v in row.items() if rows[-1].get(k, "") == ""}
+            if row:
+                self.progress_csv.merge_last(row)
+        else:
+            self.progress_csv.append({"step": step, **row})
         for key, value in row.items():
-            if key != "step":
-                self.tb.add_scalar(key, value, step)
-        self.progress_csv.append(row)
+            self.tb.add_scalar(key, value, step)
         self.pending.clear()
         self.last_log = step
 
@@ -286,6 +302,26 @@ class Run:
             **({"stopped_by": self.stop_signal.name} if self.stop_signal is not None else {}),
             "versions": versions(),
         }
+
+    def start_session(self, config_text: str, hparams: dict[str, Any]) -> None:
+        """The config as text, and the session start of TensorBoard's HParams dashboard, at step 0.
+
+        Only a session's start and end are written, into the run itself: the dashboard takes the run's
+        own scalars as metrics (the last eval/mean_reward is the final evaluation), and its table from
+        the session starts of every run. Not SummaryWriter.add_hparams, which writes each metric again
+        at step 0 (a step that goes back reads as a restart), nor an experiment record, of which the
+        dashboard reads one for all runs (tensorboard/plugins/hparams/backend_context.py)."""
+        from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+        self.tb.add_text("hparams", "```yaml\n" + config_text + "```", 0)
+        _, start, _ = hparams_summaries(hparams, {})
+        self.tb.file_writer.add_summary(start, 0)
+
+    def end_session(self, step: int) -> None:
+        from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+        _, _, end = hparams_summaries({}, {})
+        self.tb.file_writer.add_summary(end, step)
 
     def close(self) -> None:
         """Idempotent: the trainer closes the run however learning ended."""

@@ -168,7 +168,7 @@ def train(cfg: TrainConfig) -> tuple[dict[str, Any], Path]:
         run_dir = new_run_dir(cfg)
     run = Run(cfg, run_dir, agent, state)
     if state is None:
-        run.tb.add_text("hparams", "```yaml\n" + to_yaml(cfg) + "```", 0)
+        run.start_session(to_yaml(cfg), _flat_hparams(cfg))
     run.catch_interrupt()
     try:
         agent.learn(cfg.total_steps, run)
@@ -207,8 +207,7 @@ def _finish(run: Run, agent: Agent, status: str) -> dict[str, Any]:
     summary = run.summary(step, status) | agent.summary_fields()
     write_json_atomic(run.dir / "summary.json", summary)
     if status == "completed":
-        metrics = {"eval/mean_reward": summary["eval_mean_return"] or 0.0}
-        run.tb.add_hparams(_flat_hparams(run.cfg), metrics, run_name=".")
+        run.end_session(step)
     return summary
 
 
