@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
-from rlgen.checkpoint import existing_dir, load_state, one_line, save_state, write_json_atomic
+from rlgen.checkpoint import damaged, existing_dir, load_state, one_line, save_state, write_json_atomic
 from rlgen.config import TrainConfig
 from rlgen.envs import EpisodeStats, make_env, make_vec_env, reward_threshold
 from rlgen.envs.model import require_model
@@ -259,7 +259,10 @@ class Run:
         if existing_dir(self.dir / "env_state") is None:
             return None
         saved = load_state(self.dir / "env_state")
-        return saved["parts"] if saved.get("step") == step else None
+        parts = saved.get("parts") if isinstance(saved, dict) else None
+        if not isinstance(parts, list) or not all(isinstance(p, dict) for p in parts):
+            raise damaged(self.dir / "env_state", "it holds no list of env states")
+        return parts if saved.get("step") == step else None
 
     def state(self, step: int) -> dict[str, Any]:
         return {

@@ -130,6 +130,9 @@ def resume_state(cfg: TrainConfig) -> tuple[dict[str, Any], str | None]:
         raise UserError(f"cannot resume {run_dir}: it failed before its first checkpoint ({summary.get('reason')}); "
                         "start a new run")
     if not (run_dir / "checkpoint.json").is_file():
+        if (run_dir / "config.yaml").is_file():
+            raise UserError(f"cannot resume {run_dir}: it stopped before its first checkpoint, so there is "
+                            "nothing to resume from; start the run again")
         raise UserError(f"cannot resume {run_dir}: no checkpoint.json there (is it a run directory?)")
     state = read_run_state(run_dir)
     done = state["num_steps"]

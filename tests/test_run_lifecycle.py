@@ -20,6 +20,7 @@ import gymnasium as gym
 import pytest
 from conftest import Exit, assert_user_error, eval_steps, read_csv, read_json
 
+from rlgen.checkpoint import save_state
 from rlgen.compose import load_config
 from rlgen.errors import UserError
 from rlgen.run import Run
@@ -249,6 +250,9 @@ DAMAGE = {  # name: (damage, fragment on resume, fragment from evaluate or None 
                                  "has no checkpoint yet"),
     "checkpoint/ files cut short": (lambda r: (r / "checkpoint" / "state.json").write_text('{"form'),
                                     "is damaged or not an rlgen checkpoint", "is damaged or not an rlgen checkpoint"),
+    "env_state/ files cut short": (lambda r: (r / "env_state" / "state.json").write_text('{"form'),
+                                   "env_state is damaged or not an rlgen checkpoint", None),
+    "env_state/ holds a number": (lambda r: save_state(r / "env_state", 5), "it holds no list of env states", None),
     "config.yaml not YAML": (lambda r: (r / "config.yaml").write_text("agent: [q_learning\n"),
                              "config.yaml is damaged", "config.yaml is damaged"),
     "config.yaml of an unknown agent": (lambda r: (r / "config.yaml").write_text("agent:\n  name: nope\n"),
@@ -268,6 +272,15 @@ def test_a_damaged_run_is_one_line_and_left_as_it_was(kind, completed, copy_of, 
     assert_user_error(main_in_process(f"resume={run}", "total_steps=600"), on_resume)
     if on_evaluate is not None:
         assert_user_error(evaluate_in_process(f"run={run}", "episodes=1"), on_evaluate)
+    assert tree(run) == before
+
+
+def test_a_run_stopped_before_its_first_checkpoint_cannot_be_resumed(completed, copy_of, main_in_process):
+    run = copy_of(completed)
+    for name in ("checkpoint", "env_state", "checkpoint.json", "summary.json"):  # as kill -9 leaves it
+        shutil.rmtree(run / name) if (run / name).is_dir() else (run / name).unlink()
+    before = tree(run)
+    assert_user_error(main_in_process(f"resume={run}"), f"cannot resume {run}: it stopped before its first checkpoint")
     assert tree(run) == before
 
 

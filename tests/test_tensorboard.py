@@ -147,3 +147,21 @@ def test_the_hparams_dashboard_shows_each_runs_config_and_final_evaluation(tmp_p
         [final] = [m for m in group.metric_values if m.name.tag == "eval/mean_reward"]
         assert (final.training_step, final.value) == (2048, pytest.approx(finals[group.name]))
         assert [s.status for s in group.sessions] == [api_pb2.STATUS_SUCCESS]
+
+
+def test_scalars_logged_after_a_flush_at_the_same_step_join_its_row_and_points(tmp_path):
+    """As soft value iteration's entropy, logged after the last sweep was flushed at the same step."""
+    from rlgen.trainer import build_agent
+
+    cfg = load_config(["agent=q_learning", "env=GridWorld4x4", f"run_dir={tmp_path}", "progress=false"])
+    run = Run(cfg, tmp_path, build_agent(cfg))
+    run.log(1000, {"dp/delta": 0.5})  # a logging boundary: written now
+    run.log(1000, {"train/entropy": 1.25})
+    run.flush_logs(1000)  # the end of training: only the entropy is new
+    run.flush_logs(1000)  # nothing new
+    run.close()
+    [row] = read_csv(tmp_path / "progress.csv")[1]
+    assert (row["step"], row["dp/delta"], row["train/entropy"]) == ("1000", "0.5", "1.25")
+    shown = served_scalars(tmp_path)
+    assert sorted(shown) == ["dp/delta", "time/fps", "train/entropy"]
+    assert all([s for s, _ in points] == [1000] for points in shown.values())
