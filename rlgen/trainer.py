@@ -9,6 +9,7 @@ rlgen.evaluate refuse such a run and say why.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import asdict, is_dataclass
@@ -95,8 +96,6 @@ def load_run_config(run_dir: Path) -> TrainConfig:
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
     """The run's summary.json (None if it has none yet); a UserError if it is damaged."""
-    import json
-
     path = Path(run_dir) / "summary.json"
     if not path.exists():
         return None
@@ -140,7 +139,7 @@ def resume_state(cfg: TrainConfig) -> tuple[dict[str, Any], str | None]:
         raise UserError(f"cannot resume {run_dir}: checkpoint.json names step {done}, but the checkpoint/ "
                         "directory it belongs to is missing")
     completed = summary is not None and summary.get("status") == "completed"
-    budget = max(summary.get("budget_steps", done), done) if completed else done  # PPO may end past its budget
+    budget = max(summary.get("budget_steps", done), done) if completed else done  # a rollout may end past the budget
     longer = f"total_steps above {budget}" if completed else f"total_steps={done} or more"
     if cfg.total_steps < done:
         raise UserError(f"cannot resume {run_dir} with total_steps={cfg.total_steps}: it has done {done} steps "
@@ -177,23 +176,22 @@ def train(cfg: TrainConfig) -> tuple[dict[str, Any], Path]:
         agent.learn(cfg.total_steps, run)
         return _finish(run, agent, "interrupted" if run.stop_requested else "completed"), run_dir
     except Diverged as err:
-        raise TrainingFailed(_failed(run, f"training diverged: {err}")) from None
+        raise TrainingFailed(_failed(run, agent.num_steps, f"training diverged: {err}")) from None
     except UserError as err:
-        raise UserError(_failed(run, str(err))) from None
+        raise UserError(_failed(run, agent.num_steps, str(err))) from None
     except Exception as err:  # an env's or agent's own error: kept as it is (a traceback), the run marked
-        _failed(run, f"{type(err).__name__}: {one_line(err)}")
+        _failed(run, agent.num_steps, f"{type(err).__name__}: {one_line(err)}")
         raise
     finally:
         run.close()
 
 
-def _failed(run: Run, reason: str) -> str:
-    """After a failure: a run with a checkpoint can go on from it; one without is marked failed in
-    summary.json. Returns the reason and what was kept."""
+def _failed(run: Run, step: int, reason: str) -> str:
+    """After a failure at `step`: a run with a checkpoint can go on from it; one without is marked
+    failed in summary.json. Returns the reason and what was kept."""
     if (run.dir / "checkpoint.json").exists():
         kept = read_run_state(run.dir)["num_steps"]
         return f"{reason}; the last good checkpoint (step {kept}) is kept in {run.dir}"
-    step = int(getattr(run.agent, "num_steps", 0))
     write_json_atomic(run.dir / "summary.json", run.summary(step, "failed") | {"reason": reason})
     return f"{reason}; no checkpoint was written, so {run.dir} is marked failed"
 
