@@ -26,9 +26,8 @@ import numpy as np
 
 import rlgen.envs.registration  # noqa: F401  (registers rlgen/<Name>-v0 before any env is made)
 from rlgen.agents.base import Agent
-from rlgen.config import AgentConfig
+from rlgen.config import AgentConfig, check_discount, named
 from rlgen.distributions import categorical_sample
-from rlgen.errors import UserError
 
 if TYPE_CHECKING:
     from rlgen.run import Run
@@ -39,14 +38,18 @@ class TabularConfig(AgentConfig):
     gamma: float = 1.0
     """discount factor (1 suits the episodic tasks of Sutton & Barto)"""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_discount(**named(self, "gamma"))
 
-def space_sizes(space: gym.Space) -> list[int]:
-    """The sizes of a Discrete space or of each part of a Tuple of Discrete spaces."""
+
+def space_sizes(space: gym.Space) -> list[int] | None:
+    """The sizes of a Discrete space or of each part of a Tuple of Discrete spaces (None: neither)."""
     if isinstance(space, gym.spaces.Discrete):
         return [int(space.n)]
     if isinstance(space, gym.spaces.Tuple) and all(isinstance(s, gym.spaces.Discrete) for s in space):
         return [int(s.n) for s in space]
-    raise UserError(f"tabular agents need Discrete observations (or a Tuple of them), got {space}")
+    return None
 
 
 def copy_table(table: np.ndarray | None) -> np.ndarray | None:
@@ -71,6 +74,8 @@ class TabularAgent(Agent):
 
     Config: ClassVar[type[AgentConfig]] = TabularConfig
     one_hot: ClassVar[bool] = False
+    action_spaces = (gym.spaces.Discrete,)
+    observation_spaces = (gym.spaces.Discrete, gym.spaces.Tuple)  # of Discrete: misfit says
     has_q: ClassVar[bool] = True
     """False for agents that only estimate V (prediction): no q_values.npy"""
     samples_policy: ClassVar[bool] = False
@@ -79,10 +84,15 @@ class TabularAgent(Agent):
     tables: ClassVar[tuple[str, ...]] = ("V", "Q", "policy")
     """the array attributes a checkpoint keeps; subclasses add what else they learn (counts, ...)"""
 
+    @classmethod
+    def misfit(cls, observation_space: gym.Space, action_space: gym.Space) -> str | None:
+        if space_sizes(observation_space) is None:
+            return (f"is tabular: it needs Discrete observations (or a Tuple of them); "
+                    f"this env's are {type(observation_space).__name__}")
+        return super().misfit(observation_space, action_space)
+
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Any, seed: int):
         super().__init__(observation_space, action_space, config, seed)
-        if not isinstance(action_space, gym.spaces.Discrete):
-            raise UserError(f"tabular agents need a Discrete action space, got {action_space}")
         self.sizes = space_sizes(observation_space)
         self.n_states = int(np.prod(self.sizes))
         self.n_actions = int(action_space.n)

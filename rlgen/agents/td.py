@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rlgen.agents.tabular import TabularAgent, TabularConfig
+from rlgen.config import check_choice, check_nonnegative, check_probability, check_range, named
 from rlgen.distributions import (
     epsilon_greedy,
     epsilon_greedy_probs,
@@ -26,7 +27,6 @@ from rlgen.distributions import (
     greedy_probs,
     random_argmax,
 )
-from rlgen.errors import UserError
 from rlgen.loops import Transition, per_step
 from rlgen.returns import linear_decay, n_step_target
 
@@ -46,6 +46,18 @@ class TDConfig(TabularConfig):
     epsilon_decay_steps: int = 0
     """0: epsilon stays constant"""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_step_size(**named(self, "alpha"))
+        check_probability(**named(self, "epsilon", "epsilon_final"))
+        check_nonnegative(**named(self, "epsilon_decay_steps"))
+
+
+def check_step_size(**values: float) -> None:
+    """A TD step size: alpha in (0, 1] moves an estimate part of the way to its target; above 1 it
+    overshoots, and at 0 nothing is learnt (Sutton & Barto eq. 6.2)."""
+    check_range(0, 1, open_low=True, why=" (a step size)", **values)
+
 
 @dataclass
 class TDPredictionConfig(TabularConfig):
@@ -55,6 +67,12 @@ class TDPredictionConfig(TabularConfig):
     """steps before bootstrapping: 1 is TD(0)"""
     policy: str = "uniform"
     """the policy to evaluate (uniform random)"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_step_size(**named(self, "alpha"))
+        check_range(1, why=" (steps before bootstrapping)", **named(self, "n"))
+        check_choice("agent.policy", self.policy, ("uniform",))
 
 
 class TDPrediction(TabularAgent):
@@ -66,10 +84,6 @@ class TDPrediction(TabularAgent):
 
     def __init__(self, observation_space, action_space, config, seed):
         super().__init__(observation_space, action_space, config, seed)
-        if config.policy != "uniform":
-            raise UserError(f"td_prediction evaluates the uniform policy; got agent.policy='{config.policy}'")
-        if config.n < 1:
-            raise UserError(f"agent.n must be at least 1, got {config.n}")
         self.window: deque[tuple[int, float]] = deque()
         """the last n (state, reward) pairs whose states are not yet updated"""
 
