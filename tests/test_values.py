@@ -213,6 +213,14 @@ def test_gridworld_values_that_are_fine():
     assert MazeEnv(size=np.int64(7), maze_seed=np.int64(1)).observation_space.n == 49
 
 
+def test_sizes_beyond_any_memory():
+    """Far beyond any machine (petabytes), so the allocation fails at once instead of swapping."""
+    with pytest.raises(LayoutError, match="a maze of size 10000000 .* does not fit in memory"):
+        MazeEnv(size=10**7)
+    with pytest.raises(UserError, match="agent.buffer_size=10000000000000: .* does not fit in memory"):
+        agent_class("dqn")(BOX, gym.spaces.Discrete(2), config_class("dqn")(buffer_size=10**13), 0)
+
+
 # -- from the command line: one line, exit 2, nothing created or changed --------------------------------
 
 def committed_state() -> str:

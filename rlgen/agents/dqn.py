@@ -155,7 +155,11 @@ class DQN(Agent):
         self.q_target.load_state_dict(self.q_net.state_dict())
         self.q_target.requires_grad_(False)
         self.optimizer = FlatAdam(self.q_net.parameters(), lr=config.learning_rate)
-        self.buffer = ReplayBuffer(config.buffer_size, obs_dim)
+        try:
+            self.buffer = ReplayBuffer(config.buffer_size, obs_dim)
+        except MemoryError:
+            raise UserError(f"agent.buffer_size={config.buffer_size}: a replay buffer of that many "
+                            f"{obs_dim}-dimensional observations does not fit in memory") from None
         self.epsilon = config.exploration_initial_eps
         self.n_updates = 0
         self._q_numpy: Any = None

@@ -215,8 +215,12 @@ class GridWorldEnv(gym.Env):
             raise LayoutError(f"a gridworld layout is text: rows of cell characters, got {layout!r}")
         if wind is not None and not all(_is_number(w) and float(w).is_integer() for w in wind):
             raise LayoutError(f"wind must be whole cells per column, e.g. [0, 0, 1, 2, 1, 0], got {list(wind)}")
-        self.grid, self.model = checked_model(_hashable(layout), step_reward, tuple(sorted((rewards or {}).items())),
-                                              None if wind is None else tuple(wind), stochastic_wind, slip, moves)
+        cell_rewards = tuple(sorted((rewards or {}).items()))
+        try:
+            self.grid, self.model = checked_model(_hashable(layout), step_reward, cell_rewards,
+                                                  None if wind is None else tuple(wind), stochastic_wind, slip, moves)
+        except MemoryError:
+            raise LayoutError("this gridworld layout is too large: its model does not fit in memory") from None
         self.wind = None if wind is None else list(wind)
         self.observation_space = gym.spaces.Discrete(self.model.n_states)
         self.action_space = gym.spaces.Discrete(moves)
@@ -313,4 +317,8 @@ class MazeEnv(GridWorldEnv):
         for name, value in (("size", size), ("maze_seed", maze_seed)):
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
                 raise LayoutError(f"maze {name} must be a whole number >= 0, got {value!r}")
-        super().__init__(maze_layout(int(size), int(maze_seed)), step_reward=-1.0, slip=slip, render_mode=render_mode)
+        try:
+            layout = maze_layout(int(size), int(maze_seed))
+        except MemoryError:
+            raise LayoutError(f"a maze of size {size} ({size}^2 cells) does not fit in memory") from None
+        super().__init__(layout, step_reward=-1.0, slip=slip, render_mode=render_mode)
