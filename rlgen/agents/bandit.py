@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from rlgen.agents.tabular import TabularAgent, TabularConfig, copy_table, restore_tables
-from rlgen.config import check_choice, check_nonnegative, check_positive, check_probability, check_range, named
+from rlgen.agents.tabular import TabularAgent, TabularConfig, check_step_or_average, copy_table, restore_tables
+from rlgen.config import check_choice, check_nonnegative, check_positive, check_probability, named
 from rlgen.distributions import (
     categorical_sample,
     epsilon_greedy,
@@ -162,10 +162,6 @@ class Thompson(BanditRule):
         return np.stack([(picks == a).mean(axis=1) for a in range(self.k)], axis=1)
 
 
-def check_sample_average_step(**values: float) -> None:
-    check_range(0, 1, why=" (a constant step size; 0: sample averages)", **values)
-
-
 @dataclass
 class EpsilonGreedyConfig(TabularConfig):
     name: str = "epsilon_greedy"
@@ -178,7 +174,7 @@ class EpsilonGreedyConfig(TabularConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_probability(**named(self, "epsilon"))
-        check_sample_average_step(**named(self, "alpha"))
+        check_step_or_average(**named(self, "alpha"))
 
 
 @dataclass
@@ -191,7 +187,7 @@ class UCBConfig(TabularConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_nonnegative(**named(self, "c"))
-        check_sample_average_step(**named(self, "alpha"))
+        check_step_or_average(**named(self, "alpha"))
 
 
 @dataclass

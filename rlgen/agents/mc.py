@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 
-from rlgen.agents.tabular import TabularAgent, TabularConfig
-from rlgen.config import check_choice, check_nonnegative, check_probability, check_range, named
+from rlgen.agents.tabular import TabularAgent, TabularConfig, check_step_or_average
+from rlgen.config import check_choice, check_nonnegative, check_probability, named
 from rlgen.distributions import (
     categorical_sample,
     epsilon_greedy,
@@ -69,7 +69,7 @@ class MCConfig(TabularConfig):
         super().__post_init__()
         check_probability(**named(self, "epsilon", "epsilon_final"))
         check_nonnegative(**named(self, "epsilon_decay_steps"))
-        check_range(0, 1, why=" (a step size; 0: sample averages)", **named(self, "alpha"))
+        check_step_or_average(**named(self, "alpha"))
 
 
 @dataclass

@@ -35,9 +35,9 @@ if TYPE_CHECKING:
     from rlgen.run import Run
 
 
-def check_temperature(**values: float) -> None:
-    check_range(0, open_low=True, why=" (the temperature divides Q; for its -> 0 limit use value_iteration, "
-                "q_learning or dqn)", **values)
+def _check_temperature(**values: float) -> None:
+    check_range(0, open_low=True, why=" (the temperature divides Q; for the hard ent_coef -> 0 limit use "
+                "value_iteration or q_learning)", **values)
 
 
 @dataclass
@@ -50,7 +50,7 @@ class SoftValueIterationConfig(DPConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_temperature(**named(self, "ent_coef"))
+        _check_temperature(**named(self, "ent_coef"))
 
 
 class SoftValueIteration(DPAgent):
@@ -58,9 +58,6 @@ class SoftValueIteration(DPAgent):
     Boltzmann policy of the final Q. Logs dp/delta per sweep, and the policy's mean entropy."""
 
     Config = SoftValueIterationConfig
-
-    def __init__(self, observation_space, action_space, config: SoftValueIterationConfig, seed: int):
-        super().__init__(observation_space, action_space, config, seed)
 
     def sweep(self, model: TabularModel) -> float:
         self.Q = self.folded(model).q(self.V)
@@ -96,7 +93,7 @@ class SoftQLearningConfig(TDConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_temperature(**named(self, "ent_coef"))
+        _check_temperature(**named(self, "ent_coef"))
         # w > 1 makes the steps summable, so Q stops short of its target; w < 0 makes them grow
         check_range(0, 1, why=" (the exponent of the step size alpha / n^w)", **named(self, "step_power"))
 

@@ -26,7 +26,7 @@ import numpy as np
 
 import rlgen.envs.registration  # noqa: F401  (registers rlgen/<Name>-v0 before any env is made)
 from rlgen.agents.base import Agent
-from rlgen.config import AgentConfig, check_discount, named
+from rlgen.config import AgentConfig, check_discount, check_range, named
 from rlgen.distributions import categorical_sample
 
 if TYPE_CHECKING:
@@ -41,6 +41,17 @@ class TabularConfig(AgentConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_discount(**named(self, "gamma"))
+
+
+def check_step_size(**values: float) -> None:
+    """A step size alpha in (0, 1] moves an estimate part of the way to its target (Sutton & Barto
+    eq. 2.5, 6.2): above 1 it overshoots, and at 0 nothing is learnt."""
+    check_range(0, 1, open_low=True, why=" (a step size)", **values)
+
+
+def check_step_or_average(**values: float) -> None:
+    """A constant step size in (0, 1], or 0 for sample averages (step 1/n, S&B eq. 2.3)."""
+    check_range(0, 1, why=" (a constant step size; 0: sample averages)", **values)
 
 
 def space_sizes(space: gym.Space) -> list[int] | None:

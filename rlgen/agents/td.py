@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rlgen.agents.tabular import TabularAgent, TabularConfig
+from rlgen.agents.tabular import TabularAgent, TabularConfig, check_step_size
 from rlgen.config import check_choice, check_nonnegative, check_probability, check_range, named
 from rlgen.distributions import (
     epsilon_greedy,
@@ -51,12 +51,6 @@ class TDConfig(TabularConfig):
         check_step_size(**named(self, "alpha"))
         check_probability(**named(self, "epsilon", "epsilon_final"))
         check_nonnegative(**named(self, "epsilon_decay_steps"))
-
-
-def check_step_size(**values: float) -> None:
-    """A TD step size: alpha in (0, 1] moves an estimate part of the way to its target; above 1 it
-    overshoots, and at 0 nothing is learnt (Sutton & Barto eq. 6.2)."""
-    check_range(0, 1, open_low=True, why=" (a step size)", **values)
 
 
 @dataclass
