@@ -21,6 +21,7 @@ import numpy as np
 from rlgen.agents import AGENTS, agent_class
 from rlgen.agents.bandit import BanditRule
 from rlgen.cli import build_settings, parse_settings
+from rlgen.config import check_seed
 from rlgen.errors import UserError, cli_main, did_you_mean, unknown
 
 COMMAND = "python -m rlgen.bandit_testbed"
@@ -94,6 +95,7 @@ class BanditTestbedSettings:
                 raise UserError(f"{name} must be positive, got {getattr(self, name)}")
         if self.kind not in KINDS:
             raise unknown("kind", self.kind, KINDS)
+        check_seed(seed=self.seed)
         if not self.agents:
             raise UserError(f"agents is empty: give at least one agent spec ({SPEC}), e.g. agents=ucb:c=2")
         for spec in self.agents:

@@ -7,6 +7,7 @@ configuration" pattern) + the user's overrides, checked against the schemas of r
 
 from __future__ import annotations
 
+import difflib
 import itertools
 from dataclasses import fields
 from importlib.resources import files
@@ -89,9 +90,10 @@ def _env_kwarg(key: str, value: str) -> str | None:
     head, _, rest = key.partition(".")
     names = [f.name for f in fields(EnvConfig)]
     if head == "env" and rest and "." not in rest and rest not in names:
-        near = did_you_mean(rest, names)
-        if near:  # a misspelt field, not an env keyword
-            raise UserError(f"env has no field '{rest}'{near}; fields: {', '.join(names)}, or env keywords")
+        # a misspelt field, not an env keyword; only a near miss, as `rewards` or `wind` are keywords
+        if difflib.get_close_matches(rest, names, n=1, cutoff=0.75):
+            raise UserError(f"env has no field '{rest}'{did_you_mean(rest, names)}; "
+                            f"fields: {', '.join(names)}, or env keywords")
         return f"++env.kwargs.{rest}={value}"
     if key.startswith("env.kwargs."):  # kwargs is open: `++` adds the key or overrides it
         return f"++{key}={value}"
@@ -148,13 +150,7 @@ def load_config(overrides: list[str]) -> TrainConfig:
             typed = OmegaConf.to_object(cfg)
         except (HydraException, OmegaConfBaseException) as err:
             raise UserError(explain_config_error(err)) from None
-    assert isinstance(typed, TrainConfig)
-    if typed.total_steps <= 0:
-        raise UserError(f"total_steps must be a positive number of steps, got {typed.total_steps}")
-    if typed.eval_episodes <= 0:
-        raise UserError(f"eval_episodes must be positive, got {typed.eval_episodes}")
-    if typed.eval_every < 0:
-        raise UserError(f"eval_every must be >= 0 (0: evaluate only at the end), got {typed.eval_every}")
+    assert isinstance(typed, TrainConfig)  # its __post_init__ has checked the values
     return typed
 
 

@@ -7,12 +7,19 @@ key. Composing them from YAML and the command line is rlgen/compose.py's job.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from omegaconf import MISSING
 
 from rlgen.errors import UserError, did_you_mean
+
+MAX_SEED = 2**31 - 1
+"""seeds above this overflow once offset (evaluation envs: seed + 1_000_003; numpy's legacy seeding,
+which SB3 uses, takes at most 2**32 - 1)"""
+MAX_LEARNING_RATE = 1.0
+"""a step size above 1 overshoots every minimum it is meant to approach; far above, it overflows float32"""
 
 
 def check_choice(field: str, value: str, choices: list[str] | tuple[str, ...]) -> None:
@@ -21,10 +28,77 @@ def check_choice(field: str, value: str, choices: list[str] | tuple[str, ...]) -
         raise UserError(f"{field}={value!r} is not one of {', '.join(choices)}{did_you_mean(value, choices)}")
 
 
-def check_positive(**values: float) -> None:
+def named(config: Any, *names: str, prefix: str = "agent") -> dict[str, Any]:
+    """{"agent.<name>": value} for the named fields of a config: the keywords of the check_* validators,
+    so that a message names the setting as the user writes it."""
+    return {f"{prefix}.{name}": getattr(config, name) for name in names}
+
+
+def check_range(low: float, high: float = math.inf, *, open_low: bool = False, open_high: bool = False,
+                why: str = "", **values: float | None) -> None:
+    """Each value must be a finite number in the interval from low to high (None: an option left off)."""
     for name, value in values.items():
-        if value <= 0:
+        if value is None:
+            continue
+        inside = (isinstance(value, int) or math.isfinite(value)) and low <= value <= high
+        if not inside or (open_low and value == low) or (open_high and value == high):
+            raise UserError(f"{name} must be {_interval(low, high, open_low, open_high)}{why}, got {value}")
+
+
+def _interval(low: float, high: float, open_low: bool, open_high: bool) -> str:
+    def num(x: float) -> str:
+        return str(x) if isinstance(x, int) else f"{x:g}"
+
+    if high == math.inf:
+        return f"{'>' if open_low else '>='} {num(low)}"
+    return f"in {'(' if open_low else '['}{num(low)}, {num(high)}{')' if open_high else ']'}"
+
+
+def check_positive(**values: float | None) -> None:
+    """Counts and sizes, scales and norms (None: an option left off)."""
+    for name, value in values.items():
+        if value is not None and not (value > 0 and (isinstance(value, int) or math.isfinite(value))):
             raise UserError(f"{name} must be positive, got {value}")
+
+
+def check_nonnegative(**values: float | None) -> None:
+    check_range(0, **values)
+
+
+def check_probability(**values: float | None) -> None:
+    """Probabilities and fractions (epsilon, exploration fractions, lambda, ...): [0, 1]."""
+    check_range(0, 1, why=" (a probability or fraction)", **values)
+
+
+def check_discount(**values: float) -> None:
+    """A discount factor outside [0, 1] is no discount: above 1 returns grow without bound."""
+    check_range(0, 1, why=" (a discount factor)", **values)
+
+
+def check_learning_rate(**values: float) -> None:
+    check_range(0, MAX_LEARNING_RATE, open_low=True, why=" (a step size)", **values)
+
+
+def check_seed(**values: int) -> None:
+    check_range(0, MAX_SEED, why=" (a seed)", **values)
+
+
+def check_layers(**values: list[int]) -> None:
+    """Hidden-layer widths: each a positive number of units ([] is a linear model, no hidden layer)."""
+    for name, widths in values.items():
+        if any(w <= 0 for w in widths):
+            raise UserError(f"{name}={list(widths)}: every hidden layer needs a positive number of units, "
+                            "e.g. 64,64 ([] for none)")
+
+
+def check_finite(config: Any, prefix: str = "agent") -> None:
+    """Every float field, also of nested configs, must be a number: nan or inf trains nothing meaningful."""
+    for f in fields(config):
+        value, name = getattr(config, f.name), f"{prefix}.{f.name}"
+        if is_dataclass(value):
+            check_finite(value, name)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{name} must be a finite number, got {value}")
 
 
 @dataclass
@@ -33,6 +107,10 @@ class AgentConfig:
 
     name: str = MISSING
     """registry name of the agent (set by conf/agent/<name>.yaml)"""
+
+    def __post_init__(self) -> None:
+        """Checks every agent shares; a subclass adds its own after calling this."""
+        check_finite(self)
 
 
 @dataclass
@@ -70,3 +148,12 @@ class TrainConfig:
     trust_checkpoint: bool = False
     """resume: load a checkpoint written by an older rlgen (a pickle, which can run code when loaded);
     only for checkpoints from a source you trust"""
+
+    def __post_init__(self) -> None:
+        """Also on resume (dataclasses.replace) and for a saved config.yaml: no path skips them."""
+        check_seed(seed=self.seed)
+        check_positive(torch_threads=self.torch_threads, eval_episodes=self.eval_episodes)
+        if self.total_steps <= 0:
+            raise UserError(f"total_steps must be a positive number of steps, got {self.total_steps}")
+        if self.eval_every < 0:
+            raise UserError(f"eval_every must be >= 0 (0: evaluate only at the end), got {self.eval_every}")

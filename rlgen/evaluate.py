@@ -15,6 +15,7 @@ import numpy as np
 from omegaconf import MISSING
 
 from rlgen.cli import parse_settings
+from rlgen.config import check_seed
 from rlgen.errors import UserError, cli_main
 
 COMMAND = "python -m rlgen.evaluate"
@@ -45,6 +46,7 @@ class EvaluateSettings:
             raise UserError(f"episodes must be positive, got {self.episodes}")
         if self.video_episodes <= 0:
             raise UserError(f"video_episodes must be positive, got {self.video_episodes}")
+        check_seed(seed=self.seed)
 
 
 def record_video(agent, cfg, run_dir: Path, episodes: int, seed: int, deterministic: bool) -> Path:

@@ -12,9 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import gymnasium as gym
 import numpy as np
 
-from rlgen.agents.tabular import TabularAgent, TabularConfig, copy_table, restore_tables
+from rlgen.agents.tabular import TabularAgent, TabularConfig, check_step_or_average, copy_table, restore_tables
+from rlgen.config import check_choice, check_nonnegative, check_positive, check_probability, named
 from rlgen.distributions import (
     categorical_sample,
     epsilon_greedy,
@@ -23,7 +25,6 @@ from rlgen.distributions import (
     np_softmax,
     random_argmax,
 )
-from rlgen.errors import UserError
 from rlgen.loops import Transition, per_step
 
 if TYPE_CHECKING:
@@ -133,8 +134,6 @@ class Thompson(BanditRule):
 
     def __init__(self, n_problems: int, k: int, config: Any, rng: np.random.Generator):
         super().__init__(n_problems, k, config, rng)
-        if config.likelihood not in ("gaussian", "beta"):
-            raise UserError(f"agent.likelihood must be gaussian or beta, got '{config.likelihood}'")
         self.S = np.zeros((n_problems, k))
 
     def update(self, arms: np.ndarray, rewards: np.ndarray) -> None:
@@ -172,6 +171,11 @@ class EpsilonGreedyConfig(TabularConfig):
     initial_value: float = 0.0
     """Q estimates before any pull (5 with epsilon 0 is S&B Figure 2.3's optimistic greedy)"""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_probability(**named(self, "epsilon"))
+        check_step_or_average(**named(self, "alpha"))
+
 
 @dataclass
 class UCBConfig(TabularConfig):
@@ -180,12 +184,22 @@ class UCBConfig(TabularConfig):
     """exploration weight (S&B Figure 2.4 uses 2)"""
     alpha: float = 0.0
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_nonnegative(**named(self, "c"))
+        check_step_or_average(**named(self, "alpha"))
+
 
 @dataclass
 class GradientBanditConfig(TabularConfig):
     name: str = "gradient_bandit"
     alpha: float = 0.1
+    """step size of the preferences (not bounded by 1: S&B Figure 2.6 tries values above 1)"""
     baseline: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive(**named(self, "alpha"))
 
 
 @dataclass
@@ -194,6 +208,10 @@ class ThompsonConfig(TabularConfig):
     likelihood: str = "gaussian"
     """gaussian (unit-variance rewards) or beta (0/1 rewards, e.g. BanditBernoulli)"""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("agent.likelihood", self.likelihood, ("gaussian", "beta"))
+
 
 class BanditAgent(TabularAgent):
     """One bandit rule (P = 1) behind the agent contract. S = 1: Q is the rule's estimates,
@@ -201,11 +219,14 @@ class BanditAgent(TabularAgent):
 
     Rule: ClassVar[type[BanditRule]] = BanditRule
 
+    @classmethod
+    def misfit(cls, observation_space: gym.Space, action_space: gym.Space) -> str | None:
+        if observation_space != gym.spaces.Discrete(1):
+            return f"needs a bandit env (one state, e.g. env=Bandit10); this env's observations are {observation_space}"
+        return super().misfit(observation_space, action_space)
+
     def __init__(self, observation_space, action_space, config, seed):
         super().__init__(observation_space, action_space, config, seed)
-        if self.n_states != 1:
-            raise UserError(f"{config.name} is a bandit rule: it needs a one-state env (Bandit10, BanditBernoulli, "
-                            f"BanditNonstationary), not one of {self.n_states} states; use q_learning or sarsa")
         self.rule = self.Rule(self.n_states, self.n_actions, config, self.rng)
 
     def learn(self, total_steps: int, run: Run) -> None:

@@ -9,8 +9,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rlgen.agents import AGENTS, agent_class
 from rlgen.checkpoint import damaged, load_state, one_line, save_state
 from rlgen.config import AgentConfig
+from rlgen.errors import UserError
 
 if TYPE_CHECKING:
     from rlgen.run import Run
@@ -29,8 +31,16 @@ class Agent:
     one_hot: ClassVar[bool] = True
     """deep agents see discrete observations one-hot encoded; tabular agents set False"""
     n_envs: int = 1
+    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete, gym.spaces.Box)
+    """the kinds of action space the agent can learn on"""
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (
+        gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
+    """the kinds of observation space it can read (deep agents see discrete ones one-hot encoded)"""
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Any, seed: int):
+        why = self.misfit(observation_space, action_space)
+        if why is not None:
+            raise UserError(f"{config.name} {why}; {agents_for(observation_space, action_space)}")
         self.observation_space = observation_space
         self.action_space = action_space
         self.config = config
@@ -38,6 +48,16 @@ class Agent:
         self.num_steps = 0
         self.rng = np.random.default_rng(seed)
         torch.manual_seed(seed)
+
+    @classmethod
+    def misfit(cls, observation_space: gym.Space, action_space: gym.Space) -> str | None:
+        """What the agent needs that an env with these spaces lacks (None: nothing)."""
+        if not isinstance(action_space, cls.action_spaces):
+            return f"needs {_kinds(cls.action_spaces)} actions; this env's are {type(action_space).__name__}"
+        if not isinstance(observation_space, cls.observation_spaces):
+            return (f"needs {_kinds(cls.observation_spaces)} observations; "
+                    f"this env's are {type(observation_space).__name__}")
+        return None
 
     def learn(self, total_steps: int, run: Run) -> None:
         raise NotImplementedError
@@ -82,3 +102,28 @@ class Agent:
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
             why = f"its state does not fit a {type(self).__name__} ({type(err).__name__}: {one_line(err)})"
             raise damaged(Path(path), why) from None
+
+
+def _either(names: list[str]) -> str:
+    """'a', 'a or b', 'a, b or c'"""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def _kinds(spaces: tuple[type[gym.Space], ...]) -> str:
+    return _either([s.__name__ for s in spaces])
+
+
+MAX_SUGGESTED = 6
+"""a longer list of agents that fit is cut short"""
+
+
+def agents_for(observation_space: gym.Space, action_space: gym.Space) -> str:
+    """'use a, b or c': the registered agents that can learn on these spaces (each module is
+    imported to ask it, which only a mistake pays for)."""
+    fit = [name for name in AGENTS if agent_class(name).misfit(observation_space, action_space) is None]
+    if not fit:
+        return "no rlgen agent handles these spaces"
+    if len(fit) > MAX_SUGGESTED:
+        return f"use {', '.join(fit[:MAX_SUGGESTED])} or {len(fit) - MAX_SUGGESTED} more (python -m rlgen.train --help)"
+    return f"use {_either(fit)}"
+

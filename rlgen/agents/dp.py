@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlgen.agents.tabular import TabularAgent, TabularConfig
-from rlgen.config import check_choice
+from rlgen.config import check_choice, check_nonnegative, named
 from rlgen.distributions import greedy_probs
 from rlgen.envs.model import require_model
 from rlgen.errors import UserError
@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 class DPConfig(TabularConfig):
     tol: float = 1e-8
     """stop when a sweep changes no value by more than this (sup norm)"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_nonnegative(**named(self, "tol"))
 
 
 @dataclass
@@ -108,7 +112,8 @@ class PolicyIterationConfig(DPConfig):
     """exact: solve the linear system of V^pi, one budget step per improvement (Howard 1960), for up to
     EXACT_MAX_STATES states | sweeps: iterative evaluation to tol, one budget step per sweep (S&B Section 4.3)"""
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
+        super().__post_init__()
         check_choice("agent.evaluation", self.evaluation, ("exact", "sweeps"))
 
 

@@ -22,7 +22,18 @@ import torch
 import torch.nn.functional as F
 
 from rlgen.agents.base import Agent
-from rlgen.config import AgentConfig, check_choice, check_positive
+from rlgen.config import (
+    AgentConfig,
+    check_choice,
+    check_discount,
+    check_layers,
+    check_learning_rate,
+    check_nonnegative,
+    check_positive,
+    check_probability,
+    check_range,
+    named,
+)
 from rlgen.distributions import epsilon_greedy
 from rlgen.errors import UserError
 from rlgen.loops import Transition, per_step
@@ -57,14 +68,23 @@ class DQNConfig(AgentConfig):
     double_q: bool = False
     """Double DQN target: the online network picks the next action, the target network values it"""
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
+    """hidden layers of the Q-network ([]: linear in the observation)"""
     activation: str = "relu"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_choice("agent.activation", self.activation, tuple(ACTIVATIONS))
-        positive = ("n_envs", "batch_size", "buffer_size", "train_freq")
-        check_positive(**{f"agent.{k}": getattr(self, k) for k in positive})
+        check_positive(**named(self, "n_envs", "batch_size", "buffer_size", "train_freq", "target_update_interval",
+                               "max_grad_norm"))
         if self.gradient_steps == 0 or self.gradient_steps < -1:
             raise UserError(f"agent.gradient_steps must be positive or -1, got {self.gradient_steps}")
+        check_nonnegative(**named(self, "learning_starts"))
+        check_learning_rate(**named(self, "learning_rate"))
+        check_discount(**named(self, "gamma"))
+        check_range(0, 1, open_low=True, why=" (1 copies the online network, less is Polyak averaging)",
+                    **named(self, "tau"))
+        check_probability(**named(self, "exploration_fraction", "exploration_initial_eps", "exploration_final_eps"))
+        check_layers(**named(self, "net_arch"))
 
 
 class ReplayBuffer:
@@ -123,11 +143,10 @@ def linear_epsilon(step: int, total: int, initial: float, final: float, fraction
 
 class DQN(Agent):
     Config = DQNConfig
+    action_spaces = (gym.spaces.Discrete,)
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: DQNConfig, seed: int):
         super().__init__(observation_space, action_space, config, seed)
-        if not isinstance(action_space, gym.spaces.Discrete):
-            raise UserError(f"{config.name} needs Discrete actions; this env's are {type(action_space).__name__}")
         self.n_envs = config.n_envs
         self.n_actions = int(action_space.n)
         self.obs_dim = obs_dim = flat_dim(observation_space.shape)
@@ -136,7 +155,11 @@ class DQN(Agent):
         self.q_target.load_state_dict(self.q_net.state_dict())
         self.q_target.requires_grad_(False)
         self.optimizer = FlatAdam(self.q_net.parameters(), lr=config.learning_rate)
-        self.buffer = ReplayBuffer(config.buffer_size, obs_dim)
+        try:
+            self.buffer = ReplayBuffer(config.buffer_size, obs_dim)
+        except MemoryError:
+            raise UserError(f"agent.buffer_size={config.buffer_size}: a replay buffer of that many "
+                            f"{obs_dim}-dimensional observations does not fit in memory") from None
         self.epsilon = config.exploration_initial_eps
         self.n_updates = 0
         self._q_numpy: Any = None

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 
-from rlgen.agents.tabular import TabularAgent, TabularConfig
+from rlgen.agents.tabular import TabularAgent, TabularConfig, check_step_or_average
+from rlgen.config import check_choice, check_nonnegative, check_probability, named
 from rlgen.distributions import (
     categorical_sample,
     epsilon_greedy,
@@ -64,12 +65,22 @@ class MCConfig(TabularConfig):
     """Q before any return; below every return (pessimistic) makes the greedy target of mc_off_policy
     prefer actions already tried, so its importance weights survive (S&B Section 5.7's "arbitrary")"""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_probability(**named(self, "epsilon", "epsilon_final"))
+        check_nonnegative(**named(self, "epsilon_decay_steps"))
+        check_step_or_average(**named(self, "alpha"))
+
 
 @dataclass
 class MCPredictionConfig(MCConfig):
     name: str = "mc_prediction"
     policy: str = "uniform"
     """the policy to evaluate (uniform random)"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("agent.policy", self.policy, ("uniform",))
 
 
 class MCAgent(TabularAgent):
@@ -136,8 +147,6 @@ class MCPrediction(MCAgent):
 
     def __init__(self, observation_space, action_space, config, seed):
         super().__init__(observation_space, action_space, config, seed)
-        if config.policy != "uniform":
-            raise UserError(f"mc_prediction evaluates the uniform policy; got agent.policy='{config.policy}'")
         self.v_counts = np.zeros(self.n_states)
 
     def update(self, states: list[int], actions: list[int], returns: np.ndarray) -> None:

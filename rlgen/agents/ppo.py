@@ -21,7 +21,18 @@ import torch
 from torch import nn
 
 from rlgen.agents.base import Agent
-from rlgen.config import AgentConfig, check_choice, check_positive
+from rlgen.config import (
+    AgentConfig,
+    check_choice,
+    check_discount,
+    check_layers,
+    check_learning_rate,
+    check_nonnegative,
+    check_positive,
+    check_probability,
+    check_range,
+    named,
+)
 from rlgen.distributions import (
     categorical_entropy,
     categorical_log_probs,
@@ -69,17 +80,30 @@ class PPOConfig(AgentConfig):
     target_kl: float | None = None
     """stop the epochs of an update early when approx KL exceeds 1.5 x this (None: off)"""
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
-    """hidden layers, for the policy and (separately) the value network"""
+    """hidden layers, for the policy and (separately) the value network ([]: linear)"""
     activation: str = "tanh"
     ortho_init: bool = True
     log_std_init: float = 0.0
     """initial log standard deviation of the Gaussian policy (Box actions)"""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_choice("agent.lr_schedule", self.lr_schedule, SCHEDULES)
         check_choice("agent.clip_range_schedule", self.clip_range_schedule, SCHEDULES)
         check_choice("agent.activation", self.activation, tuple(ACTIVATIONS))
-        check_positive(**{f"agent.{k}": getattr(self, k) for k in ("n_envs", "n_steps", "batch_size", "n_epochs")})
+        check_positive(**named(self, "n_envs", "n_steps", "batch_size", "n_epochs", "max_grad_norm", "clip_range_vf",
+                               "target_kl"))
+        check_learning_rate(**named(self, "learning_rate"))
+        check_discount(**named(self, "gamma"))
+        check_probability(**named(self, "gae_lambda"))
+        # the ratio is clipped to [1 - clip_range, 1 + clip_range] (Schulman et al. 2017, eq. 7)
+        check_range(0, 1, open_low=True, why=" (the ratio is clipped to 1 +- clip_range)", **named(self, "clip_range"))
+        check_nonnegative(**named(self, "ent_coef", "vf_coef"))
+        check_layers(**named(self, "net_arch"))
+        if self.normalize_advantage and min(self.batch_size, self.rollout_size) < 2:
+            raise UserError(f"agent.normalize_advantage needs minibatches of 2 or more (the standard deviation of "
+                            f"one advantage is undefined): batch_size={self.batch_size}, n_steps x n_envs="
+                            f"{self.rollout_size}; raise them or set agent.normalize_advantage=false")
 
     @property
     def rollout_size(self) -> int:
@@ -100,8 +124,6 @@ class PPO(Agent):
         super().__init__(observation_space, action_space, config, seed)
         self.n_envs = config.n_envs
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
-        if not self.discrete and not isinstance(action_space, gym.spaces.Box):
-            raise UserError(f"ppo handles Discrete and Box actions, not {type(action_space).__name__}")
         obs_dim = flat_dim(observation_space.shape)
         act_dim = int(action_space.n) if self.discrete else flat_dim(action_space.shape)
         c = config

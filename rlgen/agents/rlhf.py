@@ -22,10 +22,10 @@ import torch
 import rlgen.envs.text_preference  # noqa: F401  (registers rlgen/TextPreference-v0)
 from rlgen.agents.base import Agent
 from rlgen.checkpoint import write_json_atomic
-from rlgen.config import AgentConfig
+from rlgen.config import AgentConfig, check_positive, named
 from rlgen.distributions import torch_categorical_sample
 from rlgen.errors import UserError
-from rlgen.nets.gpt import GPT, GPTConfig, PolicyWithValue
+from rlgen.nets.gpt import GPT, GPTConfig, PolicyWithValue, check_width
 from rlgen.rlhf import hf
 from rlgen.rlhf.best_of_n import best_of_n_curve
 from rlgen.rlhf.corpus import PROMPT_LEN, CorpusConfig, Vocab, sample_prompt
@@ -70,16 +70,33 @@ class RLHFConfig(AgentConfig):
     """prompts for the best-of-n curve (64 samples each)"""
     bon_samples: int = 64
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive(**named(self, "n_layer", "n_head", "n_embd", "n_eval_prompts", "bon_prompts", "bon_samples"))
+        check_width(self.n_head, self.n_embd, prefix="agent.")
+        for part in ("corpus", "sft", "reward_model", "ppo", "kl"):
+            getattr(self, part).check(f"agent.{part}")
+        # the adaptive controller multiplies beta by 1 + e * batch_size / horizon with |e| <= 0.2
+        # (Ziegler et al. 2019, sec. 2.2): a horizon shorter than that flips beta's sign
+        if self.kl.adaptive and self.kl.kl_horizon <= 0.2 * self.ppo.batch_size:
+            raise UserError(f"agent.kl.kl_horizon={self.kl.kl_horizon} must exceed 0.2 x agent.ppo.batch_size "
+                            f"({0.2 * self.ppo.batch_size:g}), or the adaptive KL coefficient can turn negative")
+
 
 class RLHF(Agent):
     Config = RLHFConfig
     one_hot = False
 
+    @classmethod
+    def misfit(cls, observation_space, action_space) -> str | None:
+        words = len(Vocab())
+        if getattr(action_space, "n", None) != words or len(getattr(observation_space, "shape", None) or ()) != 1:
+            return f"needs env=TextPreference (actions = its {words} words)"
+        return super().misfit(observation_space, action_space)
+
     def __init__(self, observation_space, action_space, config: RLHFConfig, seed: int):
         super().__init__(observation_space, action_space, config, seed)
         self.vocab = Vocab()
-        if getattr(action_space, "n", None) != len(self.vocab):
-            raise UserError(f"agent=rlhf needs env=TextPreference (actions = its {len(self.vocab)} words)")
         self.block_size = int(observation_space.shape[0])
         self.gen = torch.Generator().manual_seed(seed)
         lm = self.make_lm()

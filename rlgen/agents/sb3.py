@@ -24,8 +24,18 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from rlgen.agents.base import Agent
 from rlgen.agents.dqn import DQNConfig
-from rlgen.agents.ppo import PPOConfig
-from rlgen.config import AgentConfig
+from rlgen.agents.ppo import SCHEDULES, PPOConfig
+from rlgen.config import (
+    AgentConfig,
+    check_choice,
+    check_discount,
+    check_layers,
+    check_learning_rate,
+    check_nonnegative,
+    check_positive,
+    check_probability,
+    named,
+)
 from rlgen.errors import UserError
 from rlgen.nets.mlp import ACTIVATIONS
 from rlgen.returns import linear_schedule
@@ -40,6 +50,11 @@ class SB3PPOConfig(PPOConfig):
 @dataclass
 class SB3DQNConfig(DQNConfig):
     name: str = "sb3_dqn"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.double_q:
+            raise UserError("sb3_dqn has no Double DQN option; use agent=dqn agent.double_q=true")
 
 
 @dataclass
@@ -62,6 +77,17 @@ class SB3A2CConfig(AgentConfig):
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
     activation: str = "tanh"
     ortho_init: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("agent.lr_schedule", self.lr_schedule, SCHEDULES)
+        check_choice("agent.activation", self.activation, tuple(ACTIVATIONS))
+        check_positive(**named(self, "n_envs", "n_steps", "max_grad_norm", "rms_prop_eps"))
+        check_learning_rate(**named(self, "learning_rate"))
+        check_discount(**named(self, "gamma"))
+        check_probability(**named(self, "gae_lambda"))
+        check_nonnegative(**named(self, "ent_coef", "vf_coef"))
+        check_layers(**named(self, "net_arch"))
 
 
 def _schedule(kind: str, value: float) -> float | Any:
@@ -197,9 +223,14 @@ class SB3Agent(Agent):
         return getattr(self.model, "replay_buffer", None)
 
 
+ON_POLICY_ACTIONS = (gym.spaces.Discrete, gym.spaces.Box, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
+"""what SB3's PPO and A2C take (their supported_action_spaces)"""
+
+
 class SB3PPO(SB3Agent):
     Config = SB3PPOConfig
     algo = PPO
+    action_spaces = ON_POLICY_ACTIONS
 
     def sb3_kwargs(self) -> dict[str, Any]:
         c = self.config
@@ -218,12 +249,11 @@ class SB3PPO(SB3Agent):
 class SB3DQN(SB3Agent):
     Config = SB3DQNConfig
     algo = DQN
+    action_spaces = (gym.spaces.Discrete,)
     counters = (*SB3Agent.counters, "exploration_rate", "_n_calls")  # _n_calls times the target updates
 
     def sb3_kwargs(self) -> dict[str, Any]:
         c = self.config
-        if c.double_q:
-            raise UserError("sb3_dqn has no Double DQN option; use agent=dqn agent.double_q=true")
         return dict(
             learning_rate=c.learning_rate, buffer_size=c.buffer_size, learning_starts=c.learning_starts,
             batch_size=c.batch_size, tau=c.tau, gamma=c.gamma, train_freq=c.train_freq,
@@ -237,6 +267,7 @@ class SB3DQN(SB3Agent):
 class SB3A2C(SB3Agent):
     Config = SB3A2CConfig
     algo = A2C
+    action_spaces = ON_POLICY_ACTIONS
 
     def sb3_kwargs(self) -> dict[str, Any]:
         c = self.config

@@ -25,8 +25,8 @@ import numpy as np
 
 from rlgen.agents.dp import DPAgent, DPConfig
 from rlgen.agents.td import TDConfig, TDControl
+from rlgen.config import check_range, named
 from rlgen.distributions import gumbel_max_sample, np_categorical_entropy
-from rlgen.errors import UserError
 from rlgen.mdp import TabularModel
 from rlgen.soft import boltzmann, soft_q_target, soft_value
 
@@ -34,10 +34,9 @@ if TYPE_CHECKING:
     from rlgen.run import Run
 
 
-def _check_temperature(ent_coef: float) -> None:
-    if ent_coef <= 0:
-        raise UserError(f"agent.ent_coef must be > 0 (the temperature divides Q), got {ent_coef}; "
-                        "for the hard (ent_coef -> 0) limit use value_iteration or q_learning")
+def _check_temperature(**values: float) -> None:
+    check_range(0, open_low=True, why=" (the temperature divides Q; for the hard ent_coef -> 0 limit use "
+                "value_iteration or q_learning)", **values)
 
 
 @dataclass
@@ -48,16 +47,16 @@ class SoftValueIterationConfig(DPConfig):
     ent_coef: float = 0.1
     """temperature: weight of the policy's entropy against the reward"""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_temperature(**named(self, "ent_coef"))
+
 
 class SoftValueIteration(DPAgent):
     """V <- ent_coef * logsumexp(Q(V) / ent_coef) until the change is below tol; the policy is the
     Boltzmann policy of the final Q. Logs dp/delta per sweep, and the policy's mean entropy."""
 
     Config = SoftValueIterationConfig
-
-    def __init__(self, observation_space, action_space, config: SoftValueIterationConfig, seed: int):
-        _check_temperature(config.ent_coef)
-        super().__init__(observation_space, action_space, config, seed)
 
     def sweep(self, model: TabularModel) -> float:
         self.Q = self.folded(model).q(self.V)
@@ -91,6 +90,12 @@ class SoftQLearningConfig(TDConfig):
     """0: constant step size; w in (0.5, 1]: the n-th update of (s, a) uses alpha / n^w, a
     Robbins-Monro schedule under which tabular Q-learning converges (Even-Dar & Mansour 2003)"""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_temperature(**named(self, "ent_coef"))
+        # w > 1 makes the steps summable, so Q stops short of its target; w < 0 makes them grow
+        check_range(0, 1, why=" (the exponent of the step size alpha / n^w)", **named(self, "step_power"))
+
 
 class SoftQLearning(TDControl):
     """Q(s,a) += step * (r + gamma * (1 - terminated) * V(s') - Q(s,a)), V the soft value of Q(s', .);
@@ -101,7 +106,6 @@ class SoftQLearning(TDControl):
     tables = (*TDControl.tables, "counts")
 
     def __init__(self, observation_space, action_space, config: SoftQLearningConfig, seed: int):
-        _check_temperature(config.ent_coef)
         super().__init__(observation_space, action_space, config, seed)
         self.counts = np.zeros((self.n_states, self.n_actions))
         self.refresh()

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from rlgen.agents.dqn import DQN, DQNConfig
+from rlgen.config import check_learning_rate, check_probability, check_range, named
 from rlgen.distributions import categorical_entropy, gumbel_max_sample
-from rlgen.errors import UserError
 from rlgen.soft import torch_soft_value
 
 
@@ -51,13 +51,18 @@ class SQLConfig(DQNConfig):
     """the Boltzmann policy explores by itself; epsilon > 0 mixes in uniform actions on top"""
     exploration_final_eps: float = 0.0
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range(0, open_low=True, why=" (the temperature divides Q; its -> 0 limit is agent=dqn)",
+                    **named(self, "ent_coef"))
+        check_probability(**named(self, "target_entropy_ratio"))
+        check_learning_rate(**named(self, "ent_coef_learning_rate"))
+
 
 class SQL(DQN):
     Config = SQLConfig
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: SQLConfig, seed: int):
-        if config.ent_coef <= 0:
-            raise UserError(f"agent.ent_coef must be > 0 (it divides Q), got {config.ent_coef}")
         super().__init__(observation_space, action_space, config, seed)
         self.target_entropy = config.target_entropy_ratio * math.log(self.n_actions)
         self.log_ent_coef = torch.tensor(math.log(config.ent_coef), requires_grad=True)

@@ -26,9 +26,8 @@ import numpy as np
 
 import rlgen.envs.registration  # noqa: F401  (registers rlgen/<Name>-v0 before any env is made)
 from rlgen.agents.base import Agent
-from rlgen.config import AgentConfig
+from rlgen.config import AgentConfig, check_discount, check_range, named
 from rlgen.distributions import categorical_sample
-from rlgen.errors import UserError
 
 if TYPE_CHECKING:
     from rlgen.run import Run
@@ -39,14 +38,29 @@ class TabularConfig(AgentConfig):
     gamma: float = 1.0
     """discount factor (1 suits the episodic tasks of Sutton & Barto)"""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_discount(**named(self, "gamma"))
 
-def space_sizes(space: gym.Space) -> list[int]:
-    """The sizes of a Discrete space or of each part of a Tuple of Discrete spaces."""
+
+def check_step_size(**values: float) -> None:
+    """A step size alpha in (0, 1] moves an estimate part of the way to its target (Sutton & Barto
+    eq. 2.5, 6.2): above 1 it overshoots, and at 0 nothing is learnt."""
+    check_range(0, 1, open_low=True, why=" (a step size)", **values)
+
+
+def check_step_or_average(**values: float) -> None:
+    """A constant step size in (0, 1], or 0 for sample averages (step 1/n, S&B eq. 2.3)."""
+    check_range(0, 1, why=" (a constant step size; 0: sample averages)", **values)
+
+
+def space_sizes(space: gym.Space) -> list[int] | None:
+    """The sizes of a Discrete space or of each part of a Tuple of Discrete spaces (None: neither)."""
     if isinstance(space, gym.spaces.Discrete):
         return [int(space.n)]
     if isinstance(space, gym.spaces.Tuple) and all(isinstance(s, gym.spaces.Discrete) for s in space):
         return [int(s.n) for s in space]
-    raise UserError(f"tabular agents need Discrete observations (or a Tuple of them), got {space}")
+    return None
 
 
 def copy_table(table: np.ndarray | None) -> np.ndarray | None:
@@ -71,6 +85,8 @@ class TabularAgent(Agent):
 
     Config: ClassVar[type[AgentConfig]] = TabularConfig
     one_hot: ClassVar[bool] = False
+    action_spaces = (gym.spaces.Discrete,)
+    observation_spaces = (gym.spaces.Discrete, gym.spaces.Tuple)  # of Discrete: misfit says
     has_q: ClassVar[bool] = True
     """False for agents that only estimate V (prediction): no q_values.npy"""
     samples_policy: ClassVar[bool] = False
@@ -79,10 +95,15 @@ class TabularAgent(Agent):
     tables: ClassVar[tuple[str, ...]] = ("V", "Q", "policy")
     """the array attributes a checkpoint keeps; subclasses add what else they learn (counts, ...)"""
 
+    @classmethod
+    def misfit(cls, observation_space: gym.Space, action_space: gym.Space) -> str | None:
+        if space_sizes(observation_space) is None:
+            return (f"is tabular: it needs Discrete observations (or a Tuple of them); "
+                    f"this env's are {type(observation_space).__name__}")
+        return super().misfit(observation_space, action_space)
+
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Any, seed: int):
         super().__init__(observation_space, action_space, config, seed)
-        if not isinstance(action_space, gym.spaces.Discrete):
-            raise UserError(f"tabular agents need a Discrete action space, got {action_space}")
         self.sizes = space_sizes(observation_space)
         self.n_states = int(np.prod(self.sizes))
         self.n_actions = int(action_space.n)

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rlgen.agents.tabular import TabularAgent, TabularConfig
+from rlgen.agents.tabular import TabularAgent, TabularConfig, check_step_size
+from rlgen.config import check_choice, check_nonnegative, check_probability, check_range, named
 from rlgen.distributions import (
     categorical_sample,
     epsilon_greedy,
@@ -27,7 +28,6 @@ from rlgen.distributions import (
     greedy_probs,
     random_argmax,
 )
-from rlgen.errors import UserError
 from rlgen.loops import Transition, per_step
 from rlgen.returns import linear_decay, n_step_target
 
@@ -47,6 +47,12 @@ class TDConfig(TabularConfig):
     epsilon_decay_steps: int = 0
     """0: epsilon stays constant"""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_step_size(**named(self, "alpha"))
+        check_probability(**named(self, "epsilon", "epsilon_final"))
+        check_nonnegative(**named(self, "epsilon_decay_steps"))
+
 
 @dataclass
 class TDPredictionConfig(TabularConfig):
@@ -56,6 +62,12 @@ class TDPredictionConfig(TabularConfig):
     """steps before bootstrapping: 1 is TD(0)"""
     policy: str = "uniform"
     """the policy to evaluate (uniform random)"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_step_size(**named(self, "alpha"))
+        check_range(1, why=" (steps before bootstrapping)", **named(self, "n"))
+        check_choice("agent.policy", self.policy, ("uniform",))
 
 
 class TDPrediction(TabularAgent):
@@ -67,10 +79,6 @@ class TDPrediction(TabularAgent):
 
     def __init__(self, observation_space, action_space, config, seed):
         super().__init__(observation_space, action_space, config, seed)
-        if config.policy != "uniform":
-            raise UserError(f"td_prediction evaluates the uniform policy; got agent.policy='{config.policy}'")
-        if config.n < 1:
-            raise UserError(f"agent.n must be at least 1, got {config.n}")
         self.window: deque[tuple[int, float]] = deque()
         """the last n (state, reward) pairs whose states are not yet updated"""
 

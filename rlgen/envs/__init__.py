@@ -50,8 +50,10 @@ def make_env(cfg: EnvConfig, render_mode: str | None = None, one_hot: bool = Tru
         env = gym.make(cfg.id, render_mode=render_mode, **cfg.kwargs)
     except gym.error.Error as err:
         raise UserError(f"cannot make env '{cfg.id}': {err}") from None
-    except TypeError as err:
-        raise UserError(f"env '{cfg.id}' rejected its kwargs {dict(cfg.kwargs)}: {err}") from None
+    except (TypeError, ValueError, KeyError) as err:  # an env's own check of its arguments
+        if not cfg.kwargs or isinstance(err, UserError):  # a bug, or rlgen's one-line message already
+            raise
+        raise UserError(f"env '{cfg.id}' rejected its kwargs {dict(cfg.kwargs)}: {type(err).__name__}: {err}") from None
     if one_hot and _needs_one_hot(env.observation_space):
         env = OneHot(env)
     return env

@@ -11,7 +11,9 @@ maze exactly 10^6 states.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import numbers
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -40,6 +42,8 @@ def parse_layout(layout: str | Sequence[str] | np.ndarray) -> np.ndarray:
     if isinstance(layout, np.ndarray):
         grid = layout
     else:
+        if not isinstance(layout, str) and not all(isinstance(r, str) for r in layout):
+            raise LayoutError(f"a gridworld layout is text: rows of cell characters, got {list(layout)}")
         rows = layout.strip().splitlines() if isinstance(layout, str) else list(layout)
         rows = [r.strip() for r in rows if r.strip()]
         if not rows:
@@ -132,12 +136,35 @@ def checked_model(layout: Any, step_reward: float, rewards: tuple, wind: tuple |
     """Parse, build and validate once per distinct layout: the evaluation's envs and the agent's share
     one read-only model (a 10^6-state maze's arrays are about 100 MB)."""
     grid = parse_layout(np.array(layout) if layout and isinstance(layout[0], tuple) else layout)
+    cells = set(np.unique(grid)) - {"#"}  # a wall is never entered
+    unpaid = sorted(set(dict(rewards)) - cells)
+    if unpaid:
+        raise LayoutError(f"rewards names {', '.join(map(repr, unpaid))}, which no cell of this layout is "
+                          f"(cells that can be entered: {', '.join(sorted(cells))}): that reward would never be paid")
     model = build_model(grid, step_reward, dict(rewards), wind, stochastic_wind, slip, moves)
     if not reachable(model, include_terminal=True)[grid.ravel() == "G"].any():
         raise LayoutError("no goal cell 'G' is reachable from the start in this gridworld layout")
     for array in (grid, model.next_states, model.probs, model.rewards, model.terminated, model.initial):
         array.setflags(write=False)
     return grid, model
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_rewards(step_reward: Any, rewards: Any) -> None:
+    if not _is_number(step_reward):
+        raise LayoutError(f"step_reward must be a number, got {step_reward!r}")
+    if rewards is None:
+        return
+    if not isinstance(rewards, Mapping):
+        raise LayoutError(f"rewards maps cell characters to rewards, e.g. {{G: 1, T: -1}}, got {rewards!r}")
+    for cell, reward in rewards.items():
+        if not isinstance(cell, str):
+            raise LayoutError(f"rewards maps cell characters to rewards, e.g. {{G: 1, T: -1}}; {cell!r} is not one")
+        if not _is_number(reward):
+            raise LayoutError(f"rewards[{cell!r}] must be a number, got {reward!r}")
 
 
 def _hashable(layout: str | Sequence[str] | np.ndarray) -> Any:
@@ -179,12 +206,21 @@ class GridWorldEnv(gym.Env):
                  render_mode: str | None = None):
         if moves not in MOVES:
             raise LayoutError(f"moves must be one of {sorted(MOVES)}, got {moves}")
-        if not 0.0 <= slip <= 1.0:
+        if not (_is_number(slip) and 0.0 <= slip <= 1.0):
             raise LayoutError(f"slip must be a probability in [0, 1], got {slip}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise UserError(f"render_mode must be one of {self.metadata['render_modes']}, got '{render_mode}'")
-        self.grid, self.model = checked_model(_hashable(layout), step_reward, tuple(sorted((rewards or {}).items())),
-                                              None if wind is None else tuple(wind), stochastic_wind, slip, moves)
+        _check_rewards(step_reward, rewards)
+        if not isinstance(layout, str | Sequence | np.ndarray):
+            raise LayoutError(f"a gridworld layout is text: rows of cell characters, got {layout!r}")
+        if wind is not None and not all(_is_number(w) and float(w).is_integer() for w in wind):
+            raise LayoutError(f"wind must be whole cells per column, e.g. [0, 0, 1, 2, 1, 0], got {list(wind)}")
+        cell_rewards = tuple(sorted((rewards or {}).items()))
+        try:
+            self.grid, self.model = checked_model(_hashable(layout), step_reward, cell_rewards,
+                                                  None if wind is None else tuple(wind), stochastic_wind, slip, moves)
+        except MemoryError:
+            raise LayoutError("this gridworld layout is too large: its model does not fit in memory") from None
         self.wind = None if wind is None else list(wind)
         self.observation_space = gym.spaces.Discrete(self.model.n_states)
         self.action_space = gym.spaces.Discrete(moves)
@@ -278,4 +314,11 @@ class MazeEnv(GridWorldEnv):
     """A seeded random maze of any size (`size=1000` gives 10^6 states); -1 per step until the goal."""
 
     def __init__(self, size: int = 21, maze_seed: int = 0, slip: float = 0.0, render_mode: str | None = None):
-        super().__init__(maze_layout(int(size), maze_seed), step_reward=-1.0, slip=slip, render_mode=render_mode)
+        for name, value in (("size", size), ("maze_seed", maze_seed)):
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
+                raise LayoutError(f"maze {name} must be a whole number >= 0, got {value!r}")
+        try:
+            layout = maze_layout(int(size), int(maze_seed))
+        except MemoryError:
+            raise LayoutError(f"a maze of size {size} ({size}^2 cells) does not fit in memory") from None
+        super().__init__(layout, step_reward=-1.0, slip=slip, render_mode=render_mode)

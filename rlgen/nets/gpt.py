@@ -17,6 +17,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlgen.config import check_positive, check_range
+from rlgen.errors import UserError
+
+
+def check_width(n_head: int, n_embd: int, prefix: str = "") -> None:
+    """Multi-head attention splits the width evenly among the heads (Vaswani et al. 2017, sec. 3.2.2)."""
+    if n_embd % n_head:
+        near = sorted({max(n_head, n_embd // n_head * n_head), (n_embd // n_head + 1) * n_head})
+        raise UserError(f"{prefix}n_embd={n_embd} is not divisible by {prefix}n_head={n_head} (each head gets "
+                        f"n_embd / n_head dimensions): try {prefix}n_embd={' or '.join(map(str, near))}")
+
 
 @dataclass
 class GPTConfig:
@@ -33,11 +44,16 @@ class GPTConfig:
     dropout: float = 0.0
     """dropout on attention weights and residual branches (0: off, as RL fine-tuning wants)"""
 
+    def __post_init__(self) -> None:
+        check_positive(vocab_size=self.vocab_size, block_size=self.block_size, n_layer=self.n_layer,
+                       n_head=self.n_head, n_embd=self.n_embd)
+        check_width(self.n_head, self.n_embd)
+        check_range(0, 1, open_high=True, dropout=self.dropout)
+
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        assert cfg.n_embd % cfg.n_head == 0, "n_embd must be a multiple of n_head"
         self.n_head = cfg.n_head
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rlgen.config import check_positive, check_probability, check_range, check_seed, named
+
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
 SPECIALS = [PAD, BOS, EOS]
 PROMPT_WORDS = ["review", "of", ":"]
@@ -98,6 +100,14 @@ class CorpusConfig:
     """probability that a clause is negated"""
     p_intensifier: float = 0.3
     seed: int = 0
+
+    def check(self, prefix: str) -> None:
+        """A UserError naming `prefix.field` for a value that cannot make a corpus."""
+        check_positive(**named(self, "n_reviews", prefix=prefix))
+        # each clause of a review is about another aspect
+        check_range(1, len(ASPECTS), why=" (clauses per review)", **named(self, "max_clauses", prefix=prefix))
+        check_probability(**named(self, "p_not", "p_intensifier", prefix=prefix))
+        check_seed(**named(self, "seed", prefix=prefix))
 
 
 def sample_prompt(vocab: Vocab, rng: np.random.Generator) -> list[int]:

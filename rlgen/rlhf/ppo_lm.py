@@ -16,7 +16,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlgen.config import (
+    check_discount,
+    check_learning_rate,
+    check_nonnegative,
+    check_positive,
+    check_probability,
+    check_range,
+    named,
+)
 from rlgen.distributions import categorical_entropy, kl_k1, kl_k3
+from rlgen.errors import UserError
 from rlgen.losses import clip_fraction, clipped_surrogate_loss, masked_mean, normalize_advantages, value_loss
 from rlgen.nets.gpt import PolicyWithValue
 from rlgen.returns import gae
@@ -33,6 +43,13 @@ class KLControllerConfig:
     """target KL in nats per sequence"""
     kl_horizon: int = 10_000
     """episodes over which beta may change by a factor of about e^0.2"""
+
+    def check(self, prefix: str) -> None:
+        check_nonnegative(**named(self, "kl_coef", prefix=prefix))
+        check_positive(**named(self, "kl_target", "kl_horizon", prefix=prefix))
+        if self.adaptive and self.kl_coef == 0:
+            raise UserError(f"{prefix}.kl_coef=0 stays 0 under the adaptive controller (it multiplies beta): "
+                            f"start above 0, or set {prefix}.adaptive=false for no KL penalty")
 
 
 class FixedKLController:
@@ -80,6 +97,16 @@ class LMPPOConfig:
     clip_range_vf: float = 0.2
     vf_coef: float = 0.1
     max_grad_norm: float = 1.0
+
+    def check(self, prefix: str) -> None:
+        check_positive(**named(self, "batch_size", "minibatch_size", "n_epochs", "clip_range_vf", "max_grad_norm",
+                               prefix=prefix))
+        check_learning_rate(**named(self, "learning_rate", prefix=prefix))
+        check_discount(**named(self, "gamma", prefix=prefix))
+        check_probability(**named(self, "gae_lambda", prefix=prefix))
+        check_range(0, 1, open_low=True, why=" (the ratio is clipped to 1 +- clip_range)",
+                    **named(self, "clip_range", prefix=prefix))
+        check_nonnegative(**named(self, "vf_coef", prefix=prefix))
 
 
 def token_rewards(score: torch.Tensor, logp: torch.Tensor, logp_ref: torch.Tensor, mask: torch.Tensor,

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlgen.config import check_learning_rate, check_nonnegative, check_positive, named
 from rlgen.losses import bradley_terry_loss
 from rlgen.nets.gpt import ScalarHead
 
@@ -34,6 +35,12 @@ class RewardModelConfig:
     epochs: int = 2
     batch_size: int = 64
     learning_rate: float = 1e-3
+
+    def check(self, prefix: str) -> None:
+        check_positive(**named(self, "n_pairs", "n_eval_pairs", "epochs", "batch_size", prefix=prefix))
+        # below 0 the simulated human prefers the worse response: every label would be inverted
+        check_nonnegative(**named(self, "rationality", prefix=prefix))
+        check_learning_rate(**named(self, "learning_rate", prefix=prefix))
 
 
 def last_token_index(seq: torch.Tensor, pad: int) -> torch.Tensor:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlgen.checkpoint import STATE_FILE, damaged, load_state, one_line, save_state
+from rlgen.config import check_learning_rate, check_positive, check_seed, named
 from rlgen.distributions import categorical_log_probs, torch_categorical_sample
 from rlgen.errors import UserError
 from rlgen.rlhf.corpus import CorpusConfig, Vocab, make_corpus
@@ -33,6 +34,11 @@ class SFTConfig:
     batch_size: int = 64
     learning_rate: float = 3e-3
     seed: int = 0
+
+    def check(self, prefix: str) -> None:
+        check_positive(**named(self, "steps", "batch_size", prefix=prefix))
+        check_learning_rate(**named(self, "learning_rate", prefix=prefix))
+        check_seed(**named(self, "seed", prefix=prefix))
 
 
 def default_cache_dir(configured: str | None = None) -> Path:
