@@ -91,3 +91,26 @@ def main_in_process(capsys):
         return Exit(int(exit_.value.code or 0), captured.out, captured.err)
 
     return call
+
+
+@pytest.fixture
+def poisoned_dqn(monkeypatch):
+    """DQN whose weights become infinite at its first training phase past `after` steps, so that
+    phase's loss is NaN: a divergence on demand (a learning rate large enough to cause one is refused
+    as a user mistake)."""
+    from rlgen.agents.dqn import DQN
+
+    original = DQN.train
+
+    def poison(after: int) -> None:
+        def train(self, gradient_steps: int):
+            if self.num_steps > after:
+                with torch.no_grad():
+                    for p in self.q_net.parameters():
+                        p.fill_(float("inf"))
+            return original(self, gradient_steps)
+
+        monkeypatch.setattr(DQN, "train", train)
+
+    return poison
+

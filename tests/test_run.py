@@ -141,17 +141,14 @@ def test_a_crash_between_the_two_renames_keeps_the_old_checkpoint_findable(tmp_p
 # -- divergence ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def diverged(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    """A DQN run forced to diverge: Adam with a learning rate of 1e30 moves the weights by ~1e30 on
-    its first step, so the next Huber loss is inf or NaN. Evaluations (and checkpoints) every 1000
-    steps, training from step 1000 (the tuned learning_starts)."""
-    run = tmp_path_factory.mktemp("nan") / "run"
-    out = subprocess.run(
-        [sys.executable, "-m", "rlgen.train", "agent=dqn", "env=CartPole", "agent.learning_rate=1e30",
-         "total_steps=5000", "eval_every=1000", "eval_episodes=2", f"run_dir={run}", "progress=false"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )
+@pytest.fixture
+def diverged(tmp_path, poisoned_dqn, main_in_process):
+    """A DQN run forced to diverge past step 1500: evaluations (and checkpoints) every 1000 steps,
+    training from step 1000 (the tuned learning_starts)."""
+    run = tmp_path / "run"
+    poisoned_dqn(after=1500)
+    out = main_in_process("agent=dqn", "env=CartPole", "total_steps=5000", "eval_every=1000", "eval_episodes=2",
+                          f"run_dir={run}", "progress=false")
     return run, out
 
 

@@ -132,9 +132,9 @@ MISFITS = {
     ("policy_evaluation", "BanditBernoulli"): "no tabular model",
     ("mc_exploring_starts", "Taxi"): "can start in any state",
     ("mc_exploring_starts", "Blackjack"): "can start in any state",
-    ("ucb", "GridWorld4x4"): "one-state env",
-    ("thompson_sampling", "Taxi"): "one-state env",
-    ("epsilon_greedy", "Blackjack"): "one-state env",
+    ("ucb", "GridWorld4x4"): "one state",
+    ("thompson_sampling", "Taxi"): "one state",
+    ("epsilon_greedy", "Blackjack"): "one state",
     ("rlhf", "CartPole"): "needs env=TextPreference",
     ("dqn", "Pendulum"): "needs Discrete actions",
 }
@@ -195,11 +195,12 @@ def assert_refused_as_failed(run: Path, reason: str, main_in_process, evaluate_i
     assert tree(run) == before
 
 
-def test_a_nan_before_the_first_checkpoint_marks_the_run_failed(tmp_path, main_in_process, evaluate_in_process):
+def test_a_nan_before_the_first_checkpoint_marks_the_run_failed(tmp_path, main_in_process, evaluate_in_process,
+                                                               poisoned_dqn):
     run = tmp_path / "run"
-    # Adam with a learning rate of 1e30 makes the next loss inf or NaN; no evaluation (so no checkpoint)
-    # before the end of the budget
-    out = main_in_process("agent=dqn", "env=CartPole", "agent.learning_rate=1e30", "agent.learning_starts=100",
+    # the first training phase's loss is NaN; no evaluation (so no checkpoint) before the end of the budget
+    poisoned_dqn(after=0)
+    out = main_in_process("agent=dqn", "env=CartPole", "agent.learning_starts=100",
                           "total_steps=3000", "eval_every=0", "eval_episodes=1", f"run_dir={run}", "progress=false")
     assert out.returncode == 1
     [line] = out.stderr.strip().splitlines()
