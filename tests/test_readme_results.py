@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import eval_means
 
+from rlgen.bandit_testbed import run_testbed
 from rlgen.compose import load_config
 from rlgen.distributions import greedy_probs
 from rlgen.envs.gridworld import maze_layout
@@ -27,10 +28,10 @@ from rlgen.trainer import train
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def readme_command(*fragments: str) -> list[str]:
-    """The settings of the one `python -m rlgen.train` line of README.md that holds every fragment."""
+def readme_command(*fragments: str, module: str = "rlgen.train") -> list[str]:
+    """The settings of the one `python -m <module>` line of README.md that holds every fragment."""
     lines = [line for line in README.read_text().splitlines()
-             if line.startswith("python -m rlgen.train ") and all(f in line for f in fragments)]
+             if line.startswith(f"python -m {module} ") and all(f in line for f in fragments)]
     assert len(lines) == 1, f"{len(lines)} README commands hold {fragments}"
     return shlex.split(lines[0].split("#")[0])[3:]
 
@@ -147,3 +148,17 @@ def test_readme_high_temperature_claim(frozen_lake, ent_coef):
     assert "with gamma = 0.99 and ent_coef = 0.1 the soft-optimal policy prefers wandering forever" in text
     sol = soft_value_iteration(model, 0.99, ent_coef)
     assert success_probability(model, greedy_probs(sol.q_values), horizon) == 0.0
+
+
+# -- the 10-armed testbed ----------------------------------------------------------------------------
+
+
+def test_readme_testbed_command_draws_sutton_barto_figure_2_4():
+    """UCB (c = 2) against epsilon-greedy (0.1) on 2000 problems: UCB's spike at step 11, once every
+    arm has been tried, then a higher average reward (about 1.5 against 1.35 in S&B Figure 2.4)."""
+    settings = dict(s.split("=", 1) for s in readme_command("agents=", module="rlgen.bandit_testbed"))
+    ucb, greedy = (run_testbed(spec, int(settings["problems"]), int(settings["steps"]))
+                   for spec in settings["agents"].split(","))
+    assert ucb.label.startswith("ucb") and greedy.label.startswith("epsilon_greedy")
+    assert int(np.argmax(ucb.reward[:30])) == 10
+    assert ucb.reward[-500:].mean() > greedy.reward[-500:].mean() + 0.05
