@@ -50,8 +50,9 @@ def figures(runs: list[dict], low: dict | None, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(runs) + (low is not None), figsize=(5 * (len(runs) + 1), 4), sharey=True)
-    for ax, r in zip(axes, runs + ([low] if low else []), strict=True):
+    fig, axes = plt.subplots(1, len(runs) + (low is not None), figsize=(5 * (len(runs) + 1), 4), sharey=True,
+                             squeeze=False)  # one run (--seeds 0 --low-kl -1) still gives a row of axes
+    for ax, r in zip(axes[0], runs + ([low] if low else []), strict=True):
         over_optimisation(ax, r["curves"]["rl"], r["curves"]["best_of_n"], r["gold_reward_sft"])
         ax.set_title(f"seed {r['seed']}, {r['label']}", fontsize=9)
     fig.tight_layout()

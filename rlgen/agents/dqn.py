@@ -6,6 +6,10 @@ exploration, Huber loss, gradient clipping, and SB3's schedule knobs: `train_fre
 between training phases of `gradient_steps` updates each, after `learning_starts` steps. Semantics
 follow Stable-Baselines3's DQN so that `agent=sb3_dqn` with the same config is a like-for-like check.
 
+Image observations (SB3's is_image_space rule) get a NatureCNN encoder in front of the Q head
+(nets/cnn.py), as in SB3's CnnPolicy; `net_arch` is then the head's hidden layers on its 512 features
+(`agent.net_arch=[]` is CnnPolicy's default), and the replay buffer keeps the pixels as uint8.
+
 This module is also the off-policy training loop: agents that differ only in their target and
 their behaviour policy (soft Q-learning) subclass DQN and override `td_target` / `greedy_or_explore`
 (and `after_gradient_step` for per-step work such as a temperature update).
@@ -20,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from rlgen.agents.base import Agent
 from rlgen.config import (
@@ -37,6 +42,7 @@ from rlgen.config import (
 from rlgen.distributions import epsilon_greedy
 from rlgen.errors import UserError
 from rlgen.loops import Transition, per_step
+from rlgen.nets.cnn import image_encoder, is_image_space, torch_forward
 from rlgen.nets.mlp import ACTIVATIONS, copy_params, flat_dim, mlp, numpy_forward
 from rlgen.nets.optim import FlatAdam
 from rlgen.run import Run
@@ -94,10 +100,10 @@ class ReplayBuffer:
     observation as s' and is bootstrapped like any other step (SB3's handle_timeout_termination).
     """
 
-    def __init__(self, capacity: int, obs_dim: int):
+    def __init__(self, capacity: int, obs_dim: int, obs_dtype: type = np.float32):
         self.capacity = capacity
-        self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
-        self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+        self.obs = np.zeros((capacity, obs_dim), dtype=obs_dtype)
+        self.next_obs = np.zeros((capacity, obs_dim), dtype=obs_dtype)
         self.actions = np.zeros(capacity, dtype=np.int64)
         self.rewards = np.zeros(capacity, dtype=np.float32)
         self.terminated = np.zeros(capacity, dtype=np.float32)
@@ -150,13 +156,15 @@ class DQN(Agent):
         self.n_envs = config.n_envs
         self.n_actions = int(action_space.n)
         self.obs_dim = obs_dim = flat_dim(observation_space.shape)
-        self.q_net = mlp(obs_dim, config.net_arch, self.n_actions, config.activation)
-        self.q_target = mlp(obs_dim, config.net_arch, self.n_actions, config.activation)
+        self.images = is_image_space(observation_space)
+        self.q_net = self.q_network(observation_space)
+        self.q_target = self.q_network(observation_space)
         self.q_target.load_state_dict(self.q_net.state_dict())
         self.q_target.requires_grad_(False)
         self.optimizer = FlatAdam(self.q_net.parameters(), lr=config.learning_rate)
+        # pixels are uint8: kept as they are, the buffer is 4 times smaller (SB3 stores the obs dtype too)
         try:
-            self.buffer = ReplayBuffer(config.buffer_size, obs_dim)
+            self.buffer = ReplayBuffer(config.buffer_size, obs_dim, np.uint8 if self.images else np.float32)
         except MemoryError:
             raise UserError(f"agent.buffer_size={config.buffer_size}: a replay buffer of that many "
                             f"{obs_dim}-dimensional observations does not fit in memory") from None
@@ -164,11 +172,20 @@ class DQN(Agent):
         self.n_updates = 0
         self._q_numpy: Any = None
 
+    def q_network(self, observation_space: gym.Space) -> nn.Sequential:
+        """An MLP on flat observations, or NatureCNN then the MLP on images (SB3's QNetwork: the
+        online and target networks each have their own encoder)."""
+        c = self.config
+        encoder = image_encoder(observation_space)
+        if encoder is None:
+            return mlp(self.obs_dim, c.net_arch, self.n_actions, c.activation)
+        return nn.Sequential(encoder, mlp(encoder.features_dim, c.net_arch, self.n_actions, c.activation))
+
     # -- acting -------------------------------------------------------------------------------------
 
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         if self._q_numpy is None:
-            self._q_numpy = numpy_forward(self.q_net)
+            self._q_numpy = torch_forward(self.q_net) if self.images else numpy_forward(self.q_net)
         return self._q_numpy(np.asarray(obs, dtype=np.float32).reshape(len(obs), -1))
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:

@@ -6,8 +6,11 @@ schedules, optional value clipping, Discrete (categorical) and Box (diagonal Gau
 Defaults and semantics follow Stable-Baselines3's PPO so that `agent=sb3_ppo` with the same config
 is a like-for-like check.
 
-Acting during a rollout uses a NumPy snapshot of the networks (nets/mlp.py: numpy_forward); the
-update is plain torch.
+Image observations (SB3's is_image_space rule) go through a NatureCNN encoder shared by the two
+heads (nets/cnn.py), as in SB3's CnnPolicy; `net_arch` is then the heads' hidden layers on its 512
+features (`agent.net_arch=[]` is CnnPolicy's default). Acting during a rollout uses a NumPy snapshot
+of the MLPs (nets/mlp.py: numpy_forward), behind the encoder in torch when there is one; the update
+is plain torch.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from rlgen.distributions import (
 from rlgen.errors import UserError
 from rlgen.loops import Rollout, flat, on_policy
 from rlgen.losses import clip_fraction, clipped_surrogate_loss, normalize_advantages, value_loss
+from rlgen.nets.cnn import image_encoder, torch_forward
 from rlgen.nets.mlp import ACTIVATIONS, flat_dim, mlp, numpy_forward
 from rlgen.nets.optim import FlatAdam
 from rlgen.returns import explained_variance, gae, linear_schedule
@@ -113,6 +117,10 @@ class PPOConfig(AgentConfig):
 SCHEDULES = ("constant", "linear")
 
 
+def _identity(x: np.ndarray) -> np.ndarray:
+    return x
+
+
 def schedule(kind: str, initial: float, progress_remaining: float) -> float:
     return linear_schedule(initial, progress_remaining) if kind == "linear" else initial
 
@@ -124,28 +132,32 @@ class PPO(Agent):
         super().__init__(observation_space, action_space, config, seed)
         self.n_envs = config.n_envs
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
-        obs_dim = flat_dim(observation_space.shape)
         act_dim = int(action_space.n) if self.discrete else flat_dim(action_space.shape)
         c = config
-        self.actor = mlp(obs_dim, c.net_arch, act_dim, c.activation, c.ortho_init, out_gain=0.01)
-        self.critic = mlp(obs_dim, c.net_arch, 1, c.activation, c.ortho_init, out_gain=1.0)
+        self.encoder = image_encoder(observation_space, c.ortho_init)
+        in_dim = flat_dim(observation_space.shape) if self.encoder is None else self.encoder.features_dim
+        self.actor = mlp(in_dim, c.net_arch, act_dim, c.activation, c.ortho_init, out_gain=0.01)
+        self.critic = mlp(in_dim, c.net_arch, 1, c.activation, c.ortho_init, out_gain=1.0)
         self.log_std = nn.Parameter(torch.full((act_dim,), c.log_std_init), requires_grad=not self.discrete)
-        params = [*self.actor.parameters(), *self.critic.parameters(), self.log_std]
+        encoder_params = [] if self.encoder is None else list(self.encoder.parameters())
+        params = [*encoder_params, *self.actor.parameters(), *self.critic.parameters(), self.log_std]
         # eps=1e-5 as in SB3's and CleanRL's PPO (Engstrom et al. 2020 list it among the details)
         self.optimizer = FlatAdam(params, lr=c.learning_rate, eps=1e-5)
         self.n_updates = 0
-        self._snapshot: tuple[Any, Any] | None = None
+        self._snapshot: tuple[Any, Any, Any] | None = None
 
     # -- acting -------------------------------------------------------------------------------------
 
-    def _np_nets(self) -> tuple[Any, Any]:
+    def _np_nets(self) -> tuple[Any, Any, Any]:
+        """(encode, actor, critic) as functions of NumPy batches: the heads read encode(obs)."""
         if self._snapshot is None:
-            self._snapshot = (numpy_forward(self.actor), numpy_forward(self.critic))
+            encode = _identity if self.encoder is None else torch_forward(self.encoder)
+            self._snapshot = (encode, numpy_forward(self.actor), numpy_forward(self.critic))
         return self._snapshot
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        actor, _ = self._np_nets()
-        out = actor(flat(obs))
+        encode, actor, _ = self._np_nets()
+        out = actor(encode(flat(obs)))
         if self.discrete:
             if deterministic:
                 return out.argmax(axis=1)
@@ -171,13 +183,15 @@ class PPO(Agent):
     def policy_step(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Sampled actions, the actions the env gets (Box: clipped to its bounds), their
         log-probabilities and V(obs), for a batch of flat observations."""
-        actor, critic = self._np_nets()
-        actions, logp = self._sample(actor(obs))
+        encode, actor, critic = self._np_nets()
+        features = encode(obs)
+        actions, logp = self._sample(actor(features))
         env_actions = actions if self.discrete else np.clip(actions, self.action_space.low, self.action_space.high)
-        return actions, env_actions.reshape((len(obs), *self.action_space.shape)), logp, critic(obs)[:, 0]
+        return actions, env_actions.reshape((len(obs), *self.action_space.shape)), logp, critic(features)[:, 0]
 
     def value(self, obs: np.ndarray) -> np.ndarray:
-        return self._np_nets()[1](obs)[:, 0]
+        encode, _, critic = self._np_nets()
+        return critic(encode(obs))[:, 0]
 
     def update(self, rollout: Rollout, progress_remaining: float) -> dict[str, float]:
         """GAE on the rollout, then PPO's epochs of minibatch updates on its real transitions."""
@@ -197,7 +211,8 @@ class PPO(Agent):
 
     def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Log-probability and entropy of `actions` under the current policy, and V(obs)."""
-        out = self.actor(obs)
+        features = obs if self.encoder is None else self.encoder(obs)
+        out = self.actor(features)
         if self.discrete:
             logp = categorical_log_probs(out).gather(1, actions.long().unsqueeze(1)).squeeze(1)
             # without an entropy bonus the entropy is only reported: keep it out of the backward pass
@@ -206,7 +221,7 @@ class PPO(Agent):
         else:
             logp = gaussian_log_prob(out, self.log_std, actions)
             entropy = gaussian_entropy(self.log_std).expand(len(obs))
-        return logp, entropy, self.critic(obs).squeeze(1)
+        return logp, entropy, self.critic(features).squeeze(1)
 
     def _minibatches(self, data: dict[str, torch.Tensor], n: int, size: int):
         perm = torch.as_tensor(self.rng.permutation(n))
@@ -287,12 +302,15 @@ class PPO(Agent):
             "log_std": self.log_std.detach().clone(),
             "optimizer": self.optimizer.state_dict(),
             "n_updates": self.n_updates,
+            **({} if self.encoder is None else {"encoder": self.encoder.state_dict()}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.actor.load_state_dict(state["actor"])
         self.critic.load_state_dict(state["critic"])
+        if self.encoder is not None:
+            self.encoder.load_state_dict(state["encoder"])
         with torch.no_grad():
             self.log_std.copy_(state["log_std"])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -37,6 +37,7 @@ from rlgen.config import (
     named,
 )
 from rlgen.errors import UserError
+from rlgen.nets.cnn import is_image_space
 from rlgen.nets.mlp import ACTIVATIONS
 from rlgen.returns import linear_schedule
 from rlgen.run import Run
@@ -166,7 +167,8 @@ class SB3Agent(Agent):
         super().__init__(observation_space, action_space, config, seed)
         self.n_envs = config.n_envs
         venv = DummyVecEnv([partial(_Spaces, observation_space, action_space)] * self.n_envs)
-        self.model = self.algo("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **self.sb3_kwargs())
+        policy = "CnnPolicy" if is_image_space(observation_space) else "MlpPolicy"  # as agent=ppo/dqn choose
+        self.model = self.algo(policy, venv, seed=seed, device="cpu", verbose=0, **self.sb3_kwargs())
 
     def sb3_kwargs(self) -> dict[str, Any]:
         raise NotImplementedError

@@ -22,7 +22,8 @@ Terminated when the action is <eos>; truncated when the text fills `max_len` tok
 
 ## Arguments
 `max_len` (default 32): observation length, prompt included. `scorer`: "gold" or a callable
-(tokens (max_len,) int array) -> float.
+(tokens (max_len,) int array) -> float. The env pickles when its scorer does (the gold scorer
+does; a lambda does not).
 """
 
 from __future__ import annotations
@@ -39,11 +40,18 @@ from rlgen.rlhf.gold import gold_score
 Scorer = Callable[[np.ndarray], float]
 
 
-def gold_scorer(vocab: Vocab) -> Scorer:
-    return lambda tokens: float(gold_score(vocab, tokens[None], PROMPT_LEN)[0])
+class GoldScorer:
+    """The hidden human's score of a finished text (rlgen/rlhf/gold.py). An object, not a closure,
+    so that the env pickles: AsyncVectorEnv's workers, multiprocessing and copy.deepcopy need it."""
+
+    def __init__(self, vocab: Vocab):
+        self.vocab = vocab
+
+    def __call__(self, tokens: np.ndarray) -> float:
+        return float(gold_score(self.vocab, tokens[None], PROMPT_LEN)[0])
 
 
-SCORERS: dict[str, Callable[[Vocab], Scorer]] = {"gold": gold_scorer}
+SCORERS: dict[str, Callable[[Vocab], Scorer]] = {"gold": GoldScorer}
 
 
 class TextPreference(gym.Env):

@@ -1,1 +1,1 @@
-"""Torch modules: MLP heads, the tiny GPT and its reward head."""
+"""Torch modules: MLP heads, the NatureCNN image encoder, the tiny GPT and its reward head."""
