@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
+import numpy as np
 from omegaconf import MISSING
 
 from rlgen.errors import UserError, did_you_mean
@@ -18,8 +19,9 @@ from rlgen.errors import UserError, did_you_mean
 MAX_SEED = 2**31 - 1
 """seeds above this overflow once offset (evaluation envs: seed + 1_000_003; numpy's legacy seeding,
 which SB3 uses, takes at most 2**32 - 1)"""
-MAX_LEARNING_RATE = 1.0
-"""a step size above 1 overshoots every minimum it is meant to approach; far above, it overflows float32"""
+MAX_LEARNING_RATE = float(np.finfo(np.float32).max)
+"""the optimisers scale float32 weights by the learning rate: a larger one overflows (a merely huge one
+diverges, and the run stops on its NaN loss)"""
 
 
 def check_choice(field: str, value: str, choices: list[str] | tuple[str, ...]) -> None:
@@ -76,7 +78,7 @@ def check_discount(**values: float) -> None:
 
 
 def check_learning_rate(**values: float) -> None:
-    check_range(0, MAX_LEARNING_RATE, open_low=True, why=" (a step size)", **values)
+    check_range(0, MAX_LEARNING_RATE, open_low=True, why=" (a step size, at most float32's largest)", **values)
 
 
 def check_seed(**values: int) -> None:

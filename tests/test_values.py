@@ -30,7 +30,7 @@ from rlgen.nets.gpt import GPTConfig
 # test_every_numeric_field_is_classified), so a new hyperparameter is classified when it is added.
 INVALID: list[tuple[str, list[str]]] = [
     (r"\.gamma$", ["-0.01", "1.01", "1e300"]),  # discount factors
-    (r"learning_rate$", ["0", "-3e-4", "1.5", "1e300"]),  # step sizes of Adam, RMSprop, SGD
+    (r"learning_rate$", ["0", "-3e-4", "1e300"]),  # step sizes of Adam, RMSprop, SGD: float32 holds them
     # tabular step sizes: the gradient bandit's may exceed 1 (S&B Figure 2.6); Monte Carlo's and the
     # value bandits' 0 means sample averages; TD's are in (0, 1]
     (r"^gradient_bandit\.alpha$", ["0", "-0.1"]),
@@ -58,7 +58,7 @@ NON_FINITE = ["nan", "inf", "-inf"]  # no float field takes them
 # Values at the edge of each range stay valid: the checks must not refuse what the algorithms allow.
 VALID: list[tuple[str, list[str]]] = [
     (r"\.gamma$", ["0", "1"]),
-    (r"learning_rate$", ["1", "1e-8"]),
+    (r"learning_rate$", ["1", "1e-8", "1e30"]),  # 1e30 diverges, and test_run.py sees the run stop
     (r"^gradient_bandit\.alpha$", ["3"]),
     (r"^(mc_\w+|epsilon_greedy|ucb)\.alpha$", ["0", "1"]),
     (r"\.(epsilon|epsilon_final|exploration_\w+|gae_lambda|p_not)$", ["0", "1"]),
@@ -245,8 +245,9 @@ def committed_state() -> str:
         (["agent=sb3_dqn", "env=Pendulum"], ["sb3_dqn needs Discrete actions", "Box", "use ppo, sb3_ppo or sb3_a2c"]),
         (["agent=q_learning", "env=CartPole"], ["q_learning is tabular", "Box", "use ppo, dqn"]),
         (["agent=ucb", "env=GridWorld4x4"], ["ucb needs a bandit env", "env=Bandit10"]),
-        (["agent=sb3_ppo", "agent.learning_rate=1e300"], ["agent.learning_rate must be in (0, 1]", "1e+300"]),
-        (["agent=dqn", "agent.learning_rate=-0.001"], ["agent.learning_rate must be in (0, 1]"]),
+        (["agent=sb3_ppo", "agent.learning_rate=1e300"], ["agent.learning_rate must be in (0, 3.40282e+38]", "1e+300"]),
+        (["agent=dqn", "agent.learning_rate=-0.001"], ["agent.learning_rate must be in (0, "]),
+        (["agent=rlhf", "env=TextPreference", "agent.sft.learning_rate=0"], ["agent.sft.learning_rate must be in"]),
         (["agent=ppo", "agent.gamma=1.5"], ["agent.gamma must be in [0, 1] (a discount factor)"]),
         (["agent=q_learning", "env=GridWorld4x4", "agent.gamma=-0.5"], ["agent.gamma must be in [0, 1]"]),
         (["agent=sarsa", "env=CliffWalking", "agent.epsilon=2"], ["agent.epsilon must be in [0, 1]"]),
