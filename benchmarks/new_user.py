@@ -1,0 +1,107 @@
+"""A new user's mistakes, tried as a user would: each command runs in a fresh process, in an empty
+folder, and must end with exit status 2 and one line on stderr (no traceback), leaving no run
+directory behind and no file of the repository changed.
+
+    python benchmarks/new_user.py [--out benchmarks/results/new_user]
+
+The commands are mistakes of every kind users make on a first day: typos in names and settings,
+values of the wrong type or out of range, files that are missing, damaged or in the way, agents on
+envs they cannot handle, forms of the grammar rlgen does not take.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+T, E, B, G = "rlgen.train", "rlgen.evaluate", "rlgen.bench", "rlgen.bandit_testbed"
+MISTAKES: list[tuple[str, list[str]]] = [
+    # names
+    (T, ["agent=ppp"]), (T, ["agent=PPO"]), (T, ["env=Cartpole"]), (T, ["env=CartPole-v9"]),
+    (T, ["env=mymodule:MyEnv-v0"]), (T, ["env=nosuchmodule:Foo-v0"]), (T, ["agent=ppo", "agent.learnin_rate=1e-3"]),
+    (T, ["sed=3"]), (T, ["total_step=100"]), (T, ["agent=dqn", "agent.net_arc=[64]"]), (T, ["env.sizee=3"]),
+    (E, ["rn=x"]), (B, ["smok"]), (B, ["smoke", "worker=2"]), (G, ["problem=10"]), (G, ["agents=ucbb"]),
+    # types and grammar
+    (T, ["seed=abc"]), (T, ["total_steps=1.5"]), (T, ["progress=ture"]), (T, ["progress=yes"]),
+    (T, ["agent=ppo", "agent.n_steps=many"]), (T, ["agent=ppo", "agent.net_arch=64"]), (T, ["ppo"]),
+    (T, ["--agent=ppo"]), (T, ["agent=ppo,dqn"]), (T, ["-m", "seed=range(0,3,0)"]), (T, ["hydra.run.dir=x"]),
+    (T, ["--cfg", "hydra"]), (E, ["run=x", "episodes=abc"]), (E, ["run=x", "video=ture"]),
+    (B, ["smoke", "report_only=ture"]), (B, ["smoke", "seeds=two"]), (B, ["seeds=2"]), (G, ["--problems", "10"]),
+    (G, ["problems=ten"]),
+    # values out of range
+    (T, ["seed=-1"]), (T, ["total_steps=0"]), (T, ["total_steps=-5"]), (T, ["eval_episodes=0"]),
+    (T, ["eval_every=-1"]), (T, ["torch_threads=0"]), (T, ["agent=ppo", "agent.gamma=1.5"]),
+    (T, ["agent=dqn", "agent.gamma=-0.1"]), (T, ["agent=ppo", "agent.learning_rate=-3e-4"]),
+    (T, ["agent=ppo", "agent.learning_rate=1e300"]), (T, ["agent=ppo", "agent.clip_range=0"]),
+    (T, ["agent=ppo", "agent.n_envs=0"]), (T, ["agent=dqn", "agent.exploration_fraction=2"]),
+    (T, ["agent=q_learning", "env=CliffWalking", "agent.epsilon=1.5"]),
+    (T, ["agent=q_learning", "env=CliffWalking", "agent.alpha=0"]),
+    (T, ["agent=rlhf", "env=TextPreference", "agent.n_embd=65"]), (T, ["agent=ppo", "agent.net_arch=[0]"]),
+    (T, ["agent=sql", "env=CartPole", "agent.ent_coef=0"]), (T, ["agent=ppo", "agent.activation=sigmoidd"]),
+    (T, ["agent=value_iteration", "env=GridWorld4x4", "env.rewards={X:1}"]),
+    (T, ["agent=value_iteration", "env=Maze", "env.size=-3"]), (E, ["run=x", "episodes=0"]),
+    (B, ["smoke", "budget_scale=2"]), (B, ["smoke", "workers=-1"]), (B, ["smoke", "backend=slurm"]),
+    (G, ["problems=0"]), (G, ["steps=-1"]), (G, ["kind=gauss"]),
+    # agents on envs they cannot handle
+    (T, ["agent=dqn", "env=Pendulum"]), (T, ["agent=sb3_dqn", "env=Pendulum"]),
+    (T, ["agent=value_iteration", "env=Blackjack-v1"]), (T, ["agent=value_iteration", "env=CartPole"]),
+    (T, ["agent=q_learning", "env=CartPole"]), (T, ["agent=ucb", "env=GridWorld4x4"]),
+    (T, ["agent=rlhf", "env=CartPole"]), (T, ["agent=mc_exploring_starts", "env=Blackjack-v1"]),
+    (T, ["agent=sb3_dqn", "agent.double_q=true"]),
+    # files missing, damaged or in the way
+    (T, ["resume=nowhere"]), (T, ["resume=."]), (E, ["run=nowhere"]), (E, []), (E, ["run=."]),
+    (T, ["run_dir=afile"]), (T, ["runs_root=afile"]), (T, ["run_dir=afile/sub"]),
+    (T, ["agent=policy_evaluation", "env=GridWorld4x4", "agent.policy=missing.npy"]),
+    (B, ["nosuchsuite.yaml"]), (G, ["out=afile/sub"]),
+]
+
+
+def try_one(module: str, args: list[str], repo: Path) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "afile").write_text("in the way\n")
+        env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", module, *args], cwd=tmp, capture_output=True, text=True,
+                             env=env, timeout=300, check=False)
+        lines = out.stderr.strip().splitlines()
+        left = sorted(str(p.relative_to(tmp)) for p in Path(tmp).rglob("*") if p.name != "afile")
+        return {"command": f"python -m {module} {' '.join(args)}", "exit": out.returncode,
+                "stderr_lines": len(lines), "line": lines[-1] if lines else "", "left_behind": left,
+                "traceback": "Traceback" in out.stderr, "seconds": round(time.perf_counter() - start, 1),
+                "ok": out.returncode == 2 and len(lines) == 1 and not left and "Traceback" not in out.stderr}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/new_user"))
+    args = parser.parse_args()
+    repo = Path(__file__).resolve().parents[1]
+    status_before = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout
+    results = [try_one(module, cmd, repo) for module, cmd in MISTAKES]
+    status_after = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout
+    ok = sum(r["ok"] for r in results)
+    lines = ["# A new user's mistakes", "", f"Command: `python benchmarks/new_user.py` ({time.strftime('%Y-%m-%d')}).",
+             "Each command runs in a fresh process in an empty folder; it passes when it exits with status 2 "
+             "and one line on stderr, without a traceback, leaving nothing behind.", "",
+             f"**{ok} of {len(results)}** mistakes give one clear line and exit 2 "
+             f"({100 * ok / len(results):.0f}%); repository files changed: "
+             f"{'none' if status_before == status_after else 'YES'}.", "",
+             "| command | exit | stderr lines | left behind | the line |", "|---|---|---|---|---|"]
+    for r in results:
+        mark = "" if r["ok"] else " **(fails)**"
+        lines.append(f"| `{r['command']}`{mark} | {r['exit']} | {r['stderr_lines']} | {', '.join(r['left_behind']) or '-'}"
+                     f" | {r['line'].replace('|', '/')[:160]} |")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print("\n".join(lines[:8]))
+
+
+if __name__ == "__main__":
+    main()
