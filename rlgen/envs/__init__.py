@@ -11,11 +11,13 @@ Importing this package registers rlgen's own envs (`rlgen/<Name>-v0`) with Gymna
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import EnvSpec, load_env_creator
 from gymnasium.vector import AutoresetMode
 
 from rlgen.config import EnvConfig
@@ -44,17 +46,80 @@ def _needs_one_hot(space: gym.Space) -> bool:
     )
 
 
-def make_env(cfg: EnvConfig, render_mode: str | None = None, one_hot: bool = True) -> gym.Env:
-    """gymnasium.make with the wrappers deep agents need (one-hot for discrete observations)."""
-    try:
-        env = gym.make(cfg.id, render_mode=render_mode, **cfg.kwargs)
-    except gym.error.Error as err:
-        raise UserError(f"cannot make env '{cfg.id}': {err}") from None
-    except TypeError as err:
-        raise UserError(f"env '{cfg.id}' rejected its kwargs {dict(cfg.kwargs)}: {err}") from None
-    if one_hot and _needs_one_hot(env.observation_space):
-        env = OneHot(env)
+STRUCTURED = (gym.spaces.Dict, gym.spaces.Tuple, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
+
+
+def vector_observations(env: gym.Env, env_id: str) -> gym.Env:
+    """The env with observations as the flat vector a deep agent's network takes: a discrete state
+    one-hot (over the product of a Tuple's sizes, so each state has its own input), a structured
+    observation flattened as Gymnasium flattens it (its discrete parts one-hot), a Box as it is."""
+    space = env.observation_space
+    if _needs_one_hot(space):
+        return OneHot(env)
+    if isinstance(space, STRUCTURED):
+        try:
+            env = gym.wrappers.FlattenObservation(env)
+        except NotImplementedError:  # a Text or Sequence inside: no fixed-size vector
+            pass
+    if not isinstance(env.observation_space, gym.spaces.Box):
+        env.close()
+        raise UserError(f"env '{env_id}' observes {space}, which does not flatten to a vector; deep agents need "
+                        f"a Box, Discrete, Dict, Tuple, MultiDiscrete or MultiBinary of fixed size")
     return env
+
+
+def registered_id(env_id: str) -> str | None:
+    """The registry key of `env_id`, or None when no env of that id is registered. Gymnasium's
+    `module:Id` form imports the module first, as gymnasium.make does, so an env that a user's own
+    module registers is found; a module that fails to import is a UserError."""
+    module, sep, name = env_id.rpartition(":")
+    if sep:
+        try:
+            importlib.import_module(module)
+        except Exception as err:  # the user's module: whatever it raises is theirs to fix, in one line
+            raise UserError(f"env '{env_id}': cannot import module '{module}': {_one_line(err)} (run from the "
+                            f"folder that holds it, or add that folder to PYTHONPATH)") from None
+    return name if name in gym.registry else None
+
+
+def _one_line(err: BaseException) -> str:
+    first = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
+def _render_modes(spec: EnvSpec) -> list[str] | None:
+    """The render modes the env's class declares in its metadata, as gymnasium.make reads them
+    (None: the entry point does not say)."""
+    creator = spec.entry_point if callable(spec.entry_point) else load_env_creator(str(spec.entry_point))
+    metadata = getattr(creator, "metadata", None)
+    return list(metadata.get("render_modes") or []) if isinstance(metadata, dict) else None
+
+
+def make_env(cfg: EnvConfig, render_mode: str | None = None, one_hot: bool = True) -> gym.Env:
+    """gymnasium.make, and for deep agents (`one_hot`) `vector_observations`. An env that cannot be
+    built is a UserError: its constructor is the env author's code, and whatever it raises is
+    reported in one line (gymnasium.make on its own shows the traceback)."""
+    name = registered_id(cfg.id)
+    if name is None:
+        raise UserError(f"cannot make env '{cfg.id}': no env of that id is registered (an env your module "
+                        f"registers is written module:Id)")
+    kwargs = dict(cfg.kwargs)
+    try:
+        if render_mode is not None:  # only then: an env that never renders may take no render_mode at all
+            modes = _render_modes(gym.spec(name))
+            if modes is not None and render_mode not in modes:
+                raise UserError(f"env '{cfg.id}' does not render as {render_mode} (the render_modes in its "
+                                f"metadata: {', '.join(modes) or 'none'})")
+            kwargs["render_mode"] = render_mode
+        env = gym.make(cfg.id, **kwargs)
+    except UserError:
+        raise
+    except Exception as err:
+        if isinstance(err, TypeError) and "keyword argument" in str(err):
+            raise UserError(f"env '{cfg.id}' rejected its kwargs {kwargs}: {_one_line(err)}") from None
+        raise UserError(f"cannot make env '{cfg.id}': {_one_line(err)} (gymnasium.make('{cfg.id}') shows "
+                        f"the traceback)") from None
+    return vector_observations(env, cfg.id) if one_hot else env
 
 
 NATIVE_VECTOR_MIN_ENVS = 4
@@ -62,7 +127,7 @@ NATIVE_VECTOR_MIN_ENVS = 4
 
 def make_vec_env(cfg: EnvConfig, num_envs: int, one_hot: bool = True) -> gym.vector.VectorEnv:
     """`num_envs` copies behind the vector API, autoreset mode NEXT_STEP."""
-    spec = gym.spec(cfg.id)
+    spec = env_spec(cfg)
     mode = cfg.vectorization
     if mode not in ("auto", "sync", "async"):
         raise UserError(f"env.vectorization must be auto, sync or async, got '{mode}'")
@@ -70,7 +135,7 @@ def make_vec_env(cfg: EnvConfig, num_envs: int, one_hot: bool = True) -> gym.vec
     # CartPole-v1 it took 47 us a step for 1 copy and 39 us for 4 or 8, a sync vector env 16, 35 and
     # 63 us (measured on a 2-core x86 machine, gymnasium 1.4).
     if mode == "auto" and spec.vector_entry_point is not None and num_envs >= NATIVE_VECTOR_MIN_ENVS:
-        envs = gym.make_vec(cfg.id, num_envs=num_envs, vectorization_mode="vector_entry_point", **cfg.kwargs)
+        envs = gym.make_vec(spec.id, num_envs=num_envs, vectorization_mode="vector_entry_point", **cfg.kwargs)
         assert envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP) == AutoresetMode.NEXT_STEP
         return envs
     fns: list[Callable[[], gym.Env]] = [lambda: make_env(cfg, one_hot=one_hot) for _ in range(num_envs)]
@@ -118,8 +183,16 @@ class EpisodeStats(gym.vector.VectorWrapper):
         return obs, reward, terminated, truncated, info
 
 
+def env_spec(cfg: EnvConfig) -> EnvSpec:
+    """The registered spec of the config's env (`module:Id` imports the module first)."""
+    name = registered_id(cfg.id)
+    if name is None:
+        raise UserError(f"no env '{cfg.id}' is registered (an env your module registers is written module:Id)")
+    return gym.spec(name)
+
+
 def reward_threshold(cfg: EnvConfig) -> float | None:
-    return gym.spec(cfg.id).reward_threshold
+    return env_spec(cfg).reward_threshold
 
 
 # rlgen's own environments register their ids (rlgen/<Name>-v0) when this package is imported
