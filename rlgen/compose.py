@@ -143,6 +143,12 @@ def expand_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
                             f"to change it")
         if "=" not in line or line.startswith("="):
             raise UserError(f"'{line}' is not an override: write key=value (e.g. agent=ppo env=CartPole)")
+    seen: dict[str, str] = {}
+    for line in overrides:  # on a command line each setting is given once (callers composing lists: last wins)
+        key = _setting(line)
+        if key in seen:
+            raise UserError(f"'{key}' is given twice ({seen[key]} and {line}); give it once")
+        seen[key] = line
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as err:
@@ -175,33 +181,37 @@ def _sweep_values(o: Override) -> list[str]:
     return list(o.sweep_string_iterator())
 
 
+def _setting(line: str) -> str:
+    """The setting an override line sets: `+key` / `++key` are Hydra's "add" and "add or override",
+    and every setting exists already, so they set `key` (a new key is then an unknown setting);
+    `env.id=X` chooses the env as `env=X` does."""
+    key = line.lstrip("+").partition("=")[0]
+    return "env" if key == "env.id" else key
+
+
 def _resolve(overrides: list[str], agents: list[str], envs: list[str]) -> tuple[str, list[str]]:
     """The agent chosen and the overrides Hydra composes: env choices resolved, `env.KEY` shortened
-    kwargs expanded, every mistake found so far a UserError."""
+    kwargs expanded, every mistake found so far a UserError. A setting given again replaces it (a
+    benchmark suite's per-env overrides come after its overrides for all)."""
     agent = _default_choice("agent")
-    resolved: list[str] = []
-    seen: dict[str, str] = {}
+    lines: dict[str, list[str]] = {}
     for line in overrides:
-        # `+key` / `++key` are Hydra's "add" and "add or override": every setting exists already, so
-        # they mean key=value, which the schema then checks (a new key is an unknown setting)
-        key, sep, value = line.lstrip("+").partition("=")
+        _, sep, value = line.partition("=")
+        key = _setting(line)
         if not sep:
             raise UserError(f"'{line}' is not an override: write key=value (e.g. agent=ppo env=CartPole)")
         if key.startswith(("hydra.", "hydra/")) or key == "hydra":
             raise UserError(f"'{line}': {HYDRA_ONLY}")
-        key = "env" if key == "env.id" else key  # env.id=X chooses the env as env=X does
-        if key in seen:
-            raise UserError(f"'{key}' is given twice ({seen[key]} and {line}); give it once")
-        seen[key] = line
         if key == "agent":
             if value not in agents:
                 raise unknown("agent", value, agents)
             agent = value
+        lines.pop(key, None)  # a replaced setting takes its new place in the order
         if key == "env":
-            resolved += _resolve_env_choice(value, envs)
+            lines[key] = _resolve_env_choice(value, envs)
         else:
-            resolved.append(_env_kwarg(key, value) or f"{key}={value}")
-    return agent, resolved
+            lines[key] = [_env_kwarg(key, value) or f"{key}={value}"]
+    return agent, [line for group in lines.values() for line in group]
 
 
 def _default_choice(group: str) -> str:

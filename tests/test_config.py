@@ -250,3 +250,11 @@ def test_env_keywords_near_a_field_name_are_keywords_and_misspelt_fields_are_err
     for typo, field in (("idd", "id"), ("nmae", "name"), ("vectorisation", "vectorization"), ("kwarg", "kwargs")):
         with pytest.raises(UserError, match=f"no field '{typo}' \\(did you mean '{field}'"):
             load_config([f"env.{typo}=x"])
+
+
+def test_a_composing_caller_may_set_a_setting_again_and_the_last_value_wins():
+    """A benchmark suite lists its overrides for all runs, then per agent and env; the command line
+    gives each setting once (tested above)."""
+    cfg = load_config(["env=CartPole", "eval_every=5", "agent=dqn", "eval_every=0", "env=Acrobot-v1", "agent=ppo"])
+    assert (cfg.env.name, cfg.eval_every, cfg.agent.name) == ("Acrobot", 0, "ppo")
+    assert cfg == load_config(["agent=ppo", "env=Acrobot", "eval_every=0"])

@@ -132,17 +132,20 @@ class Cue(gym.Env):
 
     def __init__(self, kind: str = "dict"):
         cue, noise = gym.spaces.Discrete(2), gym.spaces.Box(0.0, 1.0, (2,), np.float32)
+        history = gym.spaces.Sequence(cue)  # no fixed size: no vector
         self.kind = kind
         self.observation_space = {"dict": gym.spaces.Dict({"cue": cue, "noise": noise}),
                                   "tuple": gym.spaces.Tuple((noise, cue)),
                                   "multi_discrete": gym.spaces.MultiDiscrete([3, 2]),
-                                  "text": gym.spaces.Text(5)}[kind]
+                                  "sequence": history,
+                                  "dict_sequence": gym.spaces.Dict({"cue": cue, "history": history})}[kind]
         self.action_space = gym.spaces.Discrete(2)
 
     def _obs(self):
         noise = self.np_random.random(2).astype(np.float32)
         return {"dict": {"cue": self.cue, "noise": noise}, "tuple": (noise, self.cue),
-                "multi_discrete": np.array([self.np_random.integers(3), self.cue]), "text": "ab"}[self.kind]
+                "multi_discrete": np.array([self.np_random.integers(3), self.cue]), "sequence": (self.cue,),
+                "dict_sequence": {"cue": self.cue, "history": (self.cue,)}}[self.kind]
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
@@ -158,8 +161,9 @@ gym.register("Cue-v0", entry_point=Cue)
 
 
 @pytest.mark.parametrize("kind", ["dict", "tuple", "multi_discrete"])
-def test_a_structured_observation_reaches_deep_agents_flattened(kind, workdir, main_in_process):
-    """Gymnasium's flattening (discrete parts one-hot): PPO learns to follow the cue."""
+def test_a_structured_observation_reaches_deep_agents_as_a_vector(kind, workdir, main_in_process):
+    """A Dict or Tuple flattened as Gymnasium flattens it (discrete parts one-hot), a MultiDiscrete
+    as it is: PPO learns to follow the cue."""
     workdir("cue_env", CUE)
     out = main_in_process("agent=ppo", "env=cue_env:Cue-v0", f"env.kind={kind}", "total_steps=4096",
                           "progress=false", "eval_episodes=8")
@@ -222,7 +226,8 @@ gym.register("NotAnEnv-v0", entry_point=lambda: object())
         (["env=failing_import:Steps-v0"], ["cannot import module 'failing_import'", "ImportError",
                                            "needs mujoco"]),
         (["env=Steps-v0"], ["unknown env 'Steps-v0'", "module:Id"]),  # not imported: name the module
-        (["env=cue_env:Cue-v0", "env.kind=text"], ["observes Text", "does not flatten to a vector"]),
+        (["env=cue_env:Cue-v0", "env.kind=sequence"], ["observes Sequence", "does not flatten to a vector"]),
+        (["env=cue_env:Cue-v0", "env.kind=dict_sequence"], ["observes Dict", "does not flatten to a vector"]),
     ],
 )
 def test_an_env_that_cannot_be_made_is_one_line_and_leaves_no_run_directory(args, fragments, workdir,

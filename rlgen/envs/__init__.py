@@ -46,26 +46,31 @@ def _needs_one_hot(space: gym.Space) -> bool:
     )
 
 
-STRUCTURED = (gym.spaces.Dict, gym.spaces.Tuple, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
+VECTORS = (gym.spaces.Box, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
+"""observations a deep agent's network takes as they are: fixed-size arrays of numbers"""
 
 
 def vector_observations(env: gym.Env, env_id: str) -> gym.Env:
     """The env with observations as the flat vector a deep agent's network takes: a discrete state
-    one-hot (over the product of a Tuple's sizes, so each state has its own input), a structured
-    observation flattened as Gymnasium flattens it (its discrete parts one-hot), a Box as it is."""
+    one-hot (over the product of a Tuple's sizes, so each state has its own input), an array of
+    numbers (Box, MultiDiscrete, MultiBinary) as it is, any other space (Dict, a mixed Tuple, Text)
+    flattened as Gymnasium flattens it (discrete parts one-hot), in float32."""
     space = env.observation_space
     if _needs_one_hot(space):
         return OneHot(env)
-    if isinstance(space, STRUCTURED):
-        try:
-            env = gym.wrappers.FlattenObservation(env)
-        except NotImplementedError:  # a Text or Sequence inside: no fixed-size vector
-            pass
-    if not isinstance(env.observation_space, gym.spaces.Box):
+    if isinstance(space, VECTORS):
+        return env
+    try:
+        flat = gym.spaces.utils.flatten_space(space)
+    except NotImplementedError:
+        flat = None
+    if not isinstance(flat, gym.spaces.Box):  # a Sequence or a Graph: no fixed size
         env.close()
-        raise UserError(f"env '{env_id}' observes {space}, which does not flatten to a vector; deep agents need "
-                        f"a Box, Discrete, Dict, Tuple, MultiDiscrete or MultiBinary of fixed size")
-    return env
+        raise UserError(f"env '{env_id}' observes {space}, which does not flatten to a vector of fixed size, "
+                        f"as deep agents need")
+    box = gym.spaces.Box(flat.low.astype(np.float32), flat.high.astype(np.float32), dtype=np.float32)
+    return gym.wrappers.TransformObservation(gym.wrappers.FlattenObservation(env),
+                                             lambda obs: obs.astype(np.float32), box)
 
 
 def registered_id(env_id: str) -> str | None:
