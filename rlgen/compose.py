@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import math
 from dataclasses import fields
 from importlib.resources import files
 
@@ -27,8 +28,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from rlgen.agents import config_class
 from rlgen.cli import explain_config_error
-from rlgen.config import EnvConfig, TrainConfig
-from rlgen.envs import registered_id  # importing rlgen.envs registers rlgen/<Name>-v0 first
+from rlgen.config import EnvConfig, TrainConfig, check_choice
+from rlgen.envs import VECTORIZATION, registered_id  # importing rlgen.envs registers rlgen/<Name>-v0
 from rlgen.errors import UserError, did_you_mean, unknown
 
 
@@ -132,6 +133,8 @@ def _env_kwarg(key: str, value: str) -> str | None:
 
 
 SWEEPS = "a,b,c  choice(a,b)  range(start,stop[,step])  glob(pattern) for agent and env"
+MAX_JOBS = 1000
+"""a sweep runs its jobs one after another, each config composed first: more is surely a mistake"""
 
 
 def expand_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
@@ -152,7 +155,7 @@ def expand_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as err:
-        raise UserError(f"cannot parse overrides: {str(err).splitlines()[0]}") from None
+        raise UserError(f"cannot parse overrides: {str(err).splitlines()[0]} (sweeps: {SWEEPS})") from None
     axes: list[list[str]] = []
     for o in parsed:
         if not o.is_sweep_override():
@@ -164,6 +167,9 @@ def expand_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
         if not values:
             raise UserError(f"the sweep '{o.input_line}' has no values")
         axes.append([f"{o.get_key_element()}={v}" for v in values])
+    if math.prod(len(axis) for axis in axes) > MAX_JOBS:
+        raise UserError(f"the sweep has more than {MAX_JOBS} jobs, the most one command line runs (one after "
+                        f"another); a benchmark suite (python -m rlgen.bench) runs many in parallel")
     return [list(job) for job in itertools.product(*axes)]
 
 
@@ -178,7 +184,10 @@ def _sweep_values(o: Override) -> list[str]:
     if o.value_type == ValueType.INTERVAL_SWEEP:
         raise UserError(f"'{o.input_line}': interval() is for Hydra's optimising sweepers (Optuna, Nevergrad, "
                         f"Ax), which rlgen does not run; sweeps rlgen runs: {SWEEPS}")
-    return list(o.sweep_string_iterator())
+    try:  # at most one value more than a command line may run: range(0,10**9) is not listed
+        return list(itertools.islice(o.sweep_string_iterator(), MAX_JOBS + 1))
+    except (HydraException, ValueError) as err:  # range(0,3,0)
+        raise UserError(f"'{o.input_line}': {err}; sweeps rlgen runs: {SWEEPS}") from None
 
 
 def _setting(line: str) -> str:
@@ -240,6 +249,7 @@ def load_config(overrides: list[str]) -> TrainConfig:
         raise UserError(f"eval_episodes must be positive, got {typed.eval_episodes}")
     if typed.eval_every < 0:
         raise UserError(f"eval_every must be >= 0 (0: evaluate only at the end), got {typed.eval_every}")
+    check_choice("env.vectorization", typed.env.vectorization, VECTORIZATION)  # before a run directory exists
     return typed
 
 

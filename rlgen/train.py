@@ -106,6 +106,16 @@ def _help(argv: list[str]) -> str:
     return HELP.format(agents=", ".join(agents), envs=", ".join(envs), settings=settings)
 
 
+def _without_cfg_part(argv: list[str]) -> list[str]:
+    """Hydra apps take `--cfg job|all|hydra`; rlgen's config is the job's, and there is no Hydra one."""
+    if "--cfg" not in argv or argv.index("--cfg") + 1 == len(argv):
+        return argv
+    i = argv.index("--cfg") + 1
+    if argv[i] == "hydra":
+        raise UserError("--cfg hydra: rlgen runs no Hydra app, so there is no Hydra config; --cfg prints rlgen's")
+    return argv[:i] + argv[i + 1:] if argv[i] in ("job", "all") else argv
+
+
 def _tuned_list() -> str:
     pairs = [(f"agent={a} env={e}", source) for a, e, source in tuned_pairs()]
     width = max(len(pair) for pair, _ in pairs) + 2
@@ -151,6 +161,7 @@ def main(argv: list[str]) -> int:
         return 0
     multirun = any(a in ("-m", "--multirun") for a in argv)
     show_cfg = "--cfg" in argv
+    argv = _without_cfg_part(argv)
     overrides = [a for a in argv if a not in OPTIONS]
     flags = [a for a in overrides if a.startswith("-")]
     if flags:

@@ -181,6 +181,12 @@ def test_cartpole_by_its_id_trains_into_the_cartpole_folder_with_its_tuned_rollo
         (["env=gym"], ["unknown env 'gym'", "module:Id"]),
         (["env=Cartpole-v1"], ["unknown env 'Cartpole-v1'", "'CartPole-v1'"]),
         (["--cfgg"], ["unknown option --cfgg", "'--cfg'"]),
+        (["--cfg", "hydra"], ["no Hydra config"]),
+        (["-m", "seed=range(0,3,0)"], ["range(0,3,0)", "must not be zero", "range(start,stop"]),
+        (["-m", "seed=range(0,100000000)"], ["more than 1000 jobs", "rlgen.bench"]),
+        (["-m", "seed=range(0,100)", "agent=glob(*)"], ["more than 1000 jobs"]),
+        (["-m", "seed=choice()"], ["cannot parse", "choice(a,b)"]),
+        (["env.vectorization=asyn"], ["env.vectorization='asyn'", "'async'"]),
         (["agent=ppp", "--help"], ["unknown agent 'ppp'"]),
     ],
 )
@@ -189,6 +195,11 @@ def test_composition_mistakes_are_one_line_and_start_nothing(args, fragments, tm
     monkeypatch.chdir(tmp_path)  # the default runs_root is ./runs
     assert_user_error(main_in_process(*args, "total_steps=64", "progress=false"), *fragments)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_hydras_cfg_job_and_all_are_cfg(main_in_process):
+    assert main_in_process("--cfg", "job", "seed=3").stdout == main_in_process("seed=3", "--cfg", "all").stdout
+    assert "seed: 3" in main_in_process("--cfg", "seed=3").stdout
 
 
 def test_plus_forms_set_an_existing_setting_and_env_kwargs():

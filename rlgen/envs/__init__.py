@@ -20,7 +20,7 @@ import numpy as np
 from gymnasium.envs.registration import EnvSpec, load_env_creator
 from gymnasium.vector import AutoresetMode
 
-from rlgen.config import EnvConfig
+from rlgen.config import EnvConfig, check_choice
 from rlgen.errors import UserError
 
 
@@ -128,14 +128,14 @@ def make_env(cfg: EnvConfig, render_mode: str | None = None, one_hot: bool = Tru
 
 
 NATIVE_VECTOR_MIN_ENVS = 4
+VECTORIZATION = ("auto", "sync", "async")
 
 
 def make_vec_env(cfg: EnvConfig, num_envs: int, one_hot: bool = True) -> gym.vector.VectorEnv:
     """`num_envs` copies behind the vector API, autoreset mode NEXT_STEP."""
     spec = env_spec(cfg)
     mode = cfg.vectorization
-    if mode not in ("auto", "sync", "async"):
-        raise UserError(f"env.vectorization must be auto, sync or async, got '{mode}'")
+    check_choice("env.vectorization", mode, VECTORIZATION)
     # A native vector env pays a fixed cost per call that only pays off with several copies: on
     # CartPole-v1 it took 47 us a step for 1 copy and 39 us for 4 or 8, a sync vector env 16, 35 and
     # 63 us (measured on a 2-core x86 machine, gymnasium 1.4).
