@@ -4,8 +4,10 @@ line is `# <name>.py...`) are written next to the commands first, as a reader wo
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +17,8 @@ from conftest import Exit
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 PREFIX = "python -m rlgen.train"
+FILE_HEADER = re.compile(r"# ([\w.]+\.py)\b")
+"""the first line of a Python block that is a file to save"""
 
 
 def code_blocks(text: str) -> list[tuple[str, str]]:
@@ -38,7 +42,7 @@ def readme_files(text: str) -> dict[str, str]:
     """File name -> source for the README's Python files."""
     files = {}
     for language, body in code_blocks(text):
-        named = re.match(r"# ([\w.]+\.py)\b", body)
+        named = FILE_HEADER.match(body)
         if language == "python" and named:
             files[named.group(1)] = body
     return files
@@ -79,3 +83,16 @@ def test_every_readme_training_command_composes(command, readme_folder, main_in_
     assert out.returncode == 0, f"{command}\n{out.stderr}"
     assert out.stderr == "", out.stderr
     assert not any(readme_folder.glob("runs")), "--cfg must not start a run"
+
+
+def readme_snippets(text: str) -> list[str]:
+    """The README's Python code that is not a file to save: run as it is written."""
+    return [body for language, body in code_blocks(text) if language == "python" and not FILE_HEADER.match(body)]
+
+
+@pytest.mark.parametrize("snippet", readme_snippets(README.read_text()))
+def test_every_readme_python_snippet_runs(snippet, tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(README.parent), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
