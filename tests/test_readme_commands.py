@@ -1,6 +1,7 @@
 """Every `python -m rlgen.train` command in README.md composes its config (`--cfg`, in-process), so a
 README command cannot drift from the CLI. The README's Python files (a ```python block whose first
-line is `# <name>.py...`) are written next to the commands first, as a reader would save them."""
+line is `# <name>.py...`) are written next to the commands first, as a reader would save them; its
+other Python snippets are run as written."""
 
 from __future__ import annotations
 
