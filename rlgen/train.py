@@ -48,8 +48,8 @@ examples:
 
 
 def _field_lines(prefix: str, schema: type, values: object | None) -> list[str]:
-    """`  prefix.field=value   its docstring` for each field of a config dataclass (nested ones
-    expanded); `values` None: the schema's defaults are not shown (agent, env)."""
+    """`  prefix.field=value   its docstring` for each field of a config dataclass, nested ones
+    expanded; with `values` None, each field's type stands for its value (the usage's settings)."""
     _, docs = field_docs(schema)
     hints = get_type_hints(schema)
     lines = []
