@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
 import signal
 import sys
-from dataclasses import replace
+import textwrap
+from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
+from typing import get_type_hints
 
-from rlgen.compose import expand_overrides, list_choices, load_config
-from rlgen.errors import UserError, cli_main
+import rlgen
+from rlgen.cli import field_docs, type_name
+from rlgen.compose import expand_overrides, list_choices, load_config, tuned_pairs
+from rlgen.config import TrainConfig
+from rlgen.errors import UserError, cli_main, did_you_mean
 
 RESUMABLE_OVERRIDES = ("total_steps", "progress", "torch_threads", "eval_episodes", "trust_checkpoint")
 
@@ -19,20 +25,102 @@ summary) goes to runs/<env>/<agent>/<seed>-<timestamp>/ unless run_dir=PATH is g
 
   agent=NAME              {agents}
   env=NAME                {envs}
-                          or any registered Gymnasium id (e.g. env=Taxi-v4)
-  seed=INT                total_steps=INT          eval_every=INT         eval_episodes=INT
-  run_dir=PATH            resume=RUN_DIR           progress=BOOL          torch_threads=INT
-  agent.FIELD=VALUE       any hyperparameter of the agent (see rlgen/conf/agent/NAME.yaml)
-  env.kwargs.KEY=VALUE    keyword arguments for gymnasium.make
-  -m, --multirun          sweep: agent=ppo,sb3_ppo seed=0,1,2 runs one job per combination
-  --cfg                   print the composed config and exit
+                          or its Gymnasium id (env=CartPole-v1 is env=CartPole, tuned values and run
+                          folder included), any registered Gymnasium id (e.g. env=FrozenLake8x8-v1), or
+                          module:Id for an env your own module registers (env=my_envs:Corridor-v0)
+{settings}
+  agent.FIELD=VALUE       a hyperparameter: a field of the agent's Config dataclass (the docstring
+                          under each field says what it does); `python -m rlgen.train agent=NAME
+                          [env=NAME] --help` lists them with the values that run would use
+  env.kwargs.KEY=VALUE    a keyword argument for gymnasium.make (env.KEY=VALUE for short)
+  -m, --multirun          sweep: one job per combination of a,b,c / choice(a,b) / range(start,stop) /
+                          glob(pattern) (agent and env), e.g. -m agent=ppo,sb3_ppo seed=range(0,3)
+  --cfg                   print the composed config (every setting and hyperparameter) and exit
+  --tuned                 list the (agent, env) pairs with tuned hyperparameters (rlgen/conf/tuned/)
 
 examples:
   python -m rlgen.train agent=ppo env=CartPole
   python -m rlgen.train agent=dqn env=CartPole seed=3 agent.learning_rate=1e-3 total_steps=80000
   python -m rlgen.train -m agent=ppo,sb3_ppo seed=0,1,2
+  python -m rlgen.train agent=ppo env=CartPole --help
   python -m rlgen.train resume=runs/CartPole/ppo/0-20260101-120000
 """
+
+
+def _field_lines(prefix: str, schema: type, values: object | None) -> list[str]:
+    """`  prefix.field=value   its docstring` for each field of a config dataclass, nested ones
+    expanded; with `values` None, each field's type stands for its value (the usage's settings)."""
+    _, docs = field_docs(schema)
+    hints = get_type_hints(schema)
+    lines = []
+    for f in fields(schema):
+        value = getattr(values, f.name, None) if values is not None else None
+        if values is not None and is_dataclass(value):
+            lines += _field_lines(f"{prefix}{f.name}.", type(value), value)
+            continue
+        text = f"{prefix}{f.name}=" + (_as_override(value) if values is not None else type_name(hints[f.name]))
+        lines.append(_entry(text, docs.get(f.name, "")))
+    return lines
+
+
+def _entry(text: str, doc: str) -> str:
+    """A help entry: the setting in the first column, its docstring wrapped in the second."""
+    column = 26
+    first = f"  {text}".ljust(column) if len(text) < column - 3 else f"  {text}\n" + " " * column
+    return first + textwrap.fill(doc, width=104, subsequent_indent=" " * column) if doc else f"  {text}"
+
+
+def _as_override(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return "[" + ",".join(_as_override(v) for v in value) + "]"
+    return "null" if value is None else str(value)
+
+
+def _agent_help(overrides: list[str]) -> str:
+    """The hyperparameters of the agent an `agent=NAME [env=NAME] ...` command line would train."""
+    cfg = load_config(overrides)
+    schema = type(cfg.agent)
+    where = Path(inspect.getsourcefile(schema) or "").relative_to(Path(rlgen.__file__).parent.parent)
+    tuned = {(a, e): source for a, e, source in tuned_pairs()}.get((cfg.agent.name, cfg.env.name))
+    head = [f"agent={cfg.agent.name}: {schema.__name__} in {where}; values for env={cfg.env.name}"
+            + (f", tuned ({tuned}; rlgen/conf/tuned/{cfg.agent.name}_{cfg.env.name}.yaml)" if tuned else
+               ", its defaults (no tuned values for this pair)"), ""]
+    tail = ["", "--cfg prints the whole composed config; python -m rlgen.train --help, every other setting"]
+    return "\n".join(head + _field_lines("agent.", schema, cfg.agent)[1:] + tail)  # [1:]: name is agent=NAME
+
+
+OPTIONS = ("-m", "--multirun", "--cfg", "--tuned", "-h", "--help")
+
+
+def _help(argv: list[str]) -> str:
+    """--tuned: the tuned pairs; --help with agent=NAME: that agent's hyperparameters; else the usage."""
+    if "--tuned" in argv:
+        return _tuned_list()
+    chosen = [a for a in argv if a not in OPTIONS]
+    if any(a.startswith("agent=") for a in chosen):
+        return _agent_help(chosen)
+    agents, envs = list_choices()
+    settings = "\n".join(_field_lines("", TrainConfig, None)[2:])  # [2:]: agent and env are above
+    return HELP.format(agents=", ".join(agents), envs=", ".join(envs), settings=settings)
+
+
+def _without_cfg_part(argv: list[str]) -> list[str]:
+    """Hydra apps take `--cfg job|all|hydra`; rlgen's config is the job's, and there is no Hydra one."""
+    if "--cfg" not in argv or argv.index("--cfg") + 1 == len(argv):
+        return argv
+    i = argv.index("--cfg") + 1
+    if argv[i] == "hydra":
+        raise UserError("--cfg hydra: rlgen runs no Hydra app, so there is no Hydra config; --cfg prints rlgen's")
+    return argv[:i] + argv[i + 1:] if argv[i] in ("job", "all") else argv
+
+
+def _tuned_list() -> str:
+    pairs = [(f"agent={a} env={e}", source) for a, e, source in tuned_pairs()]
+    width = max(len(pair) for pair, _ in pairs) + 2
+    lines = ["(agent, env) pairs with tuned hyperparameters, from rlgen/conf/tuned/<agent>_<env>.yaml:"]
+    return "\n".join(lines + [f"  {pair:<{width}}{source}" for pair, source in pairs])
 
 
 def _resume_config(overrides: list[str]):
@@ -68,16 +156,17 @@ def _typed(key: str, text: str, current: object) -> object:
 
 @cli_main
 def main(argv: list[str]) -> int:
-    if "-h" in argv or "--help" in argv:
-        agents, envs = list_choices()
-        print(HELP.format(agents=", ".join(agents), envs=", ".join(envs)))
+    if any(a in ("-h", "--help", "--tuned") for a in argv):
+        print(_help(argv))
         return 0
     multirun = any(a in ("-m", "--multirun") for a in argv)
     show_cfg = "--cfg" in argv
-    overrides = [a for a in argv if a not in ("-m", "--multirun", "--cfg")]
+    argv = _without_cfg_part(argv)
+    overrides = [a for a in argv if a not in OPTIONS]
     flags = [a for a in overrides if a.startswith("-")]
     if flags:
-        raise UserError(f"unknown option {flags[0]}; see python -m rlgen.train --help")
+        raise UserError(f"unknown option {flags[0]}{did_you_mean(flags[0], OPTIONS)}; options: {', '.join(OPTIONS)}"
+                        f" (settings are key=value: python -m rlgen.train --help)")
     jobs = expand_overrides(overrides, multirun)
     configs = [
         _resume_config(job) if any(o.startswith("resume=") for o in job) else load_config(job) for job in jobs

@@ -66,7 +66,7 @@ def test_smoke_every_deep_agent(agent, tmp_path):
 def test_any_registered_gymnasium_id_trains(tmp_path):
     run = train_run(tmp_path / "run", "agent=ppo", "env=Acrobot-v1", "total_steps=256", "eval_episodes=1")
     summary = read_json(run / "summary.json")
-    assert (summary["env"], summary["env_id"]) == ("Acrobot-v1", "Acrobot-v1")
+    assert (summary["env"], summary["env_id"]) == ("Acrobot", "Acrobot-v1")  # the id of a short name is that env
     assert summary["eval_mean_return"] == -500  # an untrained policy never swings up
 
 

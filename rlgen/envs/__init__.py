@@ -11,14 +11,16 @@ Importing this package registers rlgen's own envs (`rlgen/<Name>-v0`) with Gymna
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import EnvSpec, load_env_creator
 from gymnasium.vector import AutoresetMode
 
-from rlgen.config import EnvConfig
+from rlgen.config import EnvConfig, check_choice
 from rlgen.errors import UserError
 
 
@@ -44,35 +46,101 @@ def _needs_one_hot(space: gym.Space) -> bool:
     )
 
 
-def make_env(cfg: EnvConfig, render_mode: str | None = None, one_hot: bool = True) -> gym.Env:
-    """gymnasium.make with the wrappers deep agents need (one-hot for discrete observations)."""
+VECTORS = (gym.spaces.Box, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
+"""observations a deep agent's network takes as they are: fixed-size arrays of numbers"""
+
+
+def vector_observations(env: gym.Env, env_id: str) -> gym.Env:
+    """The env with observations as the flat vector a deep agent's network takes: a discrete state
+    one-hot (over the product of a Tuple's sizes, so each state has its own input), an array of
+    numbers (Box, MultiDiscrete, MultiBinary) as it is, any other space (Dict, a mixed Tuple, Text)
+    flattened as Gymnasium flattens it (discrete parts one-hot), in float32."""
+    space = env.observation_space
+    if _needs_one_hot(space):
+        return OneHot(env)
+    if isinstance(space, VECTORS):
+        return env
     try:
-        env = gym.make(cfg.id, render_mode=render_mode, **cfg.kwargs)
-    except gym.error.Error as err:
-        raise UserError(f"cannot make env '{cfg.id}': {err}") from None
-    except (TypeError, ValueError, KeyError) as err:  # an env's own check of its arguments
-        if not cfg.kwargs or isinstance(err, UserError):  # a bug, or rlgen's one-line message already
-            raise
-        raise UserError(f"env '{cfg.id}' rejected its kwargs {dict(cfg.kwargs)}: {type(err).__name__}: {err}") from None
-    if one_hot and _needs_one_hot(env.observation_space):
-        env = OneHot(env)
-    return env
+        flat = gym.spaces.utils.flatten_space(space)
+    except NotImplementedError:
+        flat = None
+    if not isinstance(flat, gym.spaces.Box):  # a Sequence or a Graph: no fixed size
+        env.close()
+        raise UserError(f"env '{env_id}' observes {space}, which does not flatten to a vector of fixed size, "
+                        f"as deep agents need")
+    box = gym.spaces.Box(flat.low.astype(np.float32), flat.high.astype(np.float32), dtype=np.float32)
+    return gym.wrappers.TransformObservation(gym.wrappers.FlattenObservation(env),
+                                             lambda obs: obs.astype(np.float32), box)
+
+
+def registered_id(env_id: str) -> str | None:
+    """The registry key of `env_id`, or None when no env of that id is registered. Gymnasium's
+    `module:Id` form imports the module first, as gymnasium.make does, so an env that a user's own
+    module registers is found; a module that fails to import is a UserError."""
+    module, sep, name = env_id.rpartition(":")
+    if sep:
+        try:
+            importlib.import_module(module)
+        except Exception as err:  # the user's module: whatever it raises is theirs to fix, in one line
+            raise UserError(f"env '{env_id}': cannot import module '{module}': {_one_line(err)} (run from the "
+                            f"folder that holds it, or add that folder to PYTHONPATH)") from None
+    return name if name in gym.registry else None
+
+
+def _one_line(err: BaseException) -> str:
+    first = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
+def _render_modes(spec: EnvSpec) -> list[str] | None:
+    """The render modes the env's class declares in its metadata, as gymnasium.make reads them
+    (None: the entry point does not say)."""
+    creator = spec.entry_point if callable(spec.entry_point) else load_env_creator(str(spec.entry_point))
+    metadata = getattr(creator, "metadata", None)
+    return list(metadata.get("render_modes") or []) if isinstance(metadata, dict) else None
+
+
+def make_env(cfg: EnvConfig, render_mode: str | None = None, one_hot: bool = True) -> gym.Env:
+    """gymnasium.make, and for deep agents (`one_hot`) `vector_observations`. An env that cannot be
+    built is a UserError: its constructor is the env author's code, and whatever it raises is
+    reported in one line (gymnasium.make on its own shows the traceback)."""
+    name = registered_id(cfg.id)
+    if name is None:
+        raise UserError(f"cannot make env '{cfg.id}': no env of that id is registered (an env your module "
+                        f"registers is written module:Id)")
+    kwargs = dict(cfg.kwargs)
+    try:
+        if render_mode is not None:  # only then: an env that never renders may take no render_mode at all
+            modes = _render_modes(gym.spec(name))
+            if modes is not None and render_mode not in modes:
+                raise UserError(f"env '{cfg.id}' does not render as {render_mode} (the render_modes in its "
+                                f"metadata: {', '.join(modes) or 'none'})")
+            kwargs["render_mode"] = render_mode
+        env = gym.make(cfg.id, **kwargs)
+    except UserError:
+        raise
+    except Exception as err:
+        if isinstance(err, TypeError) and "keyword argument" in str(err):
+            raise UserError(f"env '{cfg.id}' rejected its kwargs {kwargs}: {_one_line(err)}") from None
+        raise UserError(f"cannot make env '{cfg.id}': {_one_line(err)} (gymnasium.make('{cfg.id}') shows "
+                        f"the traceback)") from None
+    return vector_observations(env, cfg.id) if one_hot else env
 
 
 NATIVE_VECTOR_MIN_ENVS = 4
+VECTORIZATION = ("auto", "sync", "async")
 
 
 def make_vec_env(cfg: EnvConfig, num_envs: int, one_hot: bool = True) -> gym.vector.VectorEnv:
     """`num_envs` copies behind the vector API, autoreset mode NEXT_STEP."""
-    spec = gym.spec(cfg.id)
+    spec = env_spec(cfg)
     mode = cfg.vectorization
-    if mode not in ("auto", "sync", "async"):
-        raise UserError(f"env.vectorization must be auto, sync or async, got '{mode}'")
+    check_choice("env.vectorization", mode, VECTORIZATION)
     # A native vector env pays a fixed cost per call that only pays off with several copies: on
     # CartPole-v1 it took 47 us a step for 1 copy and 39 us for 4 or 8, a sync vector env 16, 35 and
     # 63 us (measured on a 2-core x86 machine, gymnasium 1.4).
     if mode == "auto" and spec.vector_entry_point is not None and num_envs >= NATIVE_VECTOR_MIN_ENVS:
-        envs = gym.make_vec(cfg.id, num_envs=num_envs, vectorization_mode="vector_entry_point", **cfg.kwargs)
+        envs = gym.make_vec(spec.id, num_envs=num_envs, vectorization_mode="vector_entry_point", **cfg.kwargs)
         assert envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP) == AutoresetMode.NEXT_STEP
         return envs
     fns: list[Callable[[], gym.Env]] = [lambda: make_env(cfg, one_hot=one_hot) for _ in range(num_envs)]
@@ -120,8 +188,16 @@ class EpisodeStats(gym.vector.VectorWrapper):
         return obs, reward, terminated, truncated, info
 
 
+def env_spec(cfg: EnvConfig) -> EnvSpec:
+    """The registered spec of the config's env (`module:Id` imports the module first)."""
+    name = registered_id(cfg.id)
+    if name is None:
+        raise UserError(f"no env '{cfg.id}' is registered (an env your module registers is written module:Id)")
+    return gym.spec(name)
+
+
 def reward_threshold(cfg: EnvConfig) -> float | None:
-    return gym.spec(cfg.id).reward_threshold
+    return env_spec(cfg).reward_threshold
 
 
 # rlgen's own environments register their ids (rlgen/<Name>-v0) when this package is imported
