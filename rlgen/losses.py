@@ -82,6 +82,6 @@ def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torc
 def mixture_density_nll(logits: torch.Tensor, means: torch.Tensor, log_std: torch.Tensor,
                         actions: torch.Tensor) -> torch.Tensor:
     """Mean negative log-likelihood of the actions under a mixture density network's Gaussian mixture
-    (Bishop 1994, "Mixture Density Networks"; Bishop 2006, PRML eq. 5.153): logits (B, K), means and log_std (B, K, D),
-    actions (B, D)."""
+    (Bishop 1994, "Mixture Density Networks"; Bishop 2006, PRML eq. 5.153).
+    logits (B, K), means and log_std (B, K, D), actions (B, D)."""
     return -gaussian_mixture_log_prob(logits, means, log_std, actions).mean()
