@@ -137,6 +137,19 @@ def np_gaussian_log_prob(mean: np.ndarray, log_std: np.ndarray, x: np.ndarray) -
     return (-0.5 * z**2 - log_std - 0.5 * LOG_2PI).sum(axis=-1)
 
 
+# -- mixture of diagonal Gaussians ------------------------------------------------------------------------
+
+
+def gaussian_mixture_log_prob(logits: torch.Tensor, means: torch.Tensor, log_std: torch.Tensor,
+                              x: torch.Tensor) -> torch.Tensor:
+    """log sum_k pi_k N(x; mean_k, diag(exp(log_std_k))^2) with pi = softmax(logits): a mixture
+    density network's output (Bishop 1994; Bishop 2006, "Pattern Recognition and Machine Learning",
+    sec. 5.6), by log-sum-exp over the K components.
+    logits (..., K), means and log_std (..., K, D), x (..., D) -> (...)."""
+    component = gaussian_log_prob(means, log_std, x.unsqueeze(-2))  # (..., K)
+    return torch.logsumexp(categorical_log_probs(logits) + component, dim=-1)
+
+
 # -- KL divergence (Schulman 2020, "Approximating KL Divergence", http://joschu.net/blog/kl-approx.html) --
 
 

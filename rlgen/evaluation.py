@@ -2,16 +2,80 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
+import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import load_env_creator
 
 from rlgen.config import EnvConfig
-from rlgen.envs import make_vec_env
+from rlgen.envs import make_env, make_vec_env
 
 EVAL_SEED_OFFSET = 1_000_003
 """Evaluation envs are seeded apart from training envs, the same way at every evaluation, so
 successive points of a learning curve differ only by the policy."""
+
+
+@dataclass
+class Evaluation:
+    """What n evaluation episodes gave, one entry per episode."""
+
+    returns: np.ndarray
+    lengths: np.ndarray
+    success: np.ndarray | None
+    """info["success"] at each episode's end; None if the env reports no success"""
+    mode: np.ndarray | None
+    """info["mode"] at each episode's end (which of the ways to succeed was taken); None if not reported"""
+    act_ms: float
+    """mean wall-clock milliseconds per call of the policy (one call acts in every env at once)"""
+
+    def rates(self) -> dict[str, float]:
+        """success_rate and mode_fraction (the fraction of episodes that ended in mode 1), where reported."""
+        out = {}
+        if self.success is not None:
+            out["success_rate"] = float(self.success.mean())
+        if self.mode is not None:
+            out["mode_fraction"] = float((self.mode == 1).mean())
+        return out
+
+
+def evaluate_episodes(
+    act: Callable[[np.ndarray], np.ndarray],
+    env_cfg: EnvConfig,
+    episodes: int,
+    seed: int,
+    one_hot: bool = True,
+    max_steps: int = 100_000,
+) -> Evaluation:
+    """Run one episode in each of `episodes` parallel envs."""
+    envs = make_vec_env(env_cfg, episodes, one_hot=one_hot)
+    outcome: dict[str, np.ndarray] = {}
+    act_seconds, calls = 0.0, 0
+    try:
+        obs, _ = envs.reset(seed=seed + EVAL_SEED_OFFSET)
+        returns = np.zeros(episodes)
+        lengths = np.zeros(episodes, dtype=np.int64)
+        running = np.ones(episodes, dtype=bool)
+        for _ in range(max_steps):
+            start = time.perf_counter()
+            actions = act(obs)
+            act_seconds, calls = act_seconds + time.perf_counter() - start, calls + 1
+            obs, reward, terminated, truncated, info = envs.step(actions)
+            returns += np.where(running, reward, 0.0)
+            lengths += running
+            ended = running & (terminated | truncated)
+            for key in ("success", "mode"):
+                if key in info:  # the env's report at each episode's last step
+                    seen = outcome.setdefault(key, np.zeros(episodes, dtype=np.asarray(info[key]).dtype))
+                    seen[ended] = np.asarray(info[key])[ended]
+            running &= ~ended
+            if not running.any():
+                break
+    finally:
+        envs.close()
+    return Evaluation(returns, lengths, outcome.get("success"), outcome.get("mode"), 1000 * act_seconds / max(calls, 1))
 
 
 def evaluate(
@@ -23,19 +87,20 @@ def evaluate(
     max_steps: int = 100_000,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run one episode in each of `episodes` parallel envs; return (returns, lengths)."""
-    envs = make_vec_env(env_cfg, episodes, one_hot=one_hot)
+    result = evaluate_episodes(act, env_cfg, episodes, seed, one_hot, max_steps)
+    return result.returns, result.lengths
+
+
+def policy_picture(act: Callable[[np.ndarray], np.ndarray], env_cfg: EnvConfig, seed: int,
+                   one_hot: bool = True) -> np.ndarray | None:
+    """An (H, W, 3) picture of what the policy does, from an env that can draw one
+    (`policy_picture(act, seed)`, rlgen/envs/imitation_tasks.py); None for any other env, which is
+    not even made (some take a while to build)."""
+    entry = gym.spec(env_cfg.id).entry_point
+    if not hasattr(load_env_creator(entry) if isinstance(entry, str) else entry, "policy_picture"):
+        return None
+    env = make_env(env_cfg, one_hot=one_hot)
     try:
-        obs, _ = envs.reset(seed=seed + EVAL_SEED_OFFSET)
-        returns = np.zeros(episodes)
-        lengths = np.zeros(episodes, dtype=np.int64)
-        running = np.ones(episodes, dtype=bool)
-        for _ in range(max_steps):
-            obs, reward, terminated, truncated, _ = envs.step(act(obs))
-            returns += np.where(running, reward, 0.0)
-            lengths += running
-            running &= ~(terminated | truncated)
-            if not running.any():
-                break
+        return env.unwrapped.policy_picture(act, seed + EVAL_SEED_OFFSET)
     finally:
-        envs.close()
-    return returns, lengths
+        env.close()

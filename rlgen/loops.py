@@ -8,6 +8,7 @@ returns, and asks the run whether to go on (`run.tick`: evaluation, checkpoints,
 - `per_step`:   one vector step, then the agent observes the transition (DQN, SQL, tabular TD, bandits).
 - `episodes`:   one whole episode, then the agent learns from it (Monte Carlo).
 - `sweeps`:     one synchronous sweep of a tabular model per budget step (dynamic programming).
+- `offline`:    one gradient step on a minibatch of demonstrations per budget step (imitation).
 The envs belong to the run, which made them: it records their state in its checkpoints and closes them.
 Pipelines (RLHF: pretraining, reward model, then RL on generated text) drive their own stages.
 
@@ -232,4 +233,26 @@ def sweeps(agent: PlanningAgent, run: Run, total_steps: int) -> None:
         agent.num_steps += 1
         run.log(agent.num_steps, {"dp/delta": delta})
         if agent.converged(delta) or not run.tick(agent.num_steps):
+            break
+
+
+# -- gradient steps on a fixed data set -----------------------------------------------------------
+
+
+class OfflineAgent(Protocol):
+    num_steps: int
+
+    def fit_step(self) -> dict[str, float]:
+        """One gradient step on a minibatch of the agent's demonstrations; returns statistics to log."""
+        ...
+
+
+def offline(agent: OfflineAgent, run: Run, total_steps: int) -> None:
+    """One gradient step per budget step, as `sweeps` counts DP's sweeps: the agent never steps a
+    training env; the run's evaluations roll its policy out in the env."""
+    while agent.num_steps < total_steps:
+        stats = agent.fit_step()
+        agent.num_steps += 1
+        run.log(agent.num_steps, stats)
+        if not run.tick(agent.num_steps):
             break

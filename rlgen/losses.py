@@ -1,4 +1,5 @@
-"""Policy-gradient and preference losses as pure torch functions (tests/test_losses.py).
+"""Policy-gradient, preference and imitation losses as pure torch functions (tests/test_losses.py,
+tests/test_imitation_math.py).
 
 Both PPOs (rlgen/agents/ppo.py over env steps, rlgen/rlhf/ppo_lm.py over generated tokens) use
 these. A `mask` (1 on the entries that count, 0 on padding) turns a mean into a mean over the
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from rlgen.distributions import gaussian_mixture_log_prob
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -74,3 +77,11 @@ def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torc
     under the Bradley-Terry model (Ouyang et al. 2022, eq. 1), written as softplus(r_rejected - r_chosen)
     to stay finite."""
     return F.softplus(r_rejected - r_chosen).mean()
+
+
+def mixture_density_nll(logits: torch.Tensor, means: torch.Tensor, log_std: torch.Tensor,
+                        actions: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood of the actions under a mixture density network's Gaussian mixture
+    (Bishop 1994, "Mixture Density Networks"; Bishop 2006, PRML eq. 5.153).
+    logits (B, K), means and log_std (B, K, D), actions (B, D)."""
+    return -gaussian_mixture_log_prob(logits, means, log_std, actions).mean()

@@ -30,7 +30,7 @@ from rlgen.envs import EpisodeStats, make_env, make_vec_env, reward_threshold
 from rlgen.envs.model import require_model
 from rlgen.envs.snapshot import env_state, set_env_state
 from rlgen.errors import UserError
-from rlgen.evaluation import evaluate
+from rlgen.evaluation import Evaluation, evaluate_episodes, policy_picture
 from rlgen.mdp import TabularModel
 from rlgen.progress import ProgressBar
 
@@ -102,6 +102,7 @@ class CsvLog:
 
 class Run:
     LOG_EVERY = 1000  # env steps between writes of averaged training scalars
+    last_evaluation: Evaluation | None = None
 
     def __init__(self, cfg: TrainConfig, run_dir: Path, agent: Learner, state: dict[str, Any] | None = None):
         from torch.utils.tensorboard import SummaryWriter
@@ -208,16 +209,28 @@ class Run:
     # -- what the trainer calls ---------------------------------------------------------------------
 
     def evaluate(self, step: int) -> None:
-        returns, _ = evaluate(self.agent.act, self.cfg.env, self.cfg.eval_episodes, self.cfg.seed, self.one_hot)
+        result = evaluate_episodes(self.agent.act, self.cfg.env, self.cfg.eval_episodes, self.cfg.seed, self.one_hot)
+        returns = result.returns
         mean, std = float(returns.mean()), float(returns.std())
         self.last_eval = (mean, std)
-        self.eval_csv.append({"step": step, "mean_return": mean, "std_return": std, "n_episodes": len(returns)})
+        self.last_evaluation = result
+        rates = result.rates()  # only for envs that report success (and mode) at episode ends
+        self.eval_csv.append({"step": step, "mean_return": mean, "std_return": std, "n_episodes": len(returns)}
+                             | rates)
         self.eval_csv.flush()
         self.tb.add_scalar("eval/mean_reward", mean, step)
         self.tb.add_scalar("eval/std_reward", std, step)
+        for key, value in rates.items():
+            self.tb.add_scalar(f"eval/{key}", value, step)
+        if "success_rate" in rates:
+            self.tb.add_scalar("eval/action_latency_ms", result.act_ms, step)
+        picture = policy_picture(self.agent.act, self.cfg.env, self.cfg.seed, self.one_hot)
+        if picture is not None:
+            self.tb.add_image("eval/policy", picture, step, dataformats="HWC")
         if self.solved_at is None and self.threshold is not None and mean >= self.threshold:
             self.solved_at = step
-        self.bar.note(f"eval {mean:.1f}")
+        success = f", success {rates['success_rate']:.0%}" if "success_rate" in rates else ""
+        self.bar.note(f"eval {mean:.1f}{success}")
 
     def flush_logs(self, step: int) -> None:
         """Write the averaged scalars at `step`: a progress.csv row and a TensorBoard point each. A step
@@ -304,7 +317,17 @@ class Run:
             "status": status,
             **({"stopped_by": self.stop_signal.name} if self.stop_signal is not None else {}),
             "versions": versions(),
-        }
+        } | self._success_summary()
+
+    def _success_summary(self) -> dict[str, Any]:
+        """success_rate and mode_fraction of the last evaluation (from eval.csv, which a resumed run
+        keeps) and the policy's action latency in it, for envs that report success."""
+        last = self.eval_csv.rows[-1] if self.eval_csv.rows else {}
+        if last.get("success_rate", "") == "":
+            return {}
+        out = {key: float(last[key]) for key in ("success_rate", "mode_fraction") if last.get(key, "") != ""}
+        latency = self.last_evaluation.act_ms if self.last_evaluation is not None else None
+        return out | {"action_latency_ms": latency}
 
     def start_session(self, config_text: str, hparams: dict[str, Any]) -> None:
         """The config as text, and the session start of TensorBoard's HParams dashboard, at step 0.

@@ -27,6 +27,7 @@ RLHF = ("env=TextPreference", "total_steps=40", "agent.sft.steps=3", "agent.corp
         "agent.reward_model.n_pairs=32", "agent.reward_model.n_eval_pairs=16", "agent.reward_model.epochs=1",
         "agent.bon_prompts=2", "agent.bon_samples=4", "agent.n_eval_prompts=8", "agent.ppo.batch_size=8",
         "agent.ppo.minibatch_size=4", "agent.ppo.n_epochs=1")
+IMITATION = ("env=Avoid", "total_steps=20", "agent.n_demos=3", "agent.batch_size=8")
 
 SETTINGS = {
     "ppo": PPO_LIKE, "sb3_ppo": PPO_LIKE, "sb3_a2c": (*DEEP, "agent.n_steps=8"),
@@ -34,7 +35,7 @@ SETTINGS = {
     "policy_evaluation": SWEEPS, "policy_iteration": SWEEPS, "value_iteration": SWEEPS,
     "soft_value_iteration": SWEEPS,
     "epsilon_greedy": BANDIT, "ucb": BANDIT, "gradient_bandit": BANDIT, "thompson_sampling": BANDIT,
-    "rlhf": RLHF,
+    "rlhf": RLHF, "bc": IMITATION, "mdn": IMITATION,
 }
 
 

@@ -49,6 +49,8 @@ SETUPS: dict[str, tuple[str, ...]] = {
     "gradient_bandit": ("env=Bandit10", "total_steps=3000", "eval_every=1000"),
     "thompson_sampling": ("env=Bandit10", "total_steps=3000", "eval_every=1000"),
     "rlhf": ("env=TextPreference", "total_steps=1500", "eval_every=500", *TINY_RLHF),
+    "bc": ("env=Particle", "total_steps=300", "eval_every=100", "agent.n_demos=10", "agent.batch_size=32"),
+    "mdn": ("env=Avoid", "total_steps=300", "eval_every=100", "agent.n_demos=10", "agent.batch_size=32"),
 }
 
 

@@ -258,7 +258,8 @@ def committed_state() -> str:
         (["agent=q_learning", "env=GridWorld4x4", "env.step_reward=abc"], ["step_reward must be a number"]),
         (["agent=value_iteration", "env=Maze", "env.maze_seed=-1"], ["maze maze_seed must be a whole number >= 0"]),
         (["agent=ucb", "env=Bandit10", "env.k=0"], ["cannot make env 'rlgen/Bandit10-v0'", "at least 2 arms, got k=0"]),
-        (["agent=q_learning", "env=FrozenLake-v1", "env.map_name=9x9"], ["cannot make env 'FrozenLake-v1'", "KeyError: '9x9'"]),
+        (["agent=q_learning", "env=FrozenLake-v1", "env.map_name=9x9"],
+         ["cannot make env 'FrozenLake-v1'", "KeyError: '9x9'"]),
     ],
 )
 def test_wrong_values_from_the_command_line(args, fragments, tmp_path, main_in_process):

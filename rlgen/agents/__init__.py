@@ -37,8 +37,10 @@ AGENTS: dict[str, str] = {
     "soft_value_iteration": "rlgen.agents.soft_q:SoftValueIteration",
     "soft_q_learning": "rlgen.agents.soft_q:SoftQLearning",
     "sql": "rlgen.agents.sql:SQL",
-    # generative: RLHF
+    # generative: RLHF; policies learned from an env's scripted expert
     "rlhf": "rlgen.agents.rlhf:RLHF",
+    "bc": "rlgen.agents.bc:BC",
+    "mdn": "rlgen.agents.bc:MDN",
 }
 
 

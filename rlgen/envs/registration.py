@@ -1,4 +1,4 @@
-"""Register rlgen's tabular envs with Gymnasium as `rlgen/<Name>-v0` (importing this module does it).
+"""Register rlgen's own envs with Gymnasium as `rlgen/<Name>-v0` (importing this module does it).
 
 Time limits live here, not in the envs: a greedy policy that walks into a wall forever still ends.
 """
@@ -33,6 +33,10 @@ ENVS: dict[str, tuple[str, dict, int | None]] = {
     "Bandit10": ("rlgen.envs.bandits:BanditEnv", {"k": 10}, 1000),
     "BanditBernoulli": ("rlgen.envs.bandits:BernoulliBanditEnv", {"k": 10}, 1000),
     "BanditNonstationary": ("rlgen.envs.bandits:NonstationaryBanditEnv", {"k": 10}, 1000),
+    # imitation tasks with scripted experts (imitation_tasks.py); Particle's 50 steps are Florence et al.'s
+    "Particle": ("rlgen.envs.imitation_tasks:ParticleEnv", {}, 50),
+    "Avoid": ("rlgen.envs.imitation_tasks:AvoidEnv", {}, 100),
+    "Step": ("rlgen.envs.imitation_tasks:StepEnv", {}, None),
 }
 
 

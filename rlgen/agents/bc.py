@@ -1,0 +1,245 @@
+"""Policies learned from an env's scripted expert: behavioural cloning (`bc`) and a mixture density
+network (`mdn`), the explicit baselines for the generative policies.
+
+`ImitationAgent` is what every policy learned from demonstrations shares: the demonstrations
+(rlgen/demos.py, generated from `demo_seed`, so every policy and run seed learns from the same ones),
+observations normalised by their mean and spread in the demonstrations, actions scaled to [-1, 1]
+from the action space's bounds, minibatches, and `learn` = the offline loop (rlgen/loops.py: the
+budget counts gradient steps). A subclass writes its network, `fit_step` and `policy`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import MISSING
+
+from rlgen.agents.base import Agent
+from rlgen.config import AgentConfig, check_choice, check_positive
+from rlgen.demos import Demonstrations, expert_demonstrations, require_expert
+from rlgen.distributions import categorical_sample, np_softmax
+from rlgen.errors import UserError
+from rlgen.loops import flat, offline
+from rlgen.losses import mixture_density_nll
+from rlgen.nets.mlp import ACTIVATIONS, flat_dim, mlp
+from rlgen.nets.optim import FlatAdam
+from rlgen.run import Run
+
+GENERATIVE_NET_ARCH = (256, 256)
+"""hidden layers of every policy learned from demonstrations, so that they compare at equal size"""
+
+
+@dataclass
+class ImitationConfig(AgentConfig):
+    demo_env: str = MISSING
+    """the env whose scripted expert is imitated (conf/agent/*.yaml: the run's env)"""
+    demo_env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """its keyword arguments (conf: the run's env.kwargs)"""
+    n_demos: int = 200
+    """expert episodes in the demonstrations"""
+    demo_seed: int = 0
+    """seeds the demonstrations, not the run's seed: every policy and every seed sees the same ones"""
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    net_arch: list[int] = field(default_factory=lambda: list(GENERATIVE_NET_ARCH))
+    activation: str = "relu"
+
+    def __post_init__(self) -> None:
+        check_choice("agent.activation", self.activation, tuple(ACTIVATIONS))
+        check_positive(**{f"agent.{k}": getattr(self, k) for k in ("n_demos", "batch_size", "learning_rate")})
+
+
+class ImitationAgent(Agent):
+    """Learns a policy from an env expert's demonstrations, one minibatch per gradient step."""
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: ImitationConfig, seed: int):
+        super().__init__(observation_space, action_space, config, seed)
+        bounded = isinstance(action_space, gym.spaces.Box) and bool(
+            np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all())
+        if not bounded:
+            raise UserError(f"agent={config.name} needs continuous (Box) actions with finite bounds; "
+                            f"this env's are {action_space}")
+        self.obs_dim = flat_dim(observation_space.shape)
+        self.act_dim = flat_dim(action_space.shape)
+        demo_obs, demo_actions = require_expert(config.demo_env, config.demo_env_kwargs)
+        if (flat_dim(demo_obs.shape), flat_dim(demo_actions.shape)) != (self.obs_dim, self.act_dim):
+            raise UserError(f"the demonstrations of {config.demo_env} have observations of size "
+                            f"{flat_dim(demo_obs.shape)} and actions of size {flat_dim(demo_actions.shape)}; "
+                            f"this env's are {self.obs_dim} and {self.act_dim}")
+        self.low = action_space.low.astype(np.float32).reshape(-1)
+        self.high = action_space.high.astype(np.float32).reshape(-1)
+        self.obs_mean = torch.zeros(self.obs_dim)
+        self.obs_std = torch.ones(self.obs_dim)
+        self.demos: Demonstrations | None = None
+        self.data: tuple[torch.Tensor, torch.Tensor] = (torch.zeros(0, self.obs_dim), torch.zeros(0, self.act_dim))
+        """the demonstrations as the networks see them: normalised observations, scaled actions"""
+
+    # -- data ---------------------------------------------------------------------------------------
+
+    def load_demos(self) -> Demonstrations:
+        """Generate the demonstrations (the same ones on every call) and the normalisation they define."""
+        c = self.config
+        demos = expert_demonstrations(c.demo_env, c.n_demos, c.demo_seed, **c.demo_env_kwargs)
+        std = demos.obs.std(axis=0)
+        self.obs_mean = torch.as_tensor(demos.obs.mean(axis=0))
+        self.obs_std = torch.as_tensor(np.where(std > 1e-6, std, 1.0).astype(np.float32))  # constant features
+        self.data = (self.normalize(demos.obs), torch.as_tensor(self.scale(demos.actions)))
+        self.demos = demos
+        return demos
+
+    def normalize(self, obs: np.ndarray) -> torch.Tensor:
+        return (torch.as_tensor(flat(obs)) - self.obs_mean) / self.obs_std
+
+    def scale(self, actions: np.ndarray) -> np.ndarray:
+        """Env actions -> [-1, 1] per dimension."""
+        return (2.0 * (actions - self.low) / (self.high - self.low) - 1.0).astype(np.float32)
+
+    def unscale(self, actions: np.ndarray) -> np.ndarray:
+        """[-1, 1] -> env actions, clipped into the bounds."""
+        return np.clip(self.low + (actions + 1.0) * 0.5 * (self.high - self.low), self.low, self.high)
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A minibatch of (observation, action) pairs drawn uniformly, with replacement."""
+        idx = torch.as_tensor(self.rng.integers(0, len(self.data[0]), size=self.config.batch_size))
+        return self.data[0][idx], self.data[1][idx]
+
+    # -- the contract ---------------------------------------------------------------------------------
+
+    def learn(self, total_steps: int, run: Run) -> None:
+        self.load_demos()
+        offline(self, run, total_steps)
+
+    def fit_step(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def policy(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
+        """(B, act_dim) actions in [-1, 1] for a batch of normalised observations."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        actions = self.unscale(self.policy(self.normalize(obs), deterministic))
+        return actions.astype(np.float32).reshape(len(actions), *self.action_space.shape)
+
+    def summary_fields(self) -> dict[str, Any]:
+        if self.demos is None:
+            return {}
+        return {"expert_success_rate": self.demos.success_rate, "demo_steps": len(self.demos.obs)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "obs_mean": self.obs_mean.clone(), "obs_std": self.obs_std.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.obs_mean = state["obs_mean"].clone()
+        self.obs_std = state["obs_std"].clone()
+
+
+class OneNetwork(ImitationAgent):
+    """An imitation agent with one MLP from observations to `out_dim` numbers, trained with Adam."""
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: ImitationConfig, seed: int):
+        super().__init__(observation_space, action_space, config, seed)
+        self.net = mlp(self.obs_dim, config.net_arch, self.out_dim, config.activation)
+        self.optimizer = FlatAdam(self.net.parameters(), lr=config.learning_rate)
+
+    @property
+    def out_dim(self) -> int:
+        raise NotImplementedError
+
+    def gradient_step(self, loss: torch.Tensor) -> dict[str, float]:
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return {"train/loss": float(loss.detach())}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+# -- behavioural cloning ------------------------------------------------------------------------------
+
+
+@dataclass
+class BCConfig(ImitationConfig):
+    name: str = "bc"
+
+
+class BC(OneNetwork):
+    """Behavioural cloning: regress the expert's action on the observation with mean squared error,
+    act by the regression (the explicit policy of Florence et al. 2021, sec. 3). Where the expert's
+    action jumps or has several values, the regression interpolates or averages: that is its failure."""
+
+    Config = BCConfig
+
+    @property
+    def out_dim(self) -> int:
+        return self.act_dim
+
+    def fit_step(self) -> dict[str, float]:
+        obs, actions = self.batch()
+        return self.gradient_step(F.mse_loss(self.net(obs), actions))
+
+    def policy(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
+        return self.net(obs).numpy()
+
+
+# -- mixture density network --------------------------------------------------------------------------
+
+
+@dataclass
+class MDNConfig(ImitationConfig):
+    name: str = "mdn"
+    n_components: int = 5
+    """K Gaussians in the mixture"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive(**{"agent.n_components": self.n_components})
+
+
+class MDN(OneNetwork):
+    """A mixture density network (Bishop 1994): the MLP outputs a mixture of K diagonal Gaussians over
+    the (scaled) action and is trained by its negative log-likelihood. Deterministic acting takes the
+    mean of the most probable component; stochastic acting samples the mixture."""
+
+    Config = MDNConfig
+    MIN_STD = 1e-3
+    """floor of a component's standard deviation (actions are scaled to [-1, 1]): a component
+    collapsing onto a single demonstration would send the likelihood to infinity"""
+
+    @property
+    def out_dim(self) -> int:
+        return self.config.n_components * (1 + 2 * self.act_dim)
+
+    def heads(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """logits (B, K), means (B, K, D), log_std (B, K, D)."""
+        K, D = self.config.n_components, self.act_dim
+        out = self.net(obs)
+        logits, means, raw = out[:, :K], out[:, K : K + K * D], out[:, K + K * D :]
+        # softplus: every component starts broad (std ~ 0.7 at raw = 0) and so receives gradient from
+        # every demonstration; components that start narrow die out and the mixture collapses to one
+        log_std = torch.log(F.softplus(raw) + self.MIN_STD)
+        return logits, means.reshape(-1, K, D), log_std.reshape(-1, K, D)
+
+    def fit_step(self) -> dict[str, float]:
+        obs, actions = self.batch()
+        return self.gradient_step(mixture_density_nll(*self.heads(obs), actions))
+
+    def policy(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
+        logits, means, log_std = (t.numpy() for t in self.heads(obs))
+        rows = np.arange(len(logits))
+        if deterministic:
+            return means[rows, logits.argmax(axis=1)]
+        k = categorical_sample(np_softmax(logits), self.rng)
+        return means[rows, k] + np.exp(log_std[rows, k]) * self.rng.standard_normal(means[rows, k].shape)
