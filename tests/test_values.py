@@ -44,12 +44,13 @@ INVALID: list[tuple[str, list[str]]] = [
     (r"\.(max_grad_norm|clip_range_vf|target_kl|kl_target|rms_prop_eps)$", ["0", "-1"]),
     (r"\.step_power$", ["-0.5", "1.5"]),
     (r"\.(n_envs|n_steps|batch_size|minibatch_size|n_epochs|epochs|buffer_size|train_freq|target_update_interval"
-     r"|n_layer|n_head|n_embd|n_reviews|steps|n_pairs|n_eval_pairs|kl_horizon|n_eval_prompts|bon_\w+|n)$",
+     r"|n_layer|n_head|n_embd|n_reviews|steps|n_pairs|n_eval_pairs|kl_horizon|n_eval_prompts|bon_\w+|n"
+     r"|n_demos|n_components)$",
      ["0", "-1"]),
     (r"\.(learning_starts|epsilon_decay_steps)$", ["-1"]),
     (r"\.gradient_steps$", ["0", "-2"]),
     (r"\.max_clauses$", ["0", "10000"]),
-    (r"\.seed$", ["-1", "4294967296"]),
+    (r"\.(seed|demo_seed)$", ["-1", "4294967296"]),
     (r"\.net_arch$", ["[0]", "[64,-1]"]),
     (r"\.(initial_value|log_std_init)$", []),  # any number
 ]
@@ -159,7 +160,7 @@ ONE_HOT = gym.spaces.Box(0.0, 1.0, (16,), np.float32)
 @pytest.mark.parametrize(
     ("agent", "obs", "actions", "fragments"),
     [
-        ("dqn", BOX, BOX, ["dqn needs Discrete actions; this env's are Box; use ppo, sb3_ppo or sb3_a2c"]),
+        ("dqn", BOX, BOX, ["dqn needs Discrete actions; this env's are Box; use ppo, sb3_ppo, sb3_a2c"]),
         ("sb3_dqn", BOX, gym.spaces.MultiBinary(4), ["sb3_dqn needs Discrete actions", "use sb3_ppo or sb3_a2c"]),
         ("ppo", BOX, gym.spaces.MultiDiscrete([2, 3]), ["ppo needs Discrete or Box actions", "use sb3_ppo or sb3_a2c"]),
         ("sb3_ppo", BOX, gym.spaces.Tuple([gym.spaces.Discrete(2)] * 2),
@@ -167,7 +168,7 @@ ONE_HOT = gym.spaces.Box(0.0, 1.0, (16,), np.float32)
           "no rlgen agent handles these spaces"]),
         ("ppo", gym.spaces.Dict({"x": BOX}), gym.spaces.Discrete(2), ["observations; this env's are Dict"]),
         ("q_learning", BOX, gym.spaces.Discrete(2), ["q_learning is tabular", "use ppo, dqn, sb3_ppo"]),
-        ("value_iteration", gym.spaces.Discrete(4), BOX, ["needs Discrete actions", "use ppo, sb3_ppo or sb3_a2c"]),
+        ("value_iteration", gym.spaces.Discrete(4), BOX, ["needs Discrete actions", "use ppo, sb3_ppo, sb3_a2c"]),
         ("ucb", gym.spaces.Discrete(16), gym.spaces.Discrete(4), ["needs a bandit env", "Discrete(16)"]),
         ("rlhf", ONE_HOT, gym.spaces.Discrete(2), ["rlhf needs env=TextPreference", "use ppo, dqn"]),
     ],
@@ -242,7 +243,7 @@ def committed_state() -> str:
         (["agent=rlhf", "env=TextPreference", "agent.n_embd=65"], ["agent.n_embd=65 is not divisible", "64 or 68"]),
         (["agent=rlhf", "env=TextPreference", "agent.n_head=0"], ["agent.n_head must be positive"]),
         (["agent=ppo", "agent.net_arch=[64,0]"], ["agent.net_arch=[64, 0]", "positive number of units"]),
-        (["agent=sb3_dqn", "env=Pendulum"], ["sb3_dqn needs Discrete actions", "Box", "use ppo, sb3_ppo or sb3_a2c"]),
+        (["agent=sb3_dqn", "env=Pendulum"], ["sb3_dqn needs Discrete actions", "Box", "use ppo, sb3_ppo, sb3_a2c"]),
         (["agent=q_learning", "env=CartPole"], ["q_learning is tabular", "Box", "use ppo, dqn"]),
         (["agent=ucb", "env=GridWorld4x4"], ["ucb needs a bandit env", "env=Bandit10"]),
         (["agent=sb3_ppo", "agent.learning_rate=1e300"], ["agent.learning_rate must be in (0, 3.40282e+38]", "1e+300"]),

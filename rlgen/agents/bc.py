@@ -17,10 +17,17 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import MISSING
 
 from rlgen.agents.base import Agent
-from rlgen.config import AgentConfig, check_choice, check_positive
+from rlgen.config import (
+    AgentConfig,
+    check_choice,
+    check_layers,
+    check_learning_rate,
+    check_positive,
+    check_seed,
+    named,
+)
 from rlgen.demos import Demonstrations, expert_demonstrations, require_expert
 from rlgen.distributions import categorical_sample, np_softmax
 from rlgen.errors import UserError
@@ -36,8 +43,8 @@ GENERATIVE_NET_ARCH = (256, 256)
 
 @dataclass
 class ImitationConfig(AgentConfig):
-    demo_env: str = MISSING
-    """the env whose scripted expert is imitated (conf/agent/*.yaml: the run's env)"""
+    demo_env: str = ""
+    """the env whose scripted expert is imitated (conf/agent/*.yaml sets the run's env)"""
     demo_env_kwargs: dict[str, Any] = field(default_factory=dict)
     """its keyword arguments (conf: the run's env.kwargs)"""
     n_demos: int = 200
@@ -50,8 +57,12 @@ class ImitationConfig(AgentConfig):
     activation: str = "relu"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_choice("agent.activation", self.activation, tuple(ACTIVATIONS))
-        check_positive(**{f"agent.{k}": getattr(self, k) for k in ("n_demos", "batch_size", "learning_rate")})
+        check_positive(**named(self, "n_demos", "batch_size"))
+        check_learning_rate(**named(self, "learning_rate"))
+        check_seed(**named(self, "demo_seed"))
+        check_layers(**named(self, "net_arch"))
 
 
 class ImitationAgent(Agent):
