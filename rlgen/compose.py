@@ -14,7 +14,8 @@ from __future__ import annotations
 import difflib
 import itertools
 import math
-from dataclasses import fields
+import typing
+from dataclasses import fields, is_dataclass
 from importlib.resources import files
 
 import gymnasium as gym
@@ -104,6 +105,28 @@ def _check_override(key: str, agent: str) -> None:
                 f"agent {agent} has no field '{field_name}'{did_you_mean(field_name, names)}; "
                 f"fields: {', '.join(names)}"
             )
+
+
+def _field_type(schema: type, path: list[str]) -> object:
+    """The declared type of a (nested) dataclass field, or None when the path leaves the dataclasses."""
+    for i, name in enumerate(path):
+        hints = typing.get_type_hints(schema) if is_dataclass(schema) else {}
+        if name not in hints:
+            return None
+        if i == len(path) - 1:
+            return hints[name]
+        schema = hints[name]
+    return None
+
+
+def _check_bool(key: str, value: str, agent: str) -> None:
+    """A boolean setting takes true or false only, as in every rlgen command (OmegaConf alone would
+    also read yes/no/on/off/1/0, so `progress=ture` and `progress=yes` would differ by a letter)."""
+    head, _, rest = key.lstrip("+").partition(".")
+    kind = _field_type(config_class(agent), rest.split(".")) if head == "agent" and rest else (
+        _field_type(TrainConfig, [head]) if not rest else None)
+    if kind is bool and value.lower() not in ("true", "false"):
+        raise UserError(f"{key}: Value '{value}' is not a valid bool: write true or false")
 
 
 def list_choices() -> tuple[list[str], list[str]]:
@@ -236,7 +259,9 @@ def load_config(overrides: list[str]) -> TrainConfig:
         agent, resolved = _resolve(overrides, _group_options("agent"), _group_options("env"))
         _store_schemas(agent)
         for line in resolved:
-            _check_override(line.partition("=")[0], agent)
+            key, _, value = line.partition("=")
+            _check_override(key, agent)
+            _check_bool(key, value, agent)
         try:
             cfg = compose("train", overrides=resolved)
             typed = OmegaConf.to_object(cfg)

@@ -166,3 +166,13 @@ def test_invalid_values_leave_no_run_directory(tmp_path):
     out = cli("agent=ppo", "agent.n_envs=0", f"run_dir={tmp_path / 'run'}", "progress=false")
     assert_user_error(out, "agent.n_envs must be positive, got 0")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args", [("progress=yes",), ("agent=ppo", "agent.normalize_advantage=on"),
+                                  ("agent=dqn", "agent.double_q=1"),
+                                  ("agent=rlhf", "env=TextPreference", "agent.kl.adaptive=no")])
+def test_a_boolean_is_true_or_false_in_train_as_in_every_command(args, tmp_path, main_in_process):
+    key, _, value = args[-1].partition("=")
+    assert_user_error(main_in_process(*args, f"run_dir={tmp_path / 'run'}"),
+                      f"{key}: Value '{value}' is not a valid bool: write true or false")
+    assert not (tmp_path / "run").exists()
