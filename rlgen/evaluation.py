@@ -11,7 +11,7 @@ import numpy as np
 from gymnasium.envs.registration import load_env_creator
 
 from rlgen.config import EnvConfig
-from rlgen.envs import make_env, make_vec_env
+from rlgen.envs import make_env, make_vec_env, registered_id
 
 EVAL_SEED_OFFSET = 1_000_003
 """Evaluation envs are seeded apart from training envs, the same way at every evaluation, so
@@ -96,7 +96,7 @@ def policy_picture(act: Callable[[np.ndarray], np.ndarray], env_cfg: EnvConfig, 
     """An (H, W, 3) picture of what the policy does, from an env that can draw one
     (`policy_picture(act, seed)`, rlgen/envs/imitation_tasks.py); None for any other env, which is
     not even made (some take a while to build)."""
-    entry = gym.spec(env_cfg.id).entry_point
+    entry = gym.spec(registered_id(env_cfg.id) or env_cfg.id).entry_point  # module:Id names a user's env
     if not hasattr(load_env_creator(entry) if isinstance(entry, str) else entry, "policy_picture"):
         return None
     env = make_env(env_cfg, one_hot=one_hot)
