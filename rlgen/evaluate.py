@@ -79,7 +79,7 @@ def main(argv: list[str]) -> int:
     run_dir = Path(opts.run)
     if not run_dir.is_dir():
         raise UserError(f"no such run directory '{run_dir}'")
-    from rlgen.evaluation import evaluate
+    from rlgen.evaluation import evaluate_episodes
     from rlgen.trainer import build_agent, load_run_config, read_summary, unwritable
 
     summary = read_summary(run_dir)
@@ -98,7 +98,8 @@ def main(argv: list[str]) -> int:
     def act(obs: np.ndarray) -> np.ndarray:
         return agent.act(obs, deterministic=opts.deterministic)
 
-    returns, lengths = evaluate(act, cfg.env, opts.episodes, opts.seed, one_hot=agent.one_hot)
+    measured = evaluate_episodes(act, cfg.env, opts.episodes, opts.seed, one_hot=agent.one_hot)
+    returns, lengths = measured.returns, measured.lengths
     result = {"episodes": len(returns), "mean_return": float(returns.mean()), "std_return": float(returns.std()),
               "mean_length": float(lengths.mean()), "seed": opts.seed, "deterministic": opts.deterministic,
               "checkpoint_step": agent.num_steps}

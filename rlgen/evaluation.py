@@ -78,19 +78,6 @@ def evaluate_episodes(
     return Evaluation(returns, lengths, outcome.get("success"), outcome.get("mode"), 1000 * act_seconds / max(calls, 1))
 
 
-def evaluate(
-    act: Callable[[np.ndarray], np.ndarray],
-    env_cfg: EnvConfig,
-    episodes: int,
-    seed: int,
-    one_hot: bool = True,
-    max_steps: int = 100_000,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Run one episode in each of `episodes` parallel envs; return (returns, lengths)."""
-    result = evaluate_episodes(act, env_cfg, episodes, seed, one_hot, max_steps)
-    return result.returns, result.lengths
-
-
 def policy_picture(act: Callable[[np.ndarray], np.ndarray], env_cfg: EnvConfig, seed: int,
                    one_hot: bool = True) -> np.ndarray | None:
     """An (H, W, 3) picture of what the policy does, from an env that can draw one

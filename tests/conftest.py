@@ -83,6 +83,12 @@ def main_in_process(capsys):
     An exception other than the CLI's own exit escapes and fails the test: that would be a traceback."""
     from rlgen.train import main
 
+    return in_process(main, capsys)
+
+
+def in_process(main, capsys):
+    """A command's entry point called in this process: (*args) -> Exit (status, stdout, stderr)."""
+
     def call(*args: str) -> Exit:
         capsys.readouterr()
         with pytest.raises(SystemExit) as exit_:

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import gymnasium as gym
 import pytest
-from conftest import Exit, assert_user_error, eval_steps, read_csv, read_json
+from conftest import assert_user_error, eval_steps, in_process, read_csv, read_json
 
 from rlgen.checkpoint import save_state
 from rlgen.compose import load_config
@@ -40,14 +40,7 @@ def tree(root: Path) -> dict[str, tuple[bytes, int] | None]:
 def evaluate_in_process(capsys):
     from rlgen.evaluate import main
 
-    def call(*args: str) -> Exit:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exit_:
-            main(list(args))
-        captured = capsys.readouterr()
-        return Exit(int(exit_.value.code or 0), captured.out, captured.err)
-
-    return call
+    return in_process(main, capsys)
 
 
 @pytest.fixture(scope="module")
