@@ -13,7 +13,31 @@ from omegaconf.errors import OmegaConfBaseException
 from rlgen.errors import UserError, unknown
 
 BACKENDS = ("process", "ray")
-METRICS = ("return", "dp_error")
+METRICS = ("return", "dp_error", "success")
+
+
+@dataclass
+class Variant:
+    """A label that stands for an agent or an env with config overrides, e.g. `ibc_langevin`: ibc with
+    agent.inference=langevin, or `Step2`: Step with env.two_valued=true. Suite tables keyed by the base
+    name apply to the variant too, then those keyed by its label."""
+
+    agent: str = ""
+    """the agent it is a variant of (or env, not both)"""
+    env: str = ""
+    """the env it is a variant of"""
+    overrides: list[str] = field(default_factory=list)
+    """config overrides that make the variant, applied after the base's selection"""
+    evaluate_only: bool = False
+    """agent variants: no training of its own; the base agent's trained runs (same env, seed, budget)
+    are loaded and evaluated with these overrides, for settings that change only how it acts (a
+    sampler): the same model compared under both, at the cost of an evaluation"""
+
+    def __post_init__(self) -> None:
+        if bool(self.agent) == bool(self.env):
+            raise UserError("a variant names exactly one base: agent: <name> or env: <name>")
+        if self.evaluate_only and not self.agent:
+            raise UserError("evaluate_only applies to agent variants (a trained model acting differently)")
 
 
 @dataclass
@@ -48,10 +72,19 @@ class Suite:
     more saves the interpreter start-up (seconds) that dominates tiny tabular runs"""
     notes: list[str] = field(default_factory=list)
     """printed in the report (budget cuts and why)"""
+    variants: dict[str, Variant] = field(default_factory=dict)
+    """labels used in agents / optional_agents / envs that stand for a base agent or env with overrides"""
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
             raise UserError(f"metric must be one of {', '.join(METRICS)}, got '{self.metric}'")
+        for label, v in self.variants.items():
+            listed = self.envs if v.env else self.agents + self.optional_agents
+            if label in (v.agent, v.env) or (v.agent or v.env) in self.variants:
+                raise UserError(f"variant {label}: its base must be a plain agent or env, not itself or a variant")
+            if label not in listed:
+                kind = "envs" if v.env else "agents or optional_agents"
+                raise UserError(f"variant {label} (of {v.agent or v.env}) is not listed in {kind}")
         if self.runs_per_process < 1:
             raise UserError(f"runs_per_process must be >= 1, got {self.runs_per_process}")
         if not self.seeds or min(self.seeds) < 0:
@@ -108,11 +141,14 @@ class Options:
 @dataclass
 class Job:
     agent: str
+    """the agent's label in the suite (a variant's label, or the agent's name)"""
     env: str
     seed: int
     budget: int
     run_dir: str
     overrides: list[str]
+    source: str = ""
+    """an evaluation-only job: the run directory of the trained run it evaluates ("": a training run)"""
 
 
 def _suite_roots() -> list[Path]:
@@ -155,46 +191,90 @@ def _subset(chosen: list[str], available: list[str], kind: str) -> list[str]:
     return chosen or available
 
 
+def base(suite: Suite, label: str) -> str:
+    """The agent or env a label stands for: a variant's base, else the label itself."""
+    v = suite.variants.get(label)
+    return (v.agent or v.env) if v is not None else label
+
+
 def suite_agents(suite: Suite) -> tuple[list[str], list[str]]:
-    """(agents to run, optional agents that are not registered yet)."""
+    """(agents to run, optional agents that are not registered yet); a variant is registered when its
+    base agent is."""
     from rlgen.agents import AGENTS
 
     for name in suite.agents:
-        if name not in AGENTS:
-            raise unknown("agent", name, AGENTS)
-    absent = [a for a in suite.optional_agents if a not in AGENTS]
-    return suite.agents + [a for a in suite.optional_agents if a in AGENTS], absent
+        if base(suite, name) not in AGENTS:
+            raise unknown("agent", base(suite, name), AGENTS)
+    absent = [a for a in suite.optional_agents if base(suite, a) not in AGENTS]
+    return suite.agents + [a for a in suite.optional_agents if a not in absent], absent
 
 
-def _lookup(table: dict[str, Any], agent: str, env: str) -> list[Any]:
-    return [table[k] for k in ("all", agent, env, f"{agent}/{env}") if k in table]
+def _lookup(table: dict[str, Any], agent: str | list[str], env: str | list[str]) -> list[Any]:
+    """The entries of a suite table that apply, in order: "all", the agent('s names: base, then
+    label), the env('s), then "agent/env" for every pair of their names."""
+    agents, envs = [agent] if isinstance(agent, str) else agent, [env] if isinstance(env, str) else env
+    keys = dict.fromkeys(["all", *agents, *envs, *(f"{a}/{e}" for a in agents for e in envs)])
+    return [table[k] for k in keys if k in table]
+
+
+def _names(suite: Suite, label: str) -> list[str]:
+    return list(dict.fromkeys([base(suite, label), label]))
 
 
 def plan(suite: Suite, opts: Options, logdir: Path) -> list[Job]:
-    """One Job per (env, agent, budget, seed); budgets are the tuned config's unless the suite sets them."""
-    from rlgen.compose import load_config
-
+    """One Job per (env, agent, budget, seed); budgets are the tuned config's unless the suite sets them.
+    An evaluate_only variant's jobs come after its base's, whose runs they evaluate."""
     agents = _subset(opts.agents, suite_agents(suite)[0], "agent")
     envs = _subset(opts.envs, suite.envs, "env")
     seeds = suite.seeds[: opts.seeds] if opts.seeds else suite.seeds
-    jobs = []
+    jobs: list[Job] = []
     for env in envs:
+        for agent in [a for a in agents if not _evaluate_only(suite, a)]:
+            jobs += _training_jobs(suite, opts, logdir, agent, env, seeds)
         for agent in agents:
-            if f"{agent}/{env}" in suite.exclude:
-                continue
-            extra = [o for group in _lookup(suite.overrides, agent, env) for o in group]
-            base = load_config([f"agent={agent}", f"env={env}", *extra])
-            budget = next(iter(reversed(_lookup(suite.steps, agent, env))), base.total_steps)
-            sweep = _lookup(suite.step_sweep, agent, env)
-            budgets = sweep[-1] if sweep else [budget]
-            for steps in sorted({max(1, int(b * opts.budget_scale)) for b in budgets}):
-                every = int(base.eval_every * opts.budget_scale) if base.eval_every else 0
-                every = max(1, steps // opts.evals) if opts.evals else every
-                episodes = [f"eval_episodes={opts.eval_episodes}"] if opts.eval_episodes else []
-                for seed in seeds:
-                    name = f"seed{seed}" if not sweep else f"steps{steps}-seed{seed}"
-                    run_dir = logdir / env / agent / name
-                    overrides = [f"agent={agent}", f"env={env}", *extra, f"seed={seed}",
-                                 f"total_steps={steps}", f"eval_every={every}", *episodes, "progress=false"]
-                    jobs.append(Job(agent, env, seed, steps, str(run_dir), overrides))
+            if _evaluate_only(suite, agent):
+                jobs += _evaluation_jobs(suite, logdir, agent, env, jobs)
     return jobs
+
+
+def _evaluate_only(suite: Suite, label: str) -> bool:
+    return label in suite.variants and suite.variants[label].evaluate_only
+
+
+def _training_jobs(suite: Suite, opts: Options, logdir: Path, agent: str, env: str, seeds: list[int]) -> list[Job]:
+    from rlgen.compose import load_config
+
+    agents, envs = _names(suite, agent), _names(suite, env)
+    if any(f"{a}/{e}" in suite.exclude for a in agents for e in envs):
+        return []
+    made = [o for label in (env, agent) if label in suite.variants for o in suite.variants[label].overrides]
+    extra = [*made, *(o for group in _lookup(suite.overrides, agents, envs) for o in group)]
+    selection = [f"agent={base(suite, agent)}", f"env={base(suite, env)}"]
+    config = load_config([*selection, *extra])
+    budget = next(iter(reversed(_lookup(suite.steps, agents, envs))), config.total_steps)
+    sweep = _lookup(suite.step_sweep, agents, envs)
+    budgets = sweep[-1] if sweep else [budget]
+    jobs = []
+    for steps in sorted({max(1, int(b * opts.budget_scale)) for b in budgets}):
+        every = int(config.eval_every * opts.budget_scale) if config.eval_every else 0
+        every = max(1, steps // opts.evals) if opts.evals else every
+        episodes = [f"eval_episodes={opts.eval_episodes}"] if opts.eval_episodes else []
+        for seed in seeds:
+            name = f"seed{seed}" if not sweep else f"steps{steps}-seed{seed}"
+            run_dir = logdir / env / agent / name
+            overrides = [*selection, *extra, f"seed={seed}", f"total_steps={steps}", f"eval_every={every}",
+                         *episodes, "progress=false"]
+            jobs.append(Job(agent, env, seed, steps, str(run_dir), overrides))
+    return jobs
+
+
+def _evaluation_jobs(suite: Suite, logdir: Path, agent: str, env: str, planned: list[Job]) -> list[Job]:
+    """One job per training run of the variant's base agent on `env`: that run's model, evaluated with
+    the variant's overrides (applied last, so they win)."""
+    variant = suite.variants[agent]
+    sources = [j for j in planned if j.agent == variant.agent and j.env == env]
+    if not sources and not any(f"{a}/{e}" in suite.exclude for a in _names(suite, agent) for e in _names(suite, env)):
+        raise UserError(f"{agent} evaluates the runs of {variant.agent}, which this plan does not train on {env}; "
+                        f"add {variant.agent} to agents=")
+    return [Job(agent, env, j.seed, j.budget, str(logdir / env / agent / Path(j.run_dir).name),
+                [*j.overrides, *variant.overrides], source=j.run_dir) for j in sources]
