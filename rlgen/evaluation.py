@@ -78,16 +78,44 @@ def evaluate_episodes(
     return Evaluation(returns, lengths, outcome.get("success"), outcome.get("mode"), 1000 * act_seconds / max(calls, 1))
 
 
+def _env_offers(env_cfg: EnvConfig, method: str) -> bool:
+    """Whether the env's class has `method`, asked without making the env (some take a while to build)."""
+    entry = gym.spec(registered_id(env_cfg.id) or env_cfg.id).entry_point  # module:Id names a user's env
+    return hasattr(load_env_creator(entry) if isinstance(entry, str) else entry, method)
+
+
 def policy_picture(act: Callable[[np.ndarray], np.ndarray], env_cfg: EnvConfig, seed: int,
                    one_hot: bool = True) -> np.ndarray | None:
     """An (H, W, 3) picture of what the policy does, from an env that can draw one
-    (`policy_picture(act, seed)`, rlgen/envs/imitation_tasks.py); None for any other env, which is
-    not even made (some take a while to build)."""
-    entry = gym.spec(registered_id(env_cfg.id) or env_cfg.id).entry_point  # module:Id names a user's env
-    if not hasattr(load_env_creator(entry) if isinstance(entry, str) else entry, "policy_picture"):
+    (`policy_picture(act, seed)`, rlgen/envs/imitation_tasks.py); None for any other env."""
+    if not _env_offers(env_cfg, "policy_picture"):
         return None
     env = make_env(env_cfg, one_hot=one_hot)
     try:
         return env.unwrapped.policy_picture(act, seed + EVAL_SEED_OFFSET)
     finally:
         env.close()
+
+
+LATENCY_CALLS = 20
+
+
+def final_metrics(act: Callable[[np.ndarray], np.ndarray], env_cfg: EnvConfig, seed: int,
+                  one_hot: bool = True) -> dict[str, float]:
+    """What a final evaluation adds for a policy: the median milliseconds of `act` on a batch of one
+    observation over LATENCY_CALLS calls (after one warm-up call), and the env's own measures of the
+    policy where it offers them (`policy_metrics(act)`, e.g. Step's error near its jump)."""
+    env = make_env(env_cfg, one_hot=one_hot)
+    try:
+        obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET)
+        batch = np.asarray(obs)[None]
+        act(batch)
+        times = []
+        for _ in range(LATENCY_CALLS):
+            start = time.perf_counter()
+            act(batch)
+            times.append(1000 * (time.perf_counter() - start))
+        own = env.unwrapped.policy_metrics(act) if hasattr(env.unwrapped, "policy_metrics") else {}
+    finally:
+        env.close()
+    return {"action_latency_one_ms": float(np.median(times)), **own}

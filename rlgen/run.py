@@ -30,7 +30,7 @@ from rlgen.envs import EpisodeStats, make_env, make_vec_env, reward_threshold
 from rlgen.envs.model import require_model
 from rlgen.envs.snapshot import env_state, set_env_state
 from rlgen.errors import UserError
-from rlgen.evaluation import Evaluation, evaluate_episodes, policy_picture
+from rlgen.evaluation import Evaluation, evaluate_episodes, final_metrics, policy_picture
 from rlgen.mdp import TabularModel
 from rlgen.progress import ProgressBar
 
@@ -321,13 +321,15 @@ class Run:
 
     def _success_summary(self) -> dict[str, Any]:
         """success_rate and mode_fraction of the last evaluation (from eval.csv, which a resumed run
-        keeps) and the policy's action latency in it, for envs that report success."""
+        keeps) and the policy's action latency in it, for envs that report success; with the latency
+        for one observation and the env's own measures of the policy (rlgen.evaluation.final_metrics)."""
         last = self.eval_csv.rows[-1] if self.eval_csv.rows else {}
         if last.get("success_rate", "") == "":
             return {}
         out = {key: float(last[key]) for key in ("success_rate", "mode_fraction") if last.get(key, "") != ""}
         latency = self.last_evaluation.act_ms if self.last_evaluation is not None else None
-        return out | {"action_latency_ms": latency}
+        return out | {"action_latency_ms": latency} | final_metrics(self.agent.act, self.cfg.env, self.cfg.seed,
+                                                                    self.one_hot)
 
     def start_session(self, config_text: str, hparams: dict[str, Any]) -> None:
         """The config as text, and the session start of TensorBoard's HParams dashboard, at step 0.

@@ -340,3 +340,15 @@ class StepEnv(gym.Env):
         s = np.linspace(-1.0, 1.0, 401, dtype=np.float32)[:, None]
         actions = np.asarray(act(s), dtype=np.float64).reshape(len(s), -1)[:, 0]
         return imitation_plot.step_picture(s[:, 0], actions, self.correct_actions(s))
+
+    NEAR_JUMP = 0.05
+    """|s| below this is "near the jump" for policy_metrics"""
+
+    def policy_metrics(self, act: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:
+        """The policy's mean distance to the nearest correct action for |s| < NEAR_JUMP and elsewhere, on a
+        fixed grid of 2001 points over [-1, 1] (0.001 apart: 99 of them near the jump): where a
+        regression interpolates across the jump, and where it should be as good as any policy."""
+        s = np.linspace(-1.0, 1.0, 2001, dtype=np.float32)[:, None]
+        error, _ = self.errors(s, np.asarray(act(s), dtype=np.float64).reshape(len(s), -1)[:, 0])
+        near = np.abs(s[:, 0]) < self.NEAR_JUMP
+        return {"error_near_jump": float(error[near].mean()), "error_elsewhere": float(error[~near].mean())}
