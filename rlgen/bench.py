@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from rlgen import benchgen
 from rlgen.benchreport import collect, write_report
 from rlgen.benchsuite import Job, Options, Suite, find_suite, known_suites, load_suite, plan, suite_agents
 from rlgen.cli import parse_settings, usage
@@ -45,8 +46,43 @@ def pending(jobs: list[Job]) -> list[Job]:
     return todo
 
 
+def evaluate_run(job: Job) -> dict[str, Any]:
+    """An evaluation-only job: the model of the completed run at job.source, loaded as rlgen.evaluate
+    loads it, built with the job's overrides and evaluated; its summary.json is the source's (training
+    time, budget) with the evaluation's figures, and says which run it evaluated."""
+    from rlgen.checkpoint import write_json_atomic, write_text_atomic
+    from rlgen.compose import load_config, to_yaml
+    from rlgen.evaluation import evaluate_episodes, final_metrics
+    from rlgen.trainer import build_agent
+
+    source, run_dir = Path(job.source), Path(job.run_dir)
+    trained = _status(source)
+    if trained is None or trained["status"] != "completed":
+        raise RuntimeError(f"the run it evaluates, {source}, has not completed")
+    cfg = load_config([*job.overrides, f"run_dir={run_dir}"])
+    agent = build_agent(cfg)
+    agent.load(source / "checkpoint")
+    t0 = time.perf_counter()
+    result = evaluate_episodes(agent.act, cfg.env, cfg.eval_episodes, cfg.seed, agent.one_hot)
+    figures = {"eval_mean_return": float(result.returns.mean()), "eval_std_return": float(result.returns.std()),
+               **result.rates(), "action_latency_ms": result.act_ms,
+               **final_metrics(agent.act, cfg.env, cfg.seed, agent.one_hot)}
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    write_text_atomic(run_dir / "config.yaml", to_yaml(cfg))
+    row = {"step": agent.num_steps, "mean_return": figures["eval_mean_return"],
+           "std_return": figures["eval_std_return"], "n_episodes": len(result.returns)}
+    write_text_atomic(run_dir / "eval.csv", ",".join(row) + "\n" + ",".join(map(str, row.values())) + "\n")
+    summary = {**trained, **figures, "evaluated_from": str(source), "evaluation_overrides": job.overrides,
+               "evaluation_seconds": time.perf_counter() - t0}
+    write_json_atomic(run_dir / "summary.json", summary)
+    return summary
+
+
 def run_job(job: Job) -> dict[str, Any]:
-    """Train one run in this (fresh) process and record its peak memory; never raises."""
+    """Train one run (or evaluate one, for an evaluation-only job) in this (fresh) process and record its
+    peak memory; never raises."""
     import resource
 
     import torch
@@ -59,14 +95,15 @@ def run_job(job: Job) -> dict[str, Any]:
     run_dir = Path(job.run_dir)
     t0 = time.perf_counter()
     try:
-        if (run_dir / "checkpoint.json").is_file():
+        if job.source:
+            summary = evaluate_run(job)
+        elif (run_dir / "checkpoint.json").is_file():
             cfg = load_run_config(run_dir)
-            cfg = replace(cfg, resume=str(run_dir), total_steps=job.budget, progress=False)
+            summary, _ = train(replace(cfg, resume=str(run_dir), total_steps=job.budget, progress=False))
         else:
             if run_dir.exists():
                 shutil.rmtree(run_dir)  # started but never checkpointed: nothing worth keeping
-            cfg = load_config([*job.overrides, f"run_dir={run_dir}"])
-        summary, _ = train(cfg)
+            summary, _ = train(load_config([*job.overrides, f"run_dir={run_dir}"]))
     except Exception as err:  # a failed run is reported, and the rest of the suite goes on
         return {"run_dir": job.run_dir, "status": "failed", "error": f"{type(err).__name__}: {err}"}
     # ru_maxrss is in KiB on Linux: the peak of this process, which ran this job (and, when the suite's
@@ -178,16 +215,19 @@ def run_suite(suite: Suite, opts: Options, logdir: Path, out: Path, command: str
     done = "report only" if opts.report_only else f"{len(jobs) - len(todo)} already done"
     print(f"suite {suite.name}: {len(jobs)} runs, {done}, logdir {logdir}", flush=True)
     results: list[dict[str, Any]] = []
-    if todo and opts.backend == "ray":
-        results = run_ray(todo, opts.ray_address, suite.runs_per_process)
-    elif todo:
-        results = run_local(todo, opts.workers or os.cpu_count() or 1, suite.runs_per_process)
+    # training runs first, then the evaluation-only jobs that load their models
+    for phase in ([j for j in todo if not j.source], [j for j in todo if j.source]):
+        if phase and opts.backend == "ray":
+            results += run_ray(phase, opts.ray_address, suite.runs_per_process)
+        elif phase:
+            results += run_local(phase, opts.workers or os.cpu_count() or 1, suite.runs_per_process)
     failed = [r for r in results if r["status"] != "completed"]
     records = collect(suite, jobs)
     if not opts.force:
         check_not_less_complete(records, out)
-    report = write_report(suite, jobs, records, out, logdir, absent=suite_agents(suite)[1], cut=opts.cut,
-                          command=command, failures=failed)
+    write = benchgen.write_report if suite.metric == "success" else write_report
+    report = write(suite, jobs, records, out, logdir, absent=suite_agents(suite)[1], cut=opts.cut,
+                   command=command, failures=failed)
     return report, len(failed)
 
 

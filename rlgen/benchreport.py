@@ -72,6 +72,11 @@ def collect(suite: Suite, jobs: list[Job]) -> list[dict[str, Any]]:
             keys = ("status", "eval_mean_return", "solved_at_step", "wall_seconds", "steps_per_second",
                     "total_steps", "reward_threshold", "versions")
             rec.update({k: summary[k] for k in keys})
+            # every other figure the run reports (success rates, an env's measures of the policy, ...)
+            rec.update({k: v for k, v in summary.items() if k not in rec and isinstance(v, int | float)
+                        and not isinstance(v, bool)})
+            if "evaluated_from" in summary:  # an evaluation-only run: the run whose model it evaluated
+                rec["evaluated_from"] = summary["evaluated_from"]
             bench = run_dir / "bench.json"
             rec["peak_rss_mb"] = json.loads(bench.read_text())["peak_rss_mb"] if bench.is_file() else None
             rec["curve"] = [a.tolist() for a in _read_eval(run_dir)]
