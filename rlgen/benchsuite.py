@@ -276,5 +276,12 @@ def _evaluation_jobs(suite: Suite, logdir: Path, agent: str, env: str, planned: 
     if not sources and not any(f"{a}/{e}" in suite.exclude for a in _names(suite, agent) for e in _names(suite, env)):
         raise UserError(f"{agent} evaluates the runs of {variant.agent}, which this plan does not train on {env}; "
                         f"add {variant.agent} to agents=")
+    if sources:  # a mistaken override is refused now, not after the training runs
+        from rlgen.compose import load_config
+
+        try:
+            load_config([*sources[0].overrides, *variant.overrides])
+        except UserError as err:
+            raise UserError(f"variant {agent}: {err}") from None
     return [Job(agent, env, j.seed, j.budget, str(logdir / env / agent / Path(j.run_dir).name),
                 [*j.overrides, *variant.overrides], source=j.run_dir) for j in sources]

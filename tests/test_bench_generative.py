@@ -109,6 +109,8 @@ exclude: [mdn/Step2]
     ("variants: {bc2: {agent: bcc}}\nagents: [bc2]\nenvs: [Step]\n", "unknown agent 'bcc' (did you mean 'bc'"),
     ("variants: {bc2: {agnt: bc}}\nagents: [bc2]\nenvs: [Step]\n", "Key 'agnt' not in 'Variant'"),
     ("agents: [bc]\nenvs: [Step]\nmetric: sucess\n", "metric must be one of return, dp_error, success"),
+    ("variants: {bc2: {agent: bc, overrides: [agent.samplr=ddim], evaluate_only: true}}\nagents: [bc, bc2]\n"
+     "envs: [Step]\n", "variant bc2: agent bc has no field 'samplr'"),
 ])
 def test_a_bad_suite_is_one_line_and_exit_2(text, message, tmp_path, capsys):
     path = write(tmp_path, "name: bad\n" + text)
