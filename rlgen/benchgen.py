@@ -20,7 +20,7 @@ import numpy as np
 
 from rlgen import benchstats as bs
 from rlgen.benchreport import _header, _machine_section, _with_ci, machine
-from rlgen.benchsuite import Job, Suite
+from rlgen.benchsuite import Job, Suite, base
 
 Records = list[dict[str, Any]]
 
@@ -149,15 +149,18 @@ def _table_md(rows: Records) -> list[str]:
 
 
 def _policies_md(suite: Suite, agents: list[str], envs: list[str]) -> list[str]:
-    lines = ["", "## Policies and tasks", ""]
+    """What each label stands for where the suite sets more than the agent's or env's defaults."""
+    lines = []
     for label in [*agents, *envs]:
         v = suite.variants.get(label)
-        if v is None:
-            continue
-        how = ("the models of its runs, acting with" if v.evaluate_only else "trained with")
-        lines.append(f"- **{label}**: {v.agent or v.env}, {how} `{' '.join(v.overrides)}`"
-                     + (" (no training of its own: its training time is theirs)" if v.evaluate_only else ""))
-    return lines if len(lines) > 3 else []
+        own = suite.overrides.get(label, [])
+        if v is not None and v.evaluate_only:
+            lines.append(f"- **{label}**: the models of the {v.agent} runs, acting with `{' '.join(v.overrides)}` "
+                         "(no training of its own: its training time is theirs)")
+        elif v is not None or own:
+            settings = " ".join([*(v.overrides if v else []), *own])
+            lines.append(f"- **{label}**: {base(suite, label)}, with `{settings}`")
+    return ["", "## Policies and tasks", "", *lines] if lines else []
 
 
 METHOD = [

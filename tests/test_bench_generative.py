@@ -57,7 +57,7 @@ def test_the_generative_suite_plans_every_task_with_the_same_demonstrations_and_
     agents, absent = suite_agents(suite)
     assert suite.metric == "success" and suite.envs == ["Particle", "Avoid", "Step", "Step2"]
     # the variants join with their base agent, by name, once it is registered
-    assert {"ibc", "ibc_langevin", "diffusion", "diffusion_ddim"} == set(agents[2:]) | set(absent)
+    assert {"ibc", "ibc_langevin", "diffusion", "diffusion_ddpm"} == set(agents[2:]) | set(absent)
     assert all((label in absent) == (v.agent in absent) for label, v in suite.variants.items() if v.agent)
     jobs = plan(suite, options("agents=bc,mdn"), tmp_path)
     assert len(jobs) == 2 * 4 * 5 and {j.seed for j in jobs} == {0, 1, 2, 3, 4}
@@ -172,7 +172,8 @@ def test_a_tiny_generative_suite_end_to_end(tmp_path, capsys):
     right = np.mean([runs[("mdn", "Avoid", s)]["mode_fraction"] for s in (0, 1)])
     assert avoid["mode_fraction"] == pytest.approx(right) and f"| {1 - right:.2f} / {right:.2f} |" in report
     assert "| mode 0 / mode 1 |" not in report.split("\n## Step\n")[1].split("\n## ")[0]
-    assert "**Step2**: Step, trained with `env.two_valued=true`" in report
+    assert "**Step2**: Step, with `env.two_valued=true`" in report
+    assert "**bc_eval20**: the models of the bc runs, acting with `eval_episodes=20`" in report
 
     # a second call runs nothing
     again = in_process(bench.main, capsys)(*argv)
