@@ -172,7 +172,7 @@ METHOD = [
     "(Avoid: 0 = passed the obstacle on the left, 1 = on the right, successful or not; two-valued Step: "
     "0 = nearest the upper correct action, 1 = its negative).",
     "- Error near the jump / elsewhere (Step): the mean distance of the action to the nearest correct "
-    "action on a fixed grid of 2001 observations, for |s| < 0.05 and for the rest; mean over seeds.",
+    "action on a fixed grid of 401 observations, for |s| < 0.05 and for the rest; mean over seeds.",
     "- Training s: wall seconds of a run (training and its evaluations, one process, one torch thread), "
     "mean over seeds; CPU s beside it is barely affected by other load on the machine. * marks a policy "
     "evaluated from another policy's trained models.",

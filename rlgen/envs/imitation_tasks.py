@@ -345,10 +345,10 @@ class StepEnv(gym.Env):
     """|s| below this is "near the jump" for policy_metrics"""
 
     def policy_metrics(self, act: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:
-        """The policy's mean distance to the nearest correct action for |s| < NEAR_JUMP and elsewhere, on a
-        fixed grid of 2001 points over [-1, 1] (0.001 apart: 99 of them near the jump): where a
-        regression interpolates across the jump, and where it should be as good as any policy."""
-        s = np.linspace(-1.0, 1.0, 2001, dtype=np.float32)[:, None]
+        """The policy's mean distance to the nearest correct action for |s| < NEAR_JUMP and elsewhere, on
+        policy_picture's grid of 401 points over [-1, 1] (0.005 apart: 19 of them near the jump): where
+        a regression interpolates across the jump, and where it should be as good as any policy."""
+        s = np.linspace(-1.0, 1.0, 401, dtype=np.float32)[:, None]
         error, _ = self.errors(s, np.asarray(act(s), dtype=np.float64).reshape(len(s), -1)[:, 0])
         near = np.abs(s[:, 0]) < self.NEAR_JUMP
         return {"error_near_jump": float(error[near].mean()), "error_elsewhere": float(error[~near].mean())}
