@@ -57,10 +57,13 @@ def task_table(records: Records, env: str, agents: list[str]) -> Records:
 def policy_image(run_dir: Path, trained_in: Path | None = None) -> np.ndarray | None:
     """The env's policy picture (rlgen.evaluation.policy_picture) of a run's policy: its config and the
     checkpoint of the run that trained it (itself, unless it is an evaluation-only run)."""
+    import torch
+
     from rlgen.evaluation import policy_picture
     from rlgen.trainer import build_agent, load_run_config
 
     cfg = load_run_config(run_dir)
+    torch.set_num_threads(cfg.torch_threads)  # as the run acted: more threads only slow small networks down
     agent = build_agent(cfg)
     agent.load((trained_in or run_dir) / "checkpoint")
     return policy_picture(agent.act, cfg.env, cfg.seed, agent.one_hot)
