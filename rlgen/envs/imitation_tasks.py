@@ -179,10 +179,17 @@ class AvoidEnv(PointTask):
     """Reach the goal past an obstacle: the expert goes round it on the left or on the right.
 
     ## Description
-    The point starts near the bottom middle of the unit square; the goal is at the top middle and
-    a disc-shaped obstacle sits between them. At each reset the expert picks a side with
-    probability 1/2 (from the env's np_random), heads for a waypoint beside the obstacle on that
-    side, then for the goal. Its demonstrations have two modes whose mean runs into the obstacle.
+    The point starts on the vertical axis through the obstacle, near the bottom of the unit square
+    (at one point, or at a random height with `start_spread` > 0); the goal is at the top middle
+    and a disc-shaped obstacle sits between them.
+    At each reset the expert picks a side with probability 1/2 (from the env's np_random), heads for
+    a waypoint beside the obstacle on that side, then for the goal. Its demonstrations have two modes
+    whose mean, from the start, runs straight into the obstacle. One start point makes the side a
+    choice, which a regression averages: with the start spread (0.01 to either side, or 0.05 in
+    height) the demonstrations cover the states beside the axis with one side more than the other,
+    and an MSE regression on them is drawn to a side and reached the goal in 90-96% of episodes; from
+    one start point, in none (seeds 0 and 1, 100 episodes each). Evaluation episodes then differ
+    only by the policy's own randomness, which is what shows whether it takes both sides.
     ## Action Space
     `Box(-1, 1, (2,))`: the velocity, as a fraction of `speed` per step on each axis.
     ## Observation Space
@@ -194,7 +201,7 @@ class AvoidEnv(PointTask):
     time limit is set at registration. `info["mode"]` is the side the point passed the obstacle
     on (0 left, 1 right; before it has passed, the side it is on).
     ## Arguments
-    `obstacle_radius`, `goal_radius`, `speed`, `start_spread` (half-width of the random start),
+    `obstacle_radius`, `goal_radius`, `speed`, `start_spread` (half-range of the start's height),
     `render_mode`.
     """
 
@@ -205,7 +212,7 @@ class AvoidEnv(PointTask):
     """the expert's waypoint is this far beside the obstacle's edge"""
 
     def __init__(self, obstacle_radius: float = 0.15, goal_radius: float = 0.05, speed: float = 0.03,
-                 start_spread: float = 0.05, render_mode: str | None = None):
+                 start_spread: float = 0.0, render_mode: str | None = None):
         super().__init__(render_mode)
         self.obstacle_radius, self.goal_radius, self.speed = obstacle_radius, goal_radius, speed
         self.start_spread = start_spread
@@ -217,7 +224,7 @@ class AvoidEnv(PointTask):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        self.pos = self.START + np.array([self.np_random.uniform(-self.start_spread, self.start_spread), 0.0])
+        self.pos = self.START + np.array([0.0, self.np_random.uniform(-self.start_spread, self.start_spread)])
         self.expert_side = int(self.np_random.integers(2))
         self.side = -1
         return self.pos.astype(np.float32), {"success": False, "mode": self.mode, "collision": False}
