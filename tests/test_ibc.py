@@ -4,11 +4,15 @@ are known, what the agent learns from Step's demonstrations with a fixed seed, a
 
 from __future__ import annotations
 
+import json
 import math
 
+import numpy as np
 import pytest
 import torch
+from conftest import assert_user_error, read_csv, train_run
 
+from rlgen.compose import load_config
 from rlgen.energy import (
     boltzmann_pick,
     boltzmann_resample,
@@ -18,7 +22,9 @@ from rlgen.energy import (
     polynomial_step_sizes,
     uniform_actions,
 )
+from rlgen.envs.imitation_tasks import StepEnv
 from rlgen.losses import energy_gradient_penalty, info_nce_loss
+from rlgen.trainer import build_agent
 
 # -- the math ------------------------------------------------------------------------------------------
 
@@ -146,3 +152,78 @@ def test_langevin_with_ibcs_schedule_anneals_into_the_minimum_and_respects_the_b
                    generator=g)
     assert (end - MINIMUM).norm(dim=-1).max() < 0.05 and end.abs().max() <= 1
     assert not end.requires_grad
+
+
+# -- the agent -----------------------------------------------------------------------------------------
+
+S = np.linspace(-1.0, 1.0, 2001, dtype=np.float32)[:, None]
+"""a fine grid of Step's observation"""
+SMALL = ("agent.net_arch=[64,64]", "agent.n_counter_examples=16")
+"""a network small enough for a fast test (the defaults: 256 x 256, 32 counter-examples)"""
+
+
+def trained(agent: str, steps: int, *overrides: str):
+    """An agent after `steps` gradient steps on Step's demonstrations (fixed seeds)."""
+    learner = build_agent(load_config([f"agent={agent}", "env=Step", *overrides]))
+    learner.load_demos()
+    for _ in range(steps):
+        learner.fit_step()
+    return learner
+
+
+def test_ibc_learns_step_and_jumps_where_bc_blurs():
+    errors, _ = StepEnv().errors(S, trained("ibc", 1000, *SMALL).act(S))
+    bc_errors, _ = StepEnv().errors(S, trained("bc", 1000, "agent.net_arch=[64,64]").act(S))
+    near = np.abs(S[:, 0]) < 0.1
+    assert errors[~near].mean() < 0.005 and errors[~near].max() < 0.05
+    # the energy switches valleys somewhere between the demonstrations either side of s = 0; the
+    # regression runs through the gap between the branches over a wider band
+    assert (errors[near] > 0.1).mean() < 0.5 * (bc_errors[near] > 0.1).mean()
+    assert errors[near].mean() < 0.6 * bc_errors[near].mean()
+
+
+@pytest.mark.parametrize("inference", ["dfo", "langevin"])
+def test_ibc_keeps_both_correct_actions_of_two_valued_step(inference):
+    agent = trained("ibc", 1000, *SMALL, f"agent.inference={inference}", "agent.langevin_steps=10",
+                    "env.two_valued=true")
+    errors, nearest = StepEnv(two_valued=True).errors(S, agent.act(S))
+    assert (errors < 0.05).mean() > 0.97 and errors.mean() < 0.01
+    assert 0.25 < nearest.mean() < 0.75  # both branches are taken, neither averaged
+    # a draw from softmax(-E) at temperature 1 is wider than the argmin, and centred on the branches too
+    sampled, branch = StepEnv(two_valued=True).errors(S, agent.act(S, deterministic=False))
+    assert np.median(sampled) < 0.15 and 0.25 < branch.mean() < 0.75
+
+
+def test_deterministic_acting_is_a_function_of_the_observation():
+    agent = trained("ibc", 5, *SMALL)
+    np.testing.assert_array_equal(agent.act(S[:50]), agent.act(S[:50]))
+    assert not np.array_equal(agent.act(S[:50], deterministic=False), agent.act(S[:50], deterministic=False))
+
+
+@pytest.mark.parametrize(("env", "inference"), [("Particle", "dfo"), ("Avoid", "langevin")])
+def test_a_cli_run_writes_success_rate_and_its_losses(env, inference, tmp_path):
+    run = train_run(tmp_path / "run", "agent=ibc", f"env={env}", f"agent.inference={inference}", "total_steps=20",
+                    "eval_every=10", "eval_episodes=2", "agent.n_demos=3", "agent.batch_size=8",
+                    "agent.dfo_samples=32", "agent.langevin_samples=8", "agent.langevin_steps=3")
+    summary = json.loads((run / "summary.json").read_text())
+    assert 0.0 <= summary["success_rate"] <= 1.0 and summary["action_latency_ms"] > 0
+    columns, rows = read_csv(run / "progress.csv")
+    assert "train/info_nce" in columns and ("train/grad_penalty" in columns) == (inference == "langevin")
+    assert len(read_csv(run / "eval.csv")[1]) == 2
+
+
+@pytest.mark.parametrize(("overrides", "fragments"), [
+    (("agent.inference=langevn",), ("agent.inference='langevn' is not one of dfo, langevin", "langevin")),
+    (("agent.dfo_samples=0",), ("dfo_samples",)),
+    (("agent.n_counter_examples=0",), ("n_counter_examples",)),
+    (("agent.langevin_steps=-1",), ("langevin_steps",)),
+    (("agent.dfo_shrink=1.5",), ("dfo_shrink",)),
+    (("agent.inference=langevin", "agent.n_counter_examples=4"), ("langevin_counter_examples=8 must be at most",)),
+    (("env=CartPole",), ("agent=ibc needs continuous (Box) actions", "Discrete")),
+    (("env=Pendulum",), ("Pendulum-v1 has no scripted expert",)),
+])
+def test_bad_input_is_one_line_and_no_run(overrides, fragments, tmp_path, main_in_process):
+    overrides = overrides if any(o.startswith("env=") for o in overrides) else ("env=Step", *overrides)
+    out = main_in_process("agent=ibc", *overrides, f"runs_root={tmp_path}", "total_steps=10", "progress=false")
+    assert_user_error(out, *fragments)
+    assert not any(tmp_path.iterdir())

@@ -76,7 +76,7 @@ class IBCConfig(ImitationConfig):
         check_positive(**named(self, "n_counter_examples", "dfo_samples", "dfo_iters", "langevin_samples",
                                "langevin_counter_examples", "langevin_steps", "langevin_step_size",
                                "langevin_delta_clip"))
-        if self.langevin_counter_examples > self.n_counter_examples:
+        if self.inference == "langevin" and self.langevin_counter_examples > self.n_counter_examples:
             raise UserError(f"agent.langevin_counter_examples={self.langevin_counter_examples} must be at most "
                             f"agent.n_counter_examples={self.n_counter_examples} (it says how many of them are "
                             "Langevin's)")
