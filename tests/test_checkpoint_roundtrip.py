@@ -36,6 +36,7 @@ SETTINGS = {
     "soft_value_iteration": SWEEPS,
     "epsilon_greedy": BANDIT, "ucb": BANDIT, "gradient_bandit": BANDIT, "thompson_sampling": BANDIT,
     "rlhf": RLHF, "bc": IMITATION, "mdn": IMITATION,
+    "diffusion": (*IMITATION, "agent.diffusion_steps=10", "agent.horizon=2"),
 }
 
 

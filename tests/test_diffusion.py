@@ -3,11 +3,16 @@ seed, action chunks, and the command line (smoke runs and mistakes)."""
 
 from __future__ import annotations
 
+import json
 import math
 
+import numpy as np
 import pytest
 import torch
+from conftest import assert_user_error, read_csv, train_run
 
+from rlgen.agents.diffusion import Diffusion, action_chunks
+from rlgen.compose import load_config
 from rlgen.denoising import (
     MAX_BETA,
     alphas_bar,
@@ -25,6 +30,8 @@ from rlgen.denoising import (
     sample,
     timestep_embedding,
 )
+from rlgen.envs.imitation_tasks import AvoidEnv, StepEnv
+from rlgen.trainer import build_agent
 
 # -- schedules ------------------------------------------------------------------------------------------
 
@@ -189,3 +196,94 @@ def test_sampling_with_a_perfect_noise_model_recovers_a_point_mass():
     for sampler, steps, eta in (("ddpm", 100, 1.0), ("ddim", 10, 0.0), ("ddim", 5, 1.0)):
         out = sample(model, a_K, betas, sampler, steps, eta, torch.Generator().manual_seed(5))
         torch.testing.assert_close(out, a0.expand(16, 2), atol=1e-4, rtol=0)
+
+
+# -- the agent -------------------------------------------------------------------------------------------
+
+S = np.linspace(-1.0, 1.0, 2001, dtype=np.float32)[:, None]
+"""a fine grid of Step's observation"""
+
+
+def trained(steps: int, *overrides: str) -> Diffusion:
+    """The diffusion policy after `steps` gradient steps on Step's demonstrations (fixed seeds)."""
+    learner = build_agent(load_config(["agent=diffusion", "env=Step", *overrides]))
+    learner.load_demos()
+    for _ in range(steps):
+        learner.fit_step()
+    return learner
+
+
+def test_diffusion_learns_both_correct_actions_of_two_valued_step():
+    """Where regression averages the two correct actions (tests/test_imitation_agents.py), the sampled
+    actions land on one or the other, about half the time each, with both samplers."""
+    agent = trained(1500, "env.two_valued=true")
+    for sampler in ("ddim", "ddpm"):
+        agent.config.sampler = sampler
+        errors, nearest = StepEnv(two_valued=True).errors(S, agent.act(S))
+        assert (errors < 0.1).mean() > 0.85 and 0.3 < nearest.mean() < 0.7, sampler
+
+
+def test_acting_is_reproducible_from_the_seed_and_apart_from_training_noise():
+    a, b = trained(5), trained(5)
+    assert np.array_equal(a.act(S[:50]), b.act(S[:50]))
+    assert not np.array_equal(a.act(S[:50]), a.act(S[:50]))  # fresh noise at every call
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a.act(S[:50])
+    assert torch.equal(torch.rand(1), before)  # acting leaves the training noise's stream alone
+
+
+def test_action_chunks_follow_the_episode_and_repeat_its_last_action():
+    actions = np.arange(10, dtype=np.float32).reshape(5, 2)
+    episode = np.array([0, 0, 0, 1, 1])
+    chunks = action_chunks(actions, episode, 3)
+    assert chunks.shape == (5, 3, 2)
+    assert chunks[:, :, 0].tolist() == [[0, 2, 4], [2, 4, 4], [4, 4, 4], [6, 8, 8], [8, 8, 8]]
+    assert np.array_equal(action_chunks(actions, episode, 1)[:, 0], actions)
+
+
+def test_a_chunked_policy_plans_every_execute_steps_and_after_a_reset(monkeypatch):
+    agent = build_agent(load_config(["agent=diffusion", "env=Avoid", "agent.horizon=4", "agent.execute=3"]))
+    plans = []
+    original = agent.plan
+    monkeypatch.setattr(agent, "plan", lambda obs: plans.append(len(obs)) or original(obs))
+    policy = agent.episode_policy()
+    obs = np.full((2, 2), 0.5, dtype=np.float32)
+    first = [policy(obs) for _ in range(7)]
+    assert plans == [2, 2, 2] and all(a.shape == (2, 2) for a in first)  # planned at steps 0, 3 and 6
+    policy.reset()
+    policy(obs)
+    assert len(plans) == 4
+    env = AvoidEnv()
+    env.rollout(policy, seed=0)  # a picture's episodes start with a reset of the policy
+    assert plans[4] == 1
+    assert build_agent(load_config(["agent=diffusion", "env=Avoid"])).episode_policy().__name__ == "act"
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_a_cli_run_of_either_sampler_writes_success_and_a_checkpoint(sampler, tmp_path):
+    run = train_run(tmp_path / "run", "agent=diffusion", "env=Avoid", f"agent.sampler={sampler}", "total_steps=40",
+                    "eval_every=20", "eval_episodes=3", "agent.n_demos=3", "agent.batch_size=16",
+                    "agent.diffusion_steps=20", "agent.horizon=2", "agent.execute=2")
+    summary = json.loads((run / "summary.json").read_text())
+    assert 0.0 <= summary["success_rate"] <= 1.0 and summary["action_latency_ms"] > 0 and "mode_fraction" in summary
+    assert len(read_csv(run / "eval.csv")[1]) == 2 and (run / "checkpoint").is_dir()
+
+
+@pytest.mark.parametrize(("overrides", "fragments"), [
+    (("env=Step", "agent.diffusion_steps=0"), ("agent.diffusion_steps must be positive",)),
+    (("env=Step", "agent.sampling_steps=101"), ("agent.sampling_steps must be in [1, 100]", "diffusion_steps=100")),
+    (("env=Step", "agent.diffusion_steps=5"), ("agent.sampling_steps must be in [1, 5]",)),
+    (("env=Step", "agent.eta=-0.5"), ("agent.eta must be >= 0",)),
+    (("env=Step", "agent.horizon=0"), ("agent.horizon must be positive",)),
+    (("env=Step", "agent.horizon=4", "agent.execute=5"), ("agent.execute must be in [1, 4]",)),
+    (("env=Step", "agent.schedule=cosin"), ("agent.schedule='cosin' is not one of cosine, linear", "'cosine'")),
+    (("env=Step", "agent.sampler=ddm"), ("agent.sampler='ddm' is not one of ddpm, ddim",)),
+    (("env=CartPole",), ("agent=diffusion needs continuous (Box) actions",)),
+    (("env=Pendulum",), ("Pendulum-v1 has no scripted expert", "Particle, Avoid, Step")),
+])
+def test_bad_settings_are_one_line_and_no_run(overrides, fragments, tmp_path, main_in_process):
+    out = main_in_process("agent=diffusion", *overrides, f"runs_root={tmp_path}", "total_steps=10", "progress=false")
+    assert_user_error(out, *fragments)
+    assert not any(tmp_path.iterdir())

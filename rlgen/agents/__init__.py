@@ -41,6 +41,7 @@ AGENTS: dict[str, str] = {
     "rlhf": "rlgen.agents.rlhf:RLHF",
     "bc": "rlgen.agents.bc:BC",
     "mdn": "rlgen.agents.bc:MDN",
+    "diffusion": "rlgen.agents.diffusion:Diffusion",
 }
 
 
