@@ -53,6 +53,8 @@ SETUPS: dict[str, tuple[str, ...]] = {
     "mdn": ("env=Avoid", "total_steps=300", "eval_every=100", "agent.n_demos=10", "agent.batch_size=32"),
     "ibc": ("env=Avoid", "total_steps=60", "eval_every=20", "agent.n_demos=10", "agent.batch_size=16",
             "agent.inference=langevin", "agent.langevin_steps=3", "agent.langevin_samples=8"),
+    "diffusion": ("env=Avoid", "total_steps=300", "eval_every=100", "agent.n_demos=10", "agent.batch_size=32",
+                  "agent.diffusion_steps=20", "agent.sampler=ddpm", "agent.horizon=3", "agent.execute=2"),
 }
 
 

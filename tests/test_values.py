@@ -57,6 +57,10 @@ INVALID: list[tuple[str, list[str]]] = [
     (r"\.max_clauses$", ["0", "10000"]),
     (r"\.(seed|demo_seed)$", ["-1", "4294967296"]),
     (r"\.net_arch$", ["[0]", "[64,-1]"]),
+    (r"^diffusion\.(diffusion_steps|horizon)$", ["0", "-1"]),
+    (r"^diffusion\.sampling_steps$", ["0", "101"]),  # DDIM's levels: 1 .. diffusion_steps (100)
+    (r"^diffusion\.execute$", ["0", "2"]),  # 1 .. horizon (1)
+    (r"^diffusion\.eta$", ["-0.1"]),
     (r"\.(initial_value|log_std_init)$", []),  # any number
 ]
 NON_FINITE = ["nan", "inf", "-inf"]  # no float field takes them
@@ -74,6 +78,8 @@ VALID: list[tuple[str, list[str]]] = [
     (r"\.(learning_starts|epsilon_decay_steps)$", ["0"]),
     (r"\.gradient_steps$", ["-1"]),
     (r"\.seed$", ["0", "2147483647"]),
+    (r"^diffusion\.sampling_steps$", ["1", "100"]),
+    (r"^diffusion\.eta$", ["0", "1", "2"]),
 ]
 
 

@@ -42,6 +42,7 @@ AGENTS: dict[str, str] = {
     "bc": "rlgen.agents.bc:BC",
     "mdn": "rlgen.agents.bc:MDN",
     "ibc": "rlgen.agents.ibc:IBC",
+    "diffusion": "rlgen.agents.diffusion:Diffusion",
 }
 
 

@@ -59,8 +59,11 @@ class PointTask(gym.Env):
         return None
 
     def rollout(self, act: Callable[[np.ndarray], np.ndarray], seed: int) -> dict[str, Any]:
-        """One episode of `act` (a batch-of-one policy) on this env, seeded: positions and outcome."""
+        """One episode of `act` (a batch-of-one policy; one with a `reset()`, which remembers earlier
+        steps, is reset first) on this env, seeded: positions and outcome."""
         obs, info = self.reset(seed=seed)
+        if hasattr(act, "reset"):
+            act.reset()
         positions, discs = [self.pos.copy()], self.discs()
         limit = self.spec.max_episode_steps if self.spec and self.spec.max_episode_steps else 200
         for _ in range(limit):
