@@ -37,6 +37,8 @@ from rlgen.nets.mlp import ACTIVATIONS, flat_dim, mlp
 from rlgen.nets.optim import FlatAdam
 from rlgen.run import Run
 
+SAMPLING_SEED_OFFSET = 271_828
+"""the acting generator's seed is the run's plus this: apart from the training streams"""
 GENERATIVE_NET_ARCH = (256, 256)
 """hidden layers of every policy learned from demonstrations, so that they compare at equal size"""
 
@@ -86,6 +88,9 @@ class ImitationAgent(Agent):
         self.high = action_space.high.astype(np.float32).reshape(-1)
         self.obs_mean = torch.zeros(self.obs_dim)
         self.obs_std = torch.ones(self.obs_dim)
+        self.generator = torch.Generator().manual_seed(seed + SAMPLING_SEED_OFFSET)
+        """acting's random stream (candidates, noise), saved in checkpoints: evaluations are reproducible
+        and leave training's streams alone"""
         self.demos: Demonstrations | None = None
         self.data: tuple[torch.Tensor, torch.Tensor] = (torch.zeros(0, self.obs_dim), torch.zeros(0, self.act_dim))
         """the demonstrations as the networks see them: normalised observations, scaled actions"""
@@ -143,21 +148,28 @@ class ImitationAgent(Agent):
         return {"expert_success_rate": self.demos.success_rate, "demo_steps": len(self.demos.obs)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "obs_mean": self.obs_mean.clone(), "obs_std": self.obs_std.clone()}
+        return {**super().state_dict(), "obs_mean": self.obs_mean.clone(), "obs_std": self.obs_std.clone(),
+                "sampling_rng": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.obs_mean = state["obs_mean"].clone()
         self.obs_std = state["obs_std"].clone()
+        self.generator.set_state(state["sampling_rng"].clone())
 
 
 class OneNetwork(ImitationAgent):
-    """An imitation agent with one MLP from observations to `out_dim` numbers, trained with Adam."""
+    """An imitation agent with one MLP from `in_dim` to `out_dim` numbers, trained with Adam."""
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: ImitationConfig, seed: int):
         super().__init__(observation_space, action_space, config, seed)
-        self.net = mlp(self.obs_dim, config.net_arch, self.out_dim, config.activation)
+        self.net = mlp(self.in_dim, config.net_arch, self.out_dim, config.activation)
         self.optimizer = FlatAdam(self.net.parameters(), lr=config.learning_rate)
+
+    @property
+    def in_dim(self) -> int:
+        """the observation's size; more where the network also reads an action"""
+        return self.obs_dim
 
     @property
     def out_dim(self) -> int:

@@ -13,19 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rlgen.agents.bc import ImitationAgent, ImitationConfig
+from rlgen.agents.bc import ImitationConfig, OneNetwork
 from rlgen.config import check_choice, check_nonnegative, check_positive, check_range, named
 from rlgen.demos import Demonstrations
 from rlgen.denoising import SAMPLERS, SCHEDULES, alphas_bar, betas_for, q_sample, sample, timestep_embedding
-from rlgen.nets.mlp import mlp
-from rlgen.nets.optim import FlatAdam
 
 
 @dataclass
@@ -67,7 +64,7 @@ def action_chunks(actions: np.ndarray, episode: np.ndarray, horizon: int) -> np.
     return actions[index]
 
 
-class Diffusion(ImitationAgent):
+class Diffusion(OneNetwork):
     """A noise-prediction MLP eps(a_k, k, s): input the normalised observation, the noisy (scaled)
     action chunk and a sinusoidal embedding of k; output the predicted noise on the chunk.
 
@@ -84,18 +81,22 @@ class Diffusion(ImitationAgent):
     Config = DiffusionConfig
     EMBEDDING = 32
     """width of the noise level's sinusoidal embedding"""
-    SAMPLING_SEED_OFFSET = 271_828
-    """the acting generator's seed is the run's plus this: apart from the training noise's stream"""
-
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: DiffusionConfig, seed: int):
         super().__init__(observation_space, action_space, config, seed)
-        self.chunk_dim = config.horizon * self.act_dim
-        self.net = mlp(self.obs_dim + self.chunk_dim + self.EMBEDDING, config.net_arch, self.chunk_dim,
-                       config.activation)
-        self.optimizer = FlatAdam(self.net.parameters(), lr=config.learning_rate)
         self.betas = betas_for(config.schedule, config.diffusion_steps)
         self.alphas_bar = alphas_bar(self.betas)
-        self.generator = torch.Generator().manual_seed(seed + self.SAMPLING_SEED_OFFSET)
+
+    @property
+    def chunk_dim(self) -> int:
+        return self.config.horizon * self.act_dim
+
+    @property
+    def in_dim(self) -> int:
+        return self.obs_dim + self.chunk_dim + self.EMBEDDING
+
+    @property
+    def out_dim(self) -> int:
+        return self.chunk_dim
 
     def load_demos(self) -> Demonstrations:
         """The demonstrations with each step's action replaced by its chunk, flattened (N, H * act_dim)."""
@@ -112,11 +113,8 @@ class Diffusion(ImitationAgent):
         obs, a0 = self.batch()
         k = torch.randint(0, self.config.diffusion_steps, (len(a0),))
         noise = torch.randn_like(a0)
-        loss = F.mse_loss(self.eps(q_sample(a0, k, noise, self.alphas_bar), k, obs), noise)  # Ho et al. eq. 14
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
-        return {"train/loss": float(loss.detach())}
+        # Ho et al. eq. 14
+        return self.gradient_step(F.mse_loss(self.eps(q_sample(a0, k, noise, self.alphas_bar), k, obs), noise))
 
     @torch.no_grad()
     def plan(self, obs: torch.Tensor) -> np.ndarray:
@@ -133,16 +131,6 @@ class Diffusion(ImitationAgent):
 
     def episode_policy(self) -> Callable[[np.ndarray], np.ndarray]:
         return self.act if self.config.execute == 1 else ChunkExecutor(self)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "sampling_rng": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.net.load_state_dict(state["net"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["sampling_rng"].clone())
 
 
 class ChunkExecutor:

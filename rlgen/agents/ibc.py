@@ -15,19 +15,16 @@ rlgen/losses.py. Soft Q-learning acts from the same kind of Boltzmann distributi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from rlgen.agents.bc import ImitationAgent, ImitationConfig
+from rlgen.agents.bc import ImitationConfig, OneNetwork
 from rlgen.config import check_choice, check_nonnegative, check_positive, check_range, named
 from rlgen.energy import Energy, boltzmann_pick, dfo, energy_gradient, langevin, polynomial_step_sizes, uniform_actions
 from rlgen.errors import UserError
 from rlgen.losses import energy_gradient_penalty, info_nce_loss
-from rlgen.nets.mlp import mlp
-from rlgen.nets.optim import FlatAdam
 
 INFERENCES = ("dfo", "langevin")
 LANGEVIN_POWER = 2.0
@@ -85,18 +82,25 @@ class IBCConfig(ImitationConfig):
         check_range(0, 1, open_low=True, why=" (a factor that shrinks the noise)", **named(self, "dfo_shrink"))
 
 
-class IBC(ImitationAgent):
+class IBC(OneNetwork):
     """An energy MLP over (normalised observation, scaled action), trained with InfoNCE; acts by the
-    sampler's lowest-energy action (deterministic) or a draw from softmax(-E) over its final samples."""
+    sampler's lowest-energy action among fresh candidates (deterministic) or a draw from softmax(-E) over
+    its final samples."""
 
     Config = IBCConfig
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: IBCConfig, seed: int):
         super().__init__(observation_space, action_space, config, seed)
-        self.net = mlp(self.obs_dim + self.act_dim, config.net_arch, 1, config.activation)
-        self.optimizer = FlatAdam(self.net.parameters(), lr=config.learning_rate)
         self.step_sizes = polynomial_step_sizes(config.langevin_step_size, config.langevin_step_size_final,
                                                 LANGEVIN_POWER, config.langevin_steps)
+
+    @property
+    def in_dim(self) -> int:
+        return self.obs_dim + self.act_dim
+
+    @property
+    def out_dim(self) -> int:
+        return 1
 
     def energy(self, obs: torch.Tensor) -> Energy:
         """E(s, .) for a batch of normalised observations (B, O): actions (B, N, D) -> energies (B, N)."""
@@ -131,10 +135,7 @@ class IBC(ImitationAgent):
             penalty = energy_gradient_penalty(grad, c.grad_margin)
             loss = nce + c.grad_penalty * penalty
             stats["train/grad_penalty"] = float(penalty.detach())
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
-        return {"train/loss": float(loss.detach()), **stats}
+        return {**self.gradient_step(loss), **stats}
 
     def langevin(self, energy: Energy, samples: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         c = self.config
@@ -142,10 +143,9 @@ class IBC(ImitationAgent):
 
     def policy(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
         c = self.config
-        # acting deterministically draws the same candidates on every call, so that the action is a
-        # function of the observation and the weights alone (evaluations and resumed runs agree)
-        seed = self.seed if deterministic else int(self.rng.integers(2**62))
-        generator = torch.Generator().manual_seed(seed)
+        # fresh candidates on every call, from the acting generator (as ibc's policy draws them): with
+        # fixed ones, a state with two minima would always get the same one
+        generator = self.generator
         energy = self.energy(obs)
         if c.inference == "dfo":
             samples = uniform_actions(len(obs), c.dfo_samples, self.act_dim, generator=generator)
@@ -155,11 +155,3 @@ class IBC(ImitationAgent):
             samples = self.langevin(energy, samples, generator)
             energies = energy(samples)
         return boltzmann_pick(samples, energies, deterministic, generator).numpy()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.net.load_state_dict(state["net"])
-        self.optimizer.load_state_dict(state["optimizer"])
