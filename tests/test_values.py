@@ -61,6 +61,8 @@ INVALID: list[tuple[str, list[str]]] = [
     (r"^diffusion\.sampling_steps$", ["0", "101"]),  # DDIM's levels: 1 .. diffusion_steps (100)
     (r"^diffusion\.execute$", ["0", "2"]),  # 1 .. horizon (1)
     (r"^diffusion\.eta$", ["-0.1"]),
+    (r"\.ema_power$", ["-0.1"]),
+    (r"\.ema_max_decay$", ["-0.1", "1"]),
     (r"\.(initial_value|log_std_init)$", []),  # any number
 ]
 NON_FINITE = ["nan", "inf", "-inf"]  # no float field takes them
@@ -80,6 +82,8 @@ VALID: list[tuple[str, list[str]]] = [
     (r"\.seed$", ["0", "2147483647"]),
     (r"^diffusion\.sampling_steps$", ["1", "100"]),
     (r"^diffusion\.eta$", ["0", "1", "2"]),
+    (r"\.ema_power$", ["0"]),
+    (r"\.ema_max_decay$", ["0", "0.99999"]),
 ]
 
 

@@ -28,6 +28,8 @@ from rlgen.denoising import SAMPLERS, SCHEDULES, alphas_bar, betas_for, q_sample
 @dataclass
 class DiffusionConfig(ImitationConfig):
     name: str = "diffusion"
+    ema_power: float = 0.75
+    """acting uses the weights' moving average, as Diffusion Policy does (see ImitationConfig)"""
     diffusion_steps: int = 100
     """K, the noise levels of the forward process (Diffusion Policy's num_train_timesteps)"""
     schedule: str = "cosine"
@@ -150,7 +152,8 @@ class ChunkExecutor:
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         agent = self.agent
         if self.chunk is None or self.next == agent.config.execute or len(self.chunk) != len(obs):
-            self.chunk, self.next = agent.plan(agent.normalize(obs)), 0
+            with agent.acting_weights():
+                self.chunk, self.next = agent.plan(agent.normalize(obs)), 0
         action = agent.unscale(self.chunk[:, self.next])
         self.next += 1
         return action.astype(np.float32).reshape(len(action), *agent.action_space.shape)
