@@ -53,6 +53,7 @@ INVALID: list[tuple[str, list[str]]] = [
     (r"^ibc\.(langevin_step_size|langevin_delta_clip)$", ["0", "-0.1"]),
     (r"^ibc\.(dfo_noise|langevin_step_size_final|langevin_noise|grad_penalty|grad_margin)$", ["-0.1"]),
     (r"^ibc\.dfo_shrink$", ["0", "-0.5", "1.5"]),
+    (r"^ibc\.dfo_counter_examples$", ["-1", "33"]),  # 0 .. n_counter_examples (32)
     (r"\.gradient_steps$", ["0", "-2"]),
     (r"\.max_clauses$", ["0", "10000"]),
     (r"\.(seed|demo_seed)$", ["-1", "4294967296"]),

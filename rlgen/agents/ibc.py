@@ -40,6 +40,9 @@ class IBCConfig(ImitationConfig):
     counter-examples and the gradient penalty"""
     n_counter_examples: int = 32
     """counter-examples per demonstration in the InfoNCE loss"""
+    dfo_counter_examples: int = 0
+    """how many of the counter-examples are the derivative-free optimiser's outputs when training for
+    it (ibc's fraction_dfo_samples as a count; the others stay uniform)"""
     dfo_samples: int = 1024
     """candidate actions per observation of the derivative-free optimiser"""
     dfo_iters: int = 3
@@ -73,12 +76,16 @@ class IBCConfig(ImitationConfig):
         check_positive(**named(self, "n_counter_examples", "dfo_samples", "dfo_iters", "langevin_samples",
                                "langevin_counter_examples", "langevin_steps", "langevin_step_size",
                                "langevin_delta_clip"))
+        if self.dfo_counter_examples > self.n_counter_examples:
+            raise UserError(f"agent.dfo_counter_examples={self.dfo_counter_examples} must be at most "
+                            f"agent.n_counter_examples={self.n_counter_examples} (it says how many of them are the "
+                            "optimiser's)")
         if self.inference == "langevin" and self.langevin_counter_examples > self.n_counter_examples:
             raise UserError(f"agent.langevin_counter_examples={self.langevin_counter_examples} must be at most "
                             f"agent.n_counter_examples={self.n_counter_examples} (it says how many of them are "
                             "Langevin's)")
-        check_nonnegative(**named(self, "dfo_noise", "langevin_step_size_final", "langevin_noise",
-                                  "grad_penalty", "grad_margin"))
+        check_nonnegative(**named(self, "dfo_counter_examples", "dfo_noise", "langevin_step_size_final",
+                                  "langevin_noise", "grad_penalty", "grad_margin"))
         check_range(0, 1, open_low=True, why=" (a factor that shrinks the noise)", **named(self, "dfo_shrink"))
 
 
@@ -121,6 +128,14 @@ class IBC(OneNetwork):
             k = c.langevin_counter_examples
             chained = self.langevin(self.energy(obs), negatives[:, :k], None)
             negatives = torch.cat([chained, negatives[:, k:]], dim=1)
+        elif c.dfo_counter_examples > 0:
+            # ibc's fraction_dfo_samples: the optimiser, seeded with all the uniform counter-examples, moves
+            # them towards the energy's current minima; k of its outputs replace k uniform ones (hard
+            # negatives sharpen the valley around the demonstration)
+            k = c.dfo_counter_examples
+            with torch.no_grad():
+                optimised, _ = dfo(energy, negatives, c.dfo_iters, c.dfo_noise, c.dfo_shrink)
+            negatives = torch.cat([optimised[:, :k], negatives[:, k:]], dim=1)
         both = torch.cat([actions.unsqueeze(1), negatives], dim=1)  # (B, 1 + N, D), the demonstration first
         penalised = c.inference == "langevin" and c.grad_penalty > 0
         if penalised:
