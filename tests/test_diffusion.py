@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import assert_user_error, read_csv, train_run
+from conftest import assert_user_error, read_csv, train_run, trained_on_step
 
-from rlgen.agents.diffusion import Diffusion, action_chunks
+from rlgen.agents.diffusion import action_chunks
 from rlgen.compose import load_config
 from rlgen.denoising import (
     MAX_BETA,
@@ -204,19 +204,10 @@ S = np.linspace(-1.0, 1.0, 2001, dtype=np.float32)[:, None]
 """a fine grid of Step's observation"""
 
 
-def trained(steps: int, *overrides: str) -> Diffusion:
-    """The diffusion policy after `steps` gradient steps on Step's demonstrations (fixed seeds)."""
-    learner = build_agent(load_config(["agent=diffusion", "env=Step", *overrides]))
-    learner.load_demos()
-    for _ in range(steps):
-        learner.fit_step()
-    return learner
-
-
 def test_diffusion_learns_both_correct_actions_of_two_valued_step():
     """Where regression averages the two correct actions (tests/test_imitation_agents.py), the sampled
     actions land on one or the other, about half the time each, with both samplers."""
-    agent = trained(1500, "env.two_valued=true")
+    agent = trained_on_step("diffusion", 1500, "env.two_valued=true")
     for sampler in ("ddim", "ddpm"):
         agent.config.sampler = sampler
         errors, nearest = StepEnv(two_valued=True).errors(S, agent.act(S))
@@ -224,7 +215,7 @@ def test_diffusion_learns_both_correct_actions_of_two_valued_step():
 
 
 def test_acting_is_reproducible_from_the_seed_and_apart_from_training_noise():
-    a, b = trained(5), trained(5)
+    a, b = trained_on_step("diffusion", 5), trained_on_step("diffusion", 5)
     assert np.array_equal(a.act(S[:50]), b.act(S[:50]))
     assert not np.array_equal(a.act(S[:50]), a.act(S[:50]))  # fresh noise at every call
     torch.manual_seed(123)

@@ -10,9 +10,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import assert_user_error, read_csv, train_run
+from conftest import assert_user_error, read_csv, train_run, trained_on_step
 
-from rlgen.compose import load_config
 from rlgen.energy import (
     boltzmann_pick,
     boltzmann_resample,
@@ -24,7 +23,6 @@ from rlgen.energy import (
 )
 from rlgen.envs.imitation_tasks import StepEnv
 from rlgen.losses import energy_gradient_penalty, info_nce_loss
-from rlgen.trainer import build_agent
 
 # -- the math ------------------------------------------------------------------------------------------
 
@@ -162,18 +160,9 @@ SMALL = ("agent.net_arch=[64,64]", "agent.n_counter_examples=16")
 """a network small enough for a fast test (the defaults: 256 x 256, 32 counter-examples)"""
 
 
-def trained(agent: str, steps: int, *overrides: str):
-    """An agent after `steps` gradient steps on Step's demonstrations (fixed seeds)."""
-    learner = build_agent(load_config([f"agent={agent}", "env=Step", *overrides]))
-    learner.load_demos()
-    for _ in range(steps):
-        learner.fit_step()
-    return learner
-
-
 def test_ibc_learns_step_and_jumps_where_bc_blurs():
-    errors, _ = StepEnv().errors(S, trained("ibc", 1000, *SMALL).act(S))
-    bc_errors, _ = StepEnv().errors(S, trained("bc", 1000, "agent.net_arch=[64,64]").act(S))
+    errors, _ = StepEnv().errors(S, trained_on_step("ibc", 1000, *SMALL).act(S))
+    bc_errors, _ = StepEnv().errors(S, trained_on_step("bc", 1000, "agent.net_arch=[64,64]").act(S))
     near = np.abs(S[:, 0]) < 0.1
     assert errors[~near].mean() < 0.005 and errors[~near].max() < 0.05
     # the energy switches valleys somewhere between the demonstrations either side of s = 0; the
@@ -184,7 +173,7 @@ def test_ibc_learns_step_and_jumps_where_bc_blurs():
 
 @pytest.mark.parametrize("inference", ["dfo", "langevin"])
 def test_ibc_keeps_both_correct_actions_of_two_valued_step(inference):
-    agent = trained("ibc", 1000, *SMALL, f"agent.inference={inference}", "agent.langevin_steps=10",
+    agent = trained_on_step("ibc", 1000, *SMALL, f"agent.inference={inference}", "agent.langevin_steps=10",
                     "env.two_valued=true")
     errors, nearest = StepEnv(two_valued=True).errors(S, agent.act(S))
     assert (errors < 0.05).mean() > 0.97 and errors.mean() < 0.01
@@ -194,17 +183,25 @@ def test_ibc_keeps_both_correct_actions_of_two_valued_step(inference):
     assert np.median(sampled) < 0.15 and 0.25 < branch.mean() < 0.75
 
 
-def test_deterministic_acting_is_a_function_of_the_observation():
-    agent = trained("ibc", 5, *SMALL)
-    np.testing.assert_array_equal(agent.act(S[:50]), agent.act(S[:50]))
-    assert not np.array_equal(agent.act(S[:50], deterministic=False), agent.act(S[:50], deterministic=False))
+def test_acting_is_reproducible_from_the_seed_draws_fresh_candidates_and_leaves_training_alone():
+    a, b = trained_on_step("ibc", 5, *SMALL), trained_on_step("ibc", 5, *SMALL)
+    np.testing.assert_array_equal(a.act(S[:50]), b.act(S[:50]))
+    drawn = a.generator.get_state()
+    a.act(S[:50])
+    assert not torch.equal(a.generator.get_state(), drawn)  # fresh candidates at every call
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a.act(S[:50])
+    assert torch.equal(torch.rand(1), before)  # the counter-examples' stream is untouched
 
 
 @pytest.mark.parametrize(("env", "inference"), [("Particle", "dfo"), ("Avoid", "langevin")])
 def test_a_cli_run_writes_success_rate_and_its_losses(env, inference, tmp_path):
     run = train_run(tmp_path / "run", "agent=ibc", f"env={env}", f"agent.inference={inference}", "total_steps=20",
                     "eval_every=10", "eval_episodes=2", "agent.n_demos=3", "agent.batch_size=8",
-                    "agent.dfo_samples=32", "agent.langevin_samples=8", "agent.langevin_steps=3")
+                    "agent.dfo_samples=32", "agent.dfo_counter_examples=4", "agent.langevin_samples=8",
+                    "agent.langevin_steps=3")
     summary = json.loads((run / "summary.json").read_text())
     assert 0.0 <= summary["success_rate"] <= 1.0 and summary["action_latency_ms"] > 0
     columns, rows = read_csv(run / "progress.csv")
