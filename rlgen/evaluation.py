@@ -49,12 +49,15 @@ def evaluate_episodes(
     one_hot: bool = True,
     max_steps: int = 100_000,
 ) -> Evaluation:
-    """Run one episode in each of `episodes` parallel envs."""
+    """Run one episode in each of `episodes` parallel envs (a policy with a `reset()` is reset first:
+    rlgen/agents/base.py, episode_policy)."""
     envs = make_vec_env(env_cfg, episodes, one_hot=one_hot)
     outcome: dict[str, np.ndarray] = {}
     act_seconds, calls = 0.0, 0
     try:
         obs, _ = envs.reset(seed=seed + EVAL_SEED_OFFSET)
+        if hasattr(act, "reset"):
+            act.reset()
         returns = np.zeros(episodes)
         lengths = np.zeros(episodes, dtype=np.int64)
         running = np.ones(episodes, dtype=bool)

@@ -85,3 +85,19 @@ def mixture_density_nll(logits: torch.Tensor, means: torch.Tensor, log_std: torc
     (Bishop 1994, "Mixture Density Networks"; Bishop 2006, PRML eq. 5.153).
     logits (B, K), means and log_std (B, K, D), actions (B, D)."""
     return -gaussian_mixture_log_prob(logits, means, log_std, actions).mean()
+
+
+def info_nce_loss(positive_energy: torch.Tensor, negative_energies: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of -log e^{-E(s,a)} / (e^{-E(s,a)} + sum_j e^{-E(s,a~_j)}): the InfoNCE loss of
+    an energy-based policy (Florence et al. 2021, "Implicit Behavioral Cloning", eq. 3), a cross-entropy
+    that picks the demonstration out of its counter-examples. positive_energy (B,), negative_energies
+    (B, N)."""
+    logits = -torch.cat([positive_energy.unsqueeze(1), negative_energies], dim=1)  # (B, 1 + N), the demo first
+    return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
+
+
+def energy_gradient_penalty(grad: torch.Tensor, margin: float) -> torch.Tensor:
+    """Mean over samples of max(0, ||dE/da||_inf - margin)^2 (Florence et al. 2021, appendix B.3;
+    ibc's losses/gradient_loss.py): keeps the energy's slope within what Langevin's steps
+    were tuned for. grad (..., D)."""
+    return (grad.abs().amax(dim=-1) - margin).clamp(min=0.0).square().mean()

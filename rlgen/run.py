@@ -18,6 +18,7 @@ import shutil
 import signal
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,6 +43,8 @@ class Learner(Protocol):
     """the agent sees discrete observations one-hot encoded"""
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray: ...
+
+    def episode_policy(self) -> Callable[[np.ndarray], np.ndarray]: ...
 
     def save(self, path: Path) -> None: ...
 
@@ -209,7 +212,8 @@ class Run:
     # -- what the trainer calls ---------------------------------------------------------------------
 
     def evaluate(self, step: int) -> None:
-        result = evaluate_episodes(self.agent.act, self.cfg.env, self.cfg.eval_episodes, self.cfg.seed, self.one_hot)
+        policy = self.agent.episode_policy()
+        result = evaluate_episodes(policy, self.cfg.env, self.cfg.eval_episodes, self.cfg.seed, self.one_hot)
         returns = result.returns
         mean, std = float(returns.mean()), float(returns.std())
         self.last_eval = (mean, std)
@@ -224,7 +228,7 @@ class Run:
             self.tb.add_scalar(f"eval/{key}", value, step)
         if "success_rate" in rates:
             self.tb.add_scalar("eval/action_latency_ms", result.act_ms, step)
-        picture = policy_picture(self.agent.act, self.cfg.env, self.cfg.seed, self.one_hot)
+        picture = policy_picture(policy, self.cfg.env, self.cfg.seed, self.one_hot)
         if picture is not None:
             self.tb.add_image("eval/policy", picture, step, dataformats="HWC")
         if self.solved_at is None and self.threshold is not None and mean >= self.threshold:

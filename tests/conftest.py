@@ -120,3 +120,15 @@ def poisoned_dqn(monkeypatch):
 
     return poison
 
+
+def trained_on_step(agent: str, steps: int, *overrides: str):
+    """A policy learned from demonstrations after `steps` gradient steps on Step's (fixed seeds)."""
+    from rlgen.compose import load_config
+    from rlgen.trainer import build_agent
+
+    learner = build_agent(load_config([f"agent={agent}", "env=Step", *overrides]))
+    learner.load_demos()
+    for _ in range(steps):
+        learner.fit_step()
+        learner.num_steps += 1
+    return learner

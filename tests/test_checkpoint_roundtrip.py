@@ -36,6 +36,8 @@ SETTINGS = {
     "soft_value_iteration": SWEEPS,
     "epsilon_greedy": BANDIT, "ucb": BANDIT, "gradient_bandit": BANDIT, "thompson_sampling": BANDIT,
     "rlhf": RLHF, "bc": IMITATION, "mdn": IMITATION,
+    "ibc": (*IMITATION, "agent.n_counter_examples=4", "agent.dfo_samples=16"),
+    "diffusion": (*IMITATION, "agent.diffusion_steps=10", "agent.horizon=2"),
 }
 
 

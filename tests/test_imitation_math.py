@@ -1,16 +1,20 @@
-"""The mixture density network's math: the Gaussian-mixture log-density against torch.distributions
-and a hand computation, and its negative log-likelihood loss."""
+"""The math of the policies learned from demonstrations: the mixture density network's log-density
+(against torch.distributions and a hand computation) and loss, and the weights' moving average."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
+from rlgen.compose import load_config
 from rlgen.distributions import gaussian_log_prob, gaussian_mixture_log_prob
 from rlgen.losses import mixture_density_nll
+from rlgen.nets.optim import ema_decay
+from rlgen.trainer import build_agent
 
 
 def _torch_mixture(logits: torch.Tensor, means: torch.Tensor, log_std: torch.Tensor) -> MixtureSameFamily:
@@ -61,3 +65,26 @@ def test_mixture_density_nll_is_the_mean_negative_log_likelihood_and_differentia
     log_joint = torch.log_softmax(logits, -1) + gaussian_log_prob(means, log_std, actions.unsqueeze(1))
     gamma = torch.softmax(log_joint, -1)
     torch.testing.assert_close(logits.grad, (torch.softmax(logits, -1) - gamma).detach() / 8)
+
+
+def test_the_weights_moving_average_starts_at_the_weights_and_warms_up_as_diffusion_policys():
+    assert ema_decay(0, 0.75, 0.9999) == 0.0  # the first update copies the weights
+    assert ema_decay(1, 0.75, 0.9999) == pytest.approx(1 - 2**-0.75)
+    assert ema_decay(99, 0.75, 0.9999) == pytest.approx(1 - 100**-0.75)
+    assert ema_decay(10**9, 0.75, 0.9999) == 0.9999  # capped
+
+
+def test_acting_uses_the_moving_average_and_training_goes_on_from_the_trained_weights():
+    agent = build_agent(load_config(["agent=bc", "env=Step", "agent.n_demos=20", "agent.batch_size=8",
+                                     "agent.ema_power=0.75", "agent.net_arch=[8]"]))
+    agent.load_demos()
+    for _ in range(30):
+        agent.fit_step()
+        agent.num_steps += 1
+    trained = agent.optimizer.data.clone()
+    obs = np.linspace(-1, 1, 5, dtype=np.float32)[:, None]
+    acted = agent.act(obs)
+    assert torch.equal(agent.optimizer.data, trained)  # put back after acting
+    agent.optimizer.data.copy_(agent.ema)
+    assert np.array_equal(agent.act(obs), acted)  # what acting used was the average
+    assert not torch.equal(agent.ema, trained)

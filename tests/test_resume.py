@@ -51,6 +51,10 @@ SETUPS: dict[str, tuple[str, ...]] = {
     "rlhf": ("env=TextPreference", "total_steps=1500", "eval_every=500", *TINY_RLHF),
     "bc": ("env=Particle", "total_steps=300", "eval_every=100", "agent.n_demos=10", "agent.batch_size=32"),
     "mdn": ("env=Avoid", "total_steps=300", "eval_every=100", "agent.n_demos=10", "agent.batch_size=32"),
+    "ibc": ("env=Avoid", "total_steps=60", "eval_every=20", "agent.n_demos=10", "agent.batch_size=16",
+            "agent.inference=langevin", "agent.langevin_steps=3", "agent.langevin_samples=8"),
+    "diffusion": ("env=Avoid", "total_steps=300", "eval_every=100", "agent.n_demos=10", "agent.batch_size=32",
+                  "agent.diffusion_steps=20", "agent.sampler=ddpm", "agent.horizon=3", "agent.execute=2"),
 }
 
 

@@ -48,10 +48,22 @@ INVALID: list[tuple[str, list[str]]] = [
      r"|n_demos|n_components)$",
      ["0", "-1"]),
     (r"\.(learning_starts|epsilon_decay_steps)$", ["-1"]),
+    (r"^ibc\.(n_counter_examples|dfo_samples|dfo_iters|langevin_samples|langevin_counter_examples|langevin_steps)$",
+     ["0", "-1"]),
+    (r"^ibc\.(langevin_step_size|langevin_delta_clip)$", ["0", "-0.1"]),
+    (r"^ibc\.(dfo_noise|langevin_step_size_final|langevin_noise|grad_penalty|grad_margin)$", ["-0.1"]),
+    (r"^ibc\.dfo_shrink$", ["0", "-0.5", "1.5"]),
+    (r"^ibc\.dfo_counter_examples$", ["-1", "33"]),  # 0 .. n_counter_examples (32)
     (r"\.gradient_steps$", ["0", "-2"]),
     (r"\.max_clauses$", ["0", "10000"]),
     (r"\.(seed|demo_seed)$", ["-1", "4294967296"]),
     (r"\.net_arch$", ["[0]", "[64,-1]"]),
+    (r"^diffusion\.(diffusion_steps|horizon)$", ["0", "-1"]),
+    (r"^diffusion\.sampling_steps$", ["0", "101"]),  # DDIM's levels: 1 .. diffusion_steps (100)
+    (r"^diffusion\.execute$", ["0", "2"]),  # 1 .. horizon (1)
+    (r"^diffusion\.eta$", ["-0.1"]),
+    (r"\.ema_power$", ["-0.1"]),
+    (r"\.ema_max_decay$", ["-0.1", "1"]),
     (r"\.(initial_value|log_std_init)$", []),  # any number
 ]
 NON_FINITE = ["nan", "inf", "-inf"]  # no float field takes them
@@ -69,6 +81,10 @@ VALID: list[tuple[str, list[str]]] = [
     (r"\.(learning_starts|epsilon_decay_steps)$", ["0"]),
     (r"\.gradient_steps$", ["-1"]),
     (r"\.seed$", ["0", "2147483647"]),
+    (r"^diffusion\.sampling_steps$", ["1", "100"]),
+    (r"^diffusion\.eta$", ["0", "1", "2"]),
+    (r"\.ema_power$", ["0"]),
+    (r"\.ema_max_decay$", ["0", "0.99999"]),
 ]
 
 

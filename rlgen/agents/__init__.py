@@ -41,6 +41,8 @@ AGENTS: dict[str, str] = {
     "rlhf": "rlgen.agents.rlhf:RLHF",
     "bc": "rlgen.agents.bc:BC",
     "mdn": "rlgen.agents.bc:MDN",
+    "ibc": "rlgen.agents.ibc:IBC",
+    "diffusion": "rlgen.agents.diffusion:Diffusion",
 }
 
 

@@ -10,6 +10,8 @@ budget counts gradient steps). A subclass writes its network, `fit_step` and `po
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +26,9 @@ from rlgen.config import (
     check_choice,
     check_layers,
     check_learning_rate,
+    check_nonnegative,
     check_positive,
+    check_range,
     check_seed,
     named,
 )
@@ -34,9 +38,11 @@ from rlgen.errors import UserError
 from rlgen.loops import flat, offline
 from rlgen.losses import mixture_density_nll
 from rlgen.nets.mlp import ACTIVATIONS, flat_dim, mlp
-from rlgen.nets.optim import FlatAdam
+from rlgen.nets.optim import FlatAdam, ema_decay
 from rlgen.run import Run
 
+SAMPLING_SEED_OFFSET = 271_828
+"""the acting generator's seed is the run's plus this: apart from the training streams"""
 GENERATIVE_NET_ARCH = (256, 256)
 """hidden layers of every policy learned from demonstrations, so that they compare at equal size"""
 
@@ -55,6 +61,10 @@ class ImitationConfig(AgentConfig):
     learning_rate: float = 1e-3
     net_arch: list[int] = field(default_factory=lambda: list(GENERATIVE_NET_ARCH))
     activation: str = "relu"
+    ema_power: float = 0.0
+    """acting uses an exponential moving average of the weights whose decay after t updates is
+    1 - (1 + t)^-ema_power, capped at ema_max_decay (Diffusion Policy's: 0.75); 0: the weights themselves"""
+    ema_max_decay: float = 0.9999
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -63,6 +73,8 @@ class ImitationConfig(AgentConfig):
         check_learning_rate(**named(self, "learning_rate"))
         check_seed(**named(self, "demo_seed"))
         check_layers(**named(self, "net_arch"))
+        check_nonnegative(**named(self, "ema_power"))
+        check_range(0, 1, open_high=True, why=" (a decay)", **named(self, "ema_max_decay"))
 
 
 class ImitationAgent(Agent):
@@ -86,6 +98,9 @@ class ImitationAgent(Agent):
         self.high = action_space.high.astype(np.float32).reshape(-1)
         self.obs_mean = torch.zeros(self.obs_dim)
         self.obs_std = torch.ones(self.obs_dim)
+        self.generator = torch.Generator().manual_seed(seed + SAMPLING_SEED_OFFSET)
+        """acting's random stream (candidates, noise), saved in checkpoints: evaluations are reproducible
+        and leave training's streams alone"""
         self.demos: Demonstrations | None = None
         self.data: tuple[torch.Tensor, torch.Tensor] = (torch.zeros(0, self.obs_dim), torch.zeros(0, self.act_dim))
         """the demonstrations as the networks see them: normalised observations, scaled actions"""
@@ -134,8 +149,13 @@ class ImitationAgent(Agent):
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        actions = self.unscale(self.policy(self.normalize(obs), deterministic))
+        with self.acting_weights():
+            actions = self.unscale(self.policy(self.normalize(obs), deterministic))
         return actions.astype(np.float32).reshape(len(actions), *self.action_space.shape)
+
+    def acting_weights(self) -> AbstractContextManager:
+        """The weights acting uses, in place while the context lasts (the trained ones here)."""
+        return nullcontext()
 
     def summary_fields(self) -> dict[str, Any]:
         if self.demos is None:
@@ -143,21 +163,30 @@ class ImitationAgent(Agent):
         return {"expert_success_rate": self.demos.success_rate, "demo_steps": len(self.demos.obs)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "obs_mean": self.obs_mean.clone(), "obs_std": self.obs_std.clone()}
+        return {**super().state_dict(), "obs_mean": self.obs_mean.clone(), "obs_std": self.obs_std.clone(),
+                "sampling_rng": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.obs_mean = state["obs_mean"].clone()
         self.obs_std = state["obs_std"].clone()
+        self.generator.set_state(state["sampling_rng"].clone())
 
 
 class OneNetwork(ImitationAgent):
-    """An imitation agent with one MLP from observations to `out_dim` numbers, trained with Adam."""
+    """An imitation agent with one MLP from `in_dim` to `out_dim` numbers, trained with Adam."""
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: ImitationConfig, seed: int):
         super().__init__(observation_space, action_space, config, seed)
-        self.net = mlp(self.obs_dim, config.net_arch, self.out_dim, config.activation)
+        self.net = mlp(self.in_dim, config.net_arch, self.out_dim, config.activation)
         self.optimizer = FlatAdam(self.net.parameters(), lr=config.learning_rate)
+        self.ema = self.optimizer.data.clone() if config.ema_power > 0 else None
+        """the moving average of the weights (flat, as the optimiser holds them), or None"""
+
+    @property
+    def in_dim(self) -> int:
+        """the observation's size; more where the network also reads an action"""
+        return self.obs_dim
 
     @property
     def out_dim(self) -> int:
@@ -167,15 +196,34 @@ class OneNetwork(ImitationAgent):
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
+        if self.ema is not None:
+            c = self.config
+            self.ema.lerp_(self.optimizer.data, 1.0 - ema_decay(self.num_steps, c.ema_power, c.ema_max_decay))
         return {"train/loss": float(loss.detach())}
 
+    @contextmanager
+    def acting_weights(self) -> Iterator[None]:
+        """The moving average in place of the trained weights while acting, when there is one."""
+        if self.ema is None:
+            yield
+            return
+        trained = self.optimizer.data.clone()
+        self.optimizer.data.copy_(self.ema)
+        try:
+            yield
+        finally:
+            self.optimizer.data.copy_(trained)
+
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
+        ema = {} if self.ema is None else {"ema": self.ema.clone()}
+        return {**super().state_dict(), "net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(), **ema}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.ema is not None:
+            self.ema = state["ema"].clone()
 
 
 # -- behavioural cloning ------------------------------------------------------------------------------

@@ -64,3 +64,10 @@ class FlatAdam:
         self.exp_avg.copy_(state["exp_avg"])
         self.exp_avg_sq.copy_(state["exp_avg_sq"])
         self.steps, self.lr = int(state["steps"]), float(state["lr"])
+
+
+def ema_decay(step: int, power: float, max_decay: float) -> float:
+    """Decay of an exponential moving average of weights after `step` earlier updates: 0 at the first
+    (the average starts at the weights), then 1 - (1 + step)^-power, capped at max_decay; the warm-up
+    of Diffusion Policy's EMA (Chi et al. 2023, their EMAModel with inv_gamma = 1)."""
+    return 0.0 if step <= 0 else min(max_decay, 1.0 - (1.0 + step) ** -power)
