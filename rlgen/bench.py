@@ -63,7 +63,7 @@ def evaluate_run(job: Job) -> dict[str, Any]:
     agent = build_agent(cfg)
     agent.load(source / "checkpoint")
     t0 = time.perf_counter()
-    result = evaluate_episodes(agent.act, cfg.env, cfg.eval_episodes, cfg.seed, agent.one_hot)
+    result = evaluate_episodes(agent.episode_policy(), cfg.env, cfg.eval_episodes, cfg.seed, agent.one_hot)
     figures = {"eval_mean_return": float(result.returns.mean()), "eval_std_return": float(result.returns.std()),
                **result.rates(), "action_latency_ms": result.act_ms,
                **final_metrics(agent.act, cfg.env, cfg.seed, agent.one_hot)}
