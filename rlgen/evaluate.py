@@ -62,11 +62,14 @@ def record_video(agent, cfg, run_dir: Path, episodes: int, seed: int, determinis
         raise UserError(f"env {cfg.env.id} has no rgb_array rendering, so no video can be made")
     folder = run_dir / "videos"
     env = gym.wrappers.RecordVideo(env, str(folder), episode_trigger=lambda i: i < episodes, disable_logger=True)
+    policy = agent.episode_policy(deterministic)
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
+        if hasattr(policy, "reset"):  # a policy that remembers the episode (action chunks)
+            policy.reset()
         done = False
         while not done:
-            action = agent.act(np.asarray(obs)[None], deterministic=deterministic)[0]
+            action = policy(np.asarray(obs)[None])[0]
             obs, _, terminated, truncated, _ = env.step(action)
             done = terminated or truncated
     env.close()
@@ -95,16 +98,15 @@ def main(argv: list[str]) -> int:
     except FileNotFoundError:
         raise UserError(f"{run_dir} has no checkpoint yet (the run stopped before its first one)") from None
 
-    def act(obs: np.ndarray) -> np.ndarray:
-        return agent.act(obs, deterministic=opts.deterministic)
-
-    measured = evaluate_episodes(act, cfg.env, opts.episodes, opts.seed, one_hot=agent.one_hot)
+    policy = agent.episode_policy(opts.deterministic)
+    measured = evaluate_episodes(policy, cfg.env, opts.episodes, opts.seed, one_hot=agent.one_hot)
     returns, lengths = measured.returns, measured.lengths
     result = {"episodes": len(returns), "mean_return": float(returns.mean()), "std_return": float(returns.std()),
               "mean_length": float(lengths.mean()), "seed": opts.seed, "deterministic": opts.deterministic,
-              "checkpoint_step": agent.num_steps}
+              "checkpoint_step": agent.num_steps, **measured.rates()}
     print(f"{cfg.agent.name} on {cfg.env.id} (checkpoint at step {agent.num_steps}): return "
-          f"{result['mean_return']:.2f} +- {result['std_return']:.2f} over {len(returns)} episodes")
+          f"{result['mean_return']:.2f} +- {result['std_return']:.2f} over {len(returns)} episodes"
+          + "".join(f", {name.replace('_', ' ')} {value:.2f}" for name, value in measured.rates().items()))
     if opts.video:
         folder = record_video(agent, cfg, run_dir, opts.video_episodes, opts.seed, opts.deterministic)
         result["videos"] = sorted(p.name for p in folder.glob("*.mp4"))

@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import assert_user_error, read_csv, train_run, trained_on_step
+from conftest import assert_user_error, in_process, read_csv, train_run, trained_on_step
 
-from rlgen.agents.diffusion import action_chunks
+from rlgen.agents.diffusion import Diffusion, action_chunks
 from rlgen.compose import load_config
 from rlgen.denoising import (
     MAX_BETA,
@@ -260,6 +260,24 @@ def test_a_cli_run_of_either_sampler_writes_success_and_a_checkpoint(sampler, tm
     summary = json.loads((run / "summary.json").read_text())
     assert 0.0 <= summary["success_rate"] <= 1.0 and summary["action_latency_ms"] > 0 and "mode_fraction" in summary
     assert len(read_csv(run / "eval.csv")[1]) == 2 and (run / "checkpoint").is_dir()
+
+
+def test_rlgen_evaluate_plays_the_chunks_and_reports_success(tmp_path, capsys, monkeypatch):
+    from rlgen.evaluate import main
+
+    run = train_run(tmp_path / "run", "agent=diffusion", "env=Avoid", "total_steps=20", "eval_every=20",
+                    "eval_episodes=2", "agent.n_demos=3", "agent.batch_size=16", "agent.diffusion_steps=10",
+                    "agent.horizon=4", "agent.execute=4")
+    planned = []
+    plan = Diffusion.plan
+    monkeypatch.setattr(Diffusion, "plan", lambda self, obs: planned.append(len(obs)) or plan(self, obs))
+    done = in_process(main, capsys)(f"run={run}", "episodes=3")
+    assert done.returncode == 0 and "success rate" in done.stdout
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    assert 0.0 <= evaluation["success_rate"] <= 1.0 and "mode_fraction" in evaluation
+    # the episodes run in lockstep: one plan every 4 steps of the longest (at most Avoid's 100), where
+    # planning at every step would take at least the mean length's
+    assert len(planned) <= 25 and len(planned) < evaluation["mean_length"] <= 4 * len(planned)
 
 
 @pytest.mark.parametrize(("overrides", "fragments"), [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -66,12 +67,12 @@ class Agent:
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         raise NotImplementedError
 
-    def episode_policy(self) -> Callable[[np.ndarray], np.ndarray]:
+    def episode_policy(self, deterministic: bool = True) -> Callable[[np.ndarray], np.ndarray]:
         """A policy for a batch of episodes that start together and run in lockstep (evaluation plays
         one episode per env). `act` for an agent whose action depends only on the observation; an agent
         that remembers earlier steps of the episode (action chunks) returns a new callable with a
         `reset()`, which whoever plays the episodes calls when new ones start."""
-        return self.act
+        return functools.partial(self.act, deterministic=deterministic)
 
     def check_env(self, env: gym.Env) -> None:
         """A UserError if this agent cannot learn on `env` beyond what its spaces show (asked before the

@@ -131,7 +131,8 @@ class Diffusion(OneNetwork):
         """The first action of a freshly sampled chunk (see the class docstring on `deterministic`)."""
         return self.plan(obs)[:, 0]
 
-    def episode_policy(self) -> Callable[[np.ndarray], np.ndarray]:
+    def episode_policy(self, deterministic: bool = True) -> Callable[[np.ndarray], np.ndarray]:
+        """Chunks executed `execute` at a time (a diffusion policy samples either way: see the class)."""
         return self.act if self.config.execute == 1 else ChunkExecutor(self)
 
 
