@@ -63,7 +63,8 @@ def evaluate_run(job: Job) -> dict[str, Any]:
     agent = build_agent(cfg)
     agent.load(source / "checkpoint")
     t0 = time.perf_counter()
-    result = evaluate_episodes(agent.episode_policy(), cfg.env, cfg.eval_episodes, cfg.seed, agent.one_hot)
+    policy = agent.episode_policy(cfg.eval_deterministic)
+    result = evaluate_episodes(policy, cfg.env, cfg.eval_episodes, cfg.seed, agent.one_hot)
     figures = {"eval_mean_return": float(result.returns.mean()), "eval_std_return": float(result.returns.std()),
                **result.rates(), "action_latency_ms": result.act_ms,
                **final_metrics(agent.act, cfg.env, cfg.seed, agent.one_hot)}

@@ -66,7 +66,7 @@ def policy_image(run_dir: Path, trained_in: Path | None = None) -> np.ndarray | 
     torch.set_num_threads(cfg.torch_threads)  # as the run acted: more threads only slow small networks down
     agent = build_agent(cfg)
     agent.load((trained_in or run_dir) / "checkpoint")
-    return policy_picture(agent.episode_policy(), cfg.env, cfg.seed, agent.one_hot)
+    return policy_picture(agent.episode_policy(cfg.eval_deterministic), cfg.env, cfg.seed, agent.one_hot)
 
 
 def plot_task(records: Records, env: str, agents: list[str], path: Path) -> bool:

@@ -136,8 +136,11 @@ class TrainConfig:
     total_steps: int = 100_000
     """budget in environment steps (planning agents: sweeps)"""
     eval_every: int = 10_000
-    """environment steps between deterministic evaluations (0: only at the end)"""
+    """environment steps between evaluations (0: only at the end)"""
     eval_episodes: int = 10
+    eval_deterministic: bool = True
+    """evaluations act deterministically (SB3's EvalCallback default); false samples the policy, which
+    is what shows a generative policy's coverage of the expert's modes"""
     run_dir: str | None = None
     """write the run directory exactly here (default: runs/<env>/<agent>/<seed>-<timestamp>)"""
     runs_root: str = "runs"

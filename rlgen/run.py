@@ -212,7 +212,7 @@ class Run:
     # -- what the trainer calls ---------------------------------------------------------------------
 
     def evaluate(self, step: int) -> None:
-        policy = self.agent.episode_policy()
+        policy = self.agent.episode_policy(self.cfg.eval_deterministic)
         result = evaluate_episodes(policy, self.cfg.env, self.cfg.eval_episodes, self.cfg.seed, self.one_hot)
         returns = result.returns
         mean, std = float(returns.mean()), float(returns.std())

@@ -9,39 +9,28 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import assert_user_error, read_csv, train_run
+from conftest import assert_user_error, read_csv, train_run, trained_on_step
 
 from rlgen.compose import load_config
 from rlgen.envs.imitation_tasks import StepEnv
 from rlgen.evaluation import evaluate_episodes
-from rlgen.trainer import build_agent
 
 S = np.linspace(-1.0, 1.0, 2001, dtype=np.float32)[:, None]
 """a fine grid of Step's observation"""
 
 
-def trained(agent: str, steps: int, *overrides: str):
-    """An agent after `steps` gradient steps on Step's demonstrations (fixed seeds)."""
-    cfg = load_config([f"agent={agent}", "env=Step", *overrides])
-    learner = build_agent(cfg)
-    learner.load_demos()
-    for _ in range(steps):
-        learner.fit_step()
-    return learner
-
-
 def test_bc_learns_steps_continuous_part_and_blurs_its_jump():
-    errors, _ = StepEnv().errors(S, trained("bc", 1000).act(S))
+    errors, _ = StepEnv().errors(S, trained_on_step("bc", 1000).act(S))
     away, near = errors[np.abs(S[:, 0]) > 0.1], errors[np.abs(S[:, 0]) < 0.01]
     assert away.mean() < 0.01 and away.max() < 0.05
     assert near.mean() > 0.2 and near.mean() > 20 * away.mean()  # the regression interpolates across the jump
 
 
 def test_bc_averages_two_correct_actions_and_mdn_keeps_both():
-    errors, _ = StepEnv(two_valued=True).errors(S, trained("bc", 1000, "env.two_valued=true").act(S))
+    errors, _ = StepEnv(two_valued=True).errors(S, trained_on_step("bc", 1000, "env.two_valued=true").act(S))
     assert errors.mean() > 0.4  # near 0, between +-(1/2 + |s|/2)
 
-    mdn = trained("mdn", 1000, "env.two_valued=true")
+    mdn = trained_on_step("mdn", 1000, "env.two_valued=true")
     errors, nearest = StepEnv(two_valued=True).errors(S, mdn.act(S))
     assert (errors < 0.05).mean() > 0.95 and 0.2 < nearest.mean() < 0.8
     with torch.no_grad():
@@ -92,3 +81,16 @@ def test_a_policy_without_demonstrations_to_learn_from_is_one_line_and_no_run(ov
     out = main_in_process(*overrides, f"runs_root={tmp_path}", "total_steps=10", "progress=false")
     assert_user_error(out, *fragments)
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_evaluations_act_as_eval_deterministic_says(deterministic, tmp_path, main_in_process, monkeypatch):
+    from rlgen.agents.bc import MDN
+
+    asked = []
+    policy = MDN.episode_policy
+    monkeypatch.setattr(MDN, "episode_policy", lambda self, d=True: asked.append(d) or policy(self, d))
+    out = main_in_process("agent=mdn", "env=Step", f"run_dir={tmp_path / 'run'}", "total_steps=20", "eval_every=10",
+                          "eval_episodes=2", "agent.n_demos=5", "agent.batch_size=8", "progress=false",
+                          f"eval_deterministic={str(deterministic).lower()}")
+    assert out.returncode == 0 and asked == [deterministic, deterministic]  # one per evaluation
