@@ -95,7 +95,8 @@ def main() -> None:
              "| command | exit | stderr lines | left behind | the line |", "|---|---|---|---|---|"]
     for r in results:
         mark = "" if r["ok"] else " **(fails)**"
-        lines.append(f"| `{r['command']}`{mark} | {r['exit']} | {r['stderr_lines']} | {', '.join(r['left_behind']) or '-'}"
+        left = ", ".join(r["left_behind"]) or "-"
+        lines.append(f"| `{r['command']}`{mark} | {r['exit']} | {r['stderr_lines']} | {left}"
                      f" | {r['line'].replace('|', '/')[:160]} |")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "RESULTS.md").write_text("\n".join(lines) + "\n")

@@ -57,7 +57,8 @@ def test_the_generative_suite_plans_every_task_with_the_same_demonstrations_and_
     agents, absent = suite_agents(suite)
     assert suite.metric == "success" and suite.envs == ["Particle", "Avoid", "Step", "Step2"]
     # the variants join with their base agent, by name, once it is registered
-    assert {"ibc", "ibc_langevin", "diffusion", "diffusion_ddpm"} == set(agents[2:]) | set(absent)
+    assert {"mdn_sampled", "ibc", "ibc_sampled", "ibc_langevin", "diffusion", "diffusion_ddpm"} == (
+        set(agents[2:]) | set(absent))
     assert all((label in absent) == (v.agent in absent) for label, v in suite.variants.items() if v.agent)
     jobs = plan(suite, options("agents=bc,mdn"), tmp_path)
     assert len(jobs) == 2 * 4 * 5 and {j.seed for j in jobs} == {0, 1, 2, 3, 4}
@@ -65,7 +66,10 @@ def test_the_generative_suite_plans_every_task_with_the_same_demonstrations_and_
     step2 = [j for j in jobs if j.env == "Step2"]
     assert all(j.overrides[:3] == [f"agent={j.agent}", "env=Step", "env.two_valued=true"] for j in step2)
     assert Path(step2[0].run_dir).parent.parent.name == "Step2"
-    assert {j.budget for j in jobs} == {20_000}
+    assert all(j.budget == (5_000 if j.env.startswith("Step") else 20_000) for j in jobs)  # one-step tasks: fewer
+    # per task, every policy learns from the same demonstrations (the last n_demos given wins)
+    demos = {(j.env, [o for o in j.overrides if o.startswith("agent.n_demos=")][-1]) for j in jobs}
+    assert len(demos) == len(suite.envs)
 
 
 def test_variants_take_their_base_tables_then_their_own(tmp_path):

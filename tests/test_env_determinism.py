@@ -21,6 +21,8 @@ DETERMINISTIC = {
     # one start cell, no slip, no random wind: given the actions, nothing is left to chance
     "rlgen/CliffWalking-v0", "rlgen/WindyGridworld-v0", "rlgen/WindyGridworldKings-v0", "rlgen/RandomWalk5-v0",
     "rlgen/RandomWalk19-v0", "rlgen/Maze-v0",
+    # one start point; only the scripted expert's side is drawn from the seed, and the actions are given
+    "rlgen/Avoid-v0",
 }
 STEPS = 300
 """environment steps per rollout, across as many episodes as fit (each later reset is unseeded)"""

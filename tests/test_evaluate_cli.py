@@ -32,6 +32,9 @@ class PushLeft:
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         return np.zeros(len(obs), dtype=np.int64)
 
+    def episode_policy(self, deterministic: bool = True):
+        return lambda obs: self.act(obs, deterministic)
+
 
 @pytest.fixture
 def run(monkeypatch, capsys, tmp_path):
