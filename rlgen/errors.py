@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import sys
 from collections.abc import Callable, Iterable
 from functools import wraps
@@ -37,6 +38,11 @@ def cli_main(fn: Callable[[list[str]], int | None]) -> Callable[[list[str] | Non
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
+        except BrokenPipeError:
+            # whoever read the output stopped (`| head`): no traceback, and none when Python flushes stdout
+            # at exit either (the recipe of Python's signal module docs, "Note on SIGPIPE")
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
         sys.exit(code or 0)
 
     return run

@@ -176,3 +176,20 @@ def test_a_boolean_is_true_or_false_in_train_as_in_every_command(args, tmp_path,
     assert_user_error(main_in_process(*args, f"run_dir={tmp_path / 'run'}"),
                       f"{key}: Value '{value}' is not a valid bool: write true or false")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
+    """`python -m rlgen.train ... | head -1`: the pipe closes before the command has written it all."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "rlgen.train", "agent=ppo", "env=CartPole", "total_steps=256",
+                             f"run_dir={tmp_path / 'run'}", "progress=false"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc.stdout.close()  # before the interpreter has started: every write to stdout finds no reader
+    with proc.stderr:
+        stderr = proc.stderr.read()
+    assert proc.wait(timeout=300) == 1 and "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    assert read_json(tmp_path / "run" / "summary.json")["status"] == "completed"  # only the report was lost
