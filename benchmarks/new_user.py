@@ -59,6 +59,14 @@ MISTAKES: list[tuple[str, list[str]]] = [
     (T, ["run_dir=afile"]), (T, ["runs_root=afile"]), (T, ["run_dir=afile/sub"]),
     (T, ["agent=policy_evaluation", "env=GridWorld4x4", "agent.policy=missing.npy"]),
     (B, ["nosuchsuite.yaml"]), (G, ["out=afile/sub"]),
+    # policies learned from demonstrations
+    (T, ["agent=ibc", "env=CartPole"]), (T, ["agent=diffusion", "env=Pendulum"]),
+    (T, ["agent=diffusion", "env=Avoid", "agent.sampler=ddmp"]),
+    (T, ["agent=ibc", "env=Avoid", "agent.inference=mcmc"]),
+    (T, ["agent=diffusion", "env=Particle", "agent.sampling_steps=500"]),
+    (T, ["agent=bc", "env=Particle", "env.dim=1"]),
+    (T, ["agent=diffusion", "env=Avoid", "agent.horizon=2", "agent.execute=3"]),
+    (T, ["agent=mdn", "env=Step", "eval_deterministic=maybe"]),
 ]
 
 

@@ -176,7 +176,8 @@ ONE_HOT = gym.spaces.Box(0.0, 1.0, (16,), np.float32)
 @pytest.mark.parametrize(
     ("agent", "obs", "actions", "fragments"),
     [
-        ("dqn", BOX, BOX, ["dqn needs Discrete actions; this env's are Box; use ppo, sb3_ppo, sb3_a2c"]),
+        ("dqn", BOX, BOX, ["dqn needs Discrete actions; this env's are Box; use ppo, sb3_ppo or sb3_a2c; with a "
+                           "scripted expert (Particle, Avoid, Step): bc, mdn, ibc, diffusion"]),
         ("sb3_dqn", BOX, gym.spaces.MultiBinary(4), ["sb3_dqn needs Discrete actions", "use sb3_ppo or sb3_a2c"]),
         ("ppo", BOX, gym.spaces.MultiDiscrete([2, 3]), ["ppo needs Discrete or Box actions", "use sb3_ppo or sb3_a2c"]),
         ("sb3_ppo", BOX, gym.spaces.Tuple([gym.spaces.Discrete(2)] * 2),
@@ -184,7 +185,7 @@ ONE_HOT = gym.spaces.Box(0.0, 1.0, (16,), np.float32)
           "no rlgen agent handles these spaces"]),
         ("ppo", gym.spaces.Dict({"x": BOX}), gym.spaces.Discrete(2), ["observations; this env's are Dict"]),
         ("q_learning", BOX, gym.spaces.Discrete(2), ["q_learning is tabular", "use ppo, dqn, sb3_ppo"]),
-        ("value_iteration", gym.spaces.Discrete(4), BOX, ["needs Discrete actions", "use ppo, sb3_ppo, sb3_a2c"]),
+        ("value_iteration", gym.spaces.Discrete(4), BOX, ["needs Discrete actions", "use ppo, sb3_ppo or sb3_a2c"]),
         ("ucb", gym.spaces.Discrete(16), gym.spaces.Discrete(4), ["needs a bandit env", "Discrete(16)"]),
         ("rlhf", ONE_HOT, gym.spaces.Discrete(2), ["rlhf needs env=TextPreference", "use ppo, dqn"]),
     ],
@@ -259,7 +260,7 @@ def committed_state() -> str:
         (["agent=rlhf", "env=TextPreference", "agent.n_embd=65"], ["agent.n_embd=65 is not divisible", "64 or 68"]),
         (["agent=rlhf", "env=TextPreference", "agent.n_head=0"], ["agent.n_head must be positive"]),
         (["agent=ppo", "agent.net_arch=[64,0]"], ["agent.net_arch=[64, 0]", "positive number of units"]),
-        (["agent=sb3_dqn", "env=Pendulum"], ["sb3_dqn needs Discrete actions", "Box", "use ppo, sb3_ppo, sb3_a2c"]),
+        (["agent=sb3_dqn", "env=Pendulum"], ["sb3_dqn needs Discrete actions", "Box", "use ppo, sb3_ppo or sb3_a2c"]),
         (["agent=q_learning", "env=CartPole"], ["q_learning is tabular", "Box", "use ppo, dqn"]),
         (["agent=ucb", "env=GridWorld4x4"], ["ucb needs a bandit env", "env=Bandit10"]),
         (["agent=sb3_ppo", "agent.learning_rate=1e300"], ["agent.learning_rate must be in (0, 3.40282e+38]", "1e+300"]),

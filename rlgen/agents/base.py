@@ -14,6 +14,7 @@ import torch
 from rlgen.agents import AGENTS, agent_class
 from rlgen.checkpoint import damaged, load_state, one_line, save_state
 from rlgen.config import AgentConfig
+from rlgen.envs.imitation_tasks import EXPERT_TASKS
 from rlgen.errors import UserError
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ class Agent:
     observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (
         gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
     """the kinds of observation space it can read (deep agents see discrete ones one-hot encoded)"""
+    learns_from_expert: ClassVar[bool] = False
+    """learns from the demonstrations of an env's scripted expert, not from rewards: it needs such an env"""
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Any, seed: int):
         why = self.misfit(observation_space, action_space)
@@ -129,10 +132,17 @@ MAX_SUGGESTED = 6
 def agents_for(observation_space: gym.Space, action_space: gym.Space) -> str:
     """'use a, b or c': the registered agents that can learn on these spaces (each module is
     imported to ask it, which only a mistake pays for)."""
-    fit = [name for name in AGENTS if agent_class(name).misfit(observation_space, action_space) is None]
-    if not fit:
+    fitting = [name for name in AGENTS if agent_class(name).misfit(observation_space, action_space) is None]
+    imitators = [name for name in fitting if agent_class(name).learns_from_expert]
+    fit = [name for name in fitting if name not in imitators]
+    # an agent that learns from an expert fits only an env that has one, which the spaces do not tell
+    also = f"; with a scripted expert ({', '.join(EXPERT_TASKS)}): {', '.join(imitators)}" if imitators else ""
+    if not fitting:
         return "no rlgen agent handles these spaces"
+    if not fit:
+        return f"no rlgen agent learns from rewards on these spaces{also}"
     if len(fit) > MAX_SUGGESTED:
-        return f"use {', '.join(fit[:MAX_SUGGESTED])} or {len(fit) - MAX_SUGGESTED} more (python -m rlgen.train --help)"
-    return f"use {_either(fit)}"
+        return (f"use {', '.join(fit[:MAX_SUGGESTED])} or {len(fit) - MAX_SUGGESTED} more (python -m rlgen.train "
+                f"--help){also}")
+    return f"use {_either(fit)}{also}"
 

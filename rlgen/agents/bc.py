@@ -80,6 +80,8 @@ class ImitationConfig(AgentConfig):
 class ImitationAgent(Agent):
     """Learns a policy from an env expert's demonstrations, one minibatch per gradient step."""
 
+    learns_from_expert = True
+
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: ImitationConfig, seed: int):
         super().__init__(observation_space, action_space, config, seed)
         bounded = isinstance(action_space, gym.spaces.Box) and bool(
