@@ -128,8 +128,10 @@ class ImitationAgent(Agent):
         return (2.0 * (actions - self.low) / (self.high - self.low) - 1.0).astype(np.float32)
 
     def unscale(self, actions: np.ndarray) -> np.ndarray:
-        """[-1, 1] -> env actions, clipped into the bounds."""
-        return np.clip(self.low + (actions + 1.0) * 0.5 * (self.high - self.low), self.low, self.high)
+        """(B, act_dim) in [-1, 1] -> a batch of env actions (float32, the action space's shape), clipped
+        into the bounds."""
+        actions = np.clip(self.low + (actions + 1.0) * 0.5 * (self.high - self.low), self.low, self.high)
+        return actions.astype(np.float32).reshape(len(actions), *self.action_space.shape)
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """A minibatch of (observation, action) pairs drawn uniformly, with replacement."""
@@ -152,8 +154,7 @@ class ImitationAgent(Agent):
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         with self.acting_weights():
-            actions = self.unscale(self.policy(self.normalize(obs), deterministic))
-        return actions.astype(np.float32).reshape(len(actions), *self.action_space.shape)
+            return self.unscale(self.policy(self.normalize(obs), deterministic))
 
     def acting_weights(self) -> AbstractContextManager:
         """The weights acting uses, in place while the context lasts (the trained ones here)."""

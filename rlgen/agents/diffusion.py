@@ -83,6 +83,7 @@ class Diffusion(OneNetwork):
     Config = DiffusionConfig
     EMBEDDING = 32
     """width of the noise level's sinusoidal embedding"""
+
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: DiffusionConfig, seed: int):
         super().__init__(observation_space, action_space, config, seed)
         self.betas = betas_for(config.schedule, config.diffusion_steps)
@@ -155,6 +156,5 @@ class ChunkExecutor:
         if self.chunk is None or self.next == agent.config.execute or len(self.chunk) != len(obs):
             with agent.acting_weights():
                 self.chunk, self.next = agent.plan(agent.normalize(obs)), 0
-        action = agent.unscale(self.chunk[:, self.next])
         self.next += 1
-        return action.astype(np.float32).reshape(len(action), *agent.action_space.shape)
+        return agent.unscale(self.chunk[:, self.next - 1])

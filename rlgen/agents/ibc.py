@@ -126,7 +126,7 @@ class IBC(OneNetwork):
             # langevin_counter_examples of them, for speed), not under the gradient: the chain only moves
             # counter-examples towards the energy's current minima, where the demonstration must win
             k = c.langevin_counter_examples
-            chained = self.langevin(self.energy(obs), negatives[:, :k], None)
+            chained = self.langevin(energy, negatives[:, :k], None)
             negatives = torch.cat([chained, negatives[:, k:]], dim=1)
         elif c.dfo_counter_examples > 0:
             # ibc's fraction_dfo_samples: the optimiser, seeded with all the uniform counter-examples, moves
@@ -160,8 +160,7 @@ class IBC(OneNetwork):
         c = self.config
         # fresh candidates on every call, from the acting generator (as ibc's policy draws them): with
         # fixed ones, a state with two minima would always get the same one
-        generator = self.generator
-        energy = self.energy(obs)
+        generator, energy = self.generator, self.energy(obs)
         if c.inference == "dfo":
             samples = uniform_actions(len(obs), c.dfo_samples, self.act_dim, generator=generator)
             samples, energies = dfo(energy, samples, c.dfo_iters, c.dfo_noise, c.dfo_shrink, generator=generator)
