@@ -237,6 +237,11 @@ def plan(suite: Suite, opts: Options, logdir: Path) -> list[Job]:
     return jobs
 
 
+def _excluded(suite: Suite, agent: str, env: str) -> bool:
+    """Whether the suite excludes the pair under any of their names (base or label)."""
+    return any(f"{a}/{e}" in suite.exclude for a in _names(suite, agent) for e in _names(suite, env))
+
+
 def _evaluate_only(suite: Suite, label: str) -> bool:
     return label in suite.variants and suite.variants[label].evaluate_only
 
@@ -244,9 +249,9 @@ def _evaluate_only(suite: Suite, label: str) -> bool:
 def _training_jobs(suite: Suite, opts: Options, logdir: Path, agent: str, env: str, seeds: list[int]) -> list[Job]:
     from rlgen.compose import load_config
 
-    agents, envs = _names(suite, agent), _names(suite, env)
-    if any(f"{a}/{e}" in suite.exclude for a in agents for e in envs):
+    if _excluded(suite, agent, env):
         return []
+    agents, envs = _names(suite, agent), _names(suite, env)
     made = [o for label in (env, agent) if label in suite.variants for o in suite.variants[label].overrides]
     extra = [*made, *(o for group in _lookup(suite.overrides, agents, envs) for o in group)]
     selection = [f"agent={base(suite, agent)}", f"env={base(suite, env)}"]
@@ -273,7 +278,7 @@ def _evaluation_jobs(suite: Suite, logdir: Path, agent: str, env: str, planned: 
     the variant's overrides (applied last, so they win)."""
     variant = suite.variants[agent]
     sources = [j for j in planned if j.agent == variant.agent and j.env == env]
-    if not sources and not any(f"{a}/{e}" in suite.exclude for a in _names(suite, agent) for e in _names(suite, env)):
+    if not sources and not _excluded(suite, agent, env):
         raise UserError(f"{agent} evaluates the runs of {variant.agent}, which this plan does not train on {env}; "
                         f"add {variant.agent} to agents=")
     if sources:  # a mistaken override is refused now, not after the training runs
