@@ -143,3 +143,14 @@ def test_each_task_draws_a_policy_picture(env_id, kwargs):
     zero = lambda obs: np.zeros((len(obs), *env.action_space.shape), np.float32)  # noqa: E731
     image = env.policy_picture(zero, seed=0)
     assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8 and image.std() > 0
+
+
+@pytest.mark.parametrize("dim", [1, 2.5, "two", True])
+def test_particles_dimension_is_an_integer_of_at_least_two(dim):
+    with pytest.raises(UserError, match="Particle's dim must be an integer >= 2"):
+        ParticleEnv(dim=dim)
+
+
+def test_particle_in_three_dimensions_has_its_expert_succeed():
+    demos = expert_demonstrations("rlgen/Particle-v0", 20, seed=0, dim=3)
+    assert demos.obs.shape[1] == 12 and demos.actions.shape[1] == 3 and demos.success_rate >= 0.95

@@ -115,8 +115,8 @@ class ParticleEnv(PointTask):
     def __init__(self, dim: int = 2, goal_radius: float = 0.05, expert_radius: float = 0.01, k_p: float = 10.0,
                  k_v: float = 5.0, dt: float = 0.005, substeps: int = 10, render_mode: str | None = None):
         super().__init__(render_mode)
-        if int(dim) != dim or dim < 2:
-            raise UserError(f"Particle's dim must be an integer >= 2, got {dim}")
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer, float)) or int(dim) != dim or dim < 2:
+            raise UserError(f"Particle's dim must be an integer >= 2, got {dim!r}")
         self.dim = int(dim)
         self.goal_radius, self.expert_radius = goal_radius, expert_radius
         self.k_p, self.k_v, self.dt, self.substeps = k_p, k_v, dt, int(substeps)
