@@ -38,12 +38,16 @@ def normalize_advantages(advantages: torch.Tensor, mask: torch.Tensor | None = N
     return (advantages - mean) * torch.rsqrt(var + eps) * mask
 
 
+def clipped_surrogate(advantages: torch.Tensor, ratio: torch.Tensor, clip: float) -> torch.Tensor:
+    """min(r A, clip(r, 1 - clip, 1 + clip) A) per sample: the PPO-Clip objective's terms (Schulman
+    et al. 2017, eq. 7), to be averaged as the caller's loss says."""
+    return torch.min(advantages * ratio, advantages * ratio.clamp(1 - clip, 1 + clip))
+
+
 def clipped_surrogate_loss(advantages: torch.Tensor, ratio: torch.Tensor, clip: float,
                            mask: torch.Tensor | None = None) -> torch.Tensor:
-    """-E[min(r A, clip(r, 1 - clip, 1 + clip) A)]: the PPO-Clip objective, negated to be minimised
-    (Schulman et al. 2017, eq. 7)."""
-    surrogate = torch.min(advantages * ratio, advantages * ratio.clamp(1 - clip, 1 + clip))
-    return -masked_mean(surrogate, mask)
+    """-E[min(r A, clip(r, 1 - clip, 1 + clip) A)]: the PPO-Clip objective, negated to be minimised."""
+    return -masked_mean(clipped_surrogate(advantages, ratio, clip), mask)
 
 
 def clip_fraction(ratio: torch.Tensor, clip: float, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -101,3 +105,58 @@ def energy_gradient_penalty(grad: torch.Tensor, margin: float) -> torch.Tensor:
     ibc's losses/gradient_loss.py): keeps the energy's slope within what Langevin's steps
     were tuned for. grad (..., D)."""
     return (grad.abs().amax(dim=-1) - margin).clamp(min=0.0).square().mean()
+
+
+# -- direct alignment: the policy's log-ratio to the reference as an implicit reward -------------------
+# logratio = log pi(y|x) - log pi_ref(y|x), summed over the tokens of the completion y.
+
+
+def dpo_loss(chosen_logratio: torch.Tensor, rejected_logratio: torch.Tensor, beta: float) -> torch.Tensor:
+    """Mean of -log sigmoid(beta (logratio(y_w) - logratio(y_l))): Rafailov et al. 2023, "Direct
+    Preference Optimization", eq. 7. It is the Bradley-Terry loss of the implicit rewards
+    beta * logratio (their eq. 5), so the reward model's loss serves."""
+    return bradley_terry_loss(beta * chosen_logratio, beta * rejected_logratio)
+
+
+def ipo_loss(chosen_logratio: torch.Tensor, rejected_logratio: torch.Tensor, tau: float) -> torch.Tensor:
+    """Mean of (logratio(y_w) - logratio(y_l) - 1/(2 tau))^2: Azar et al. 2023, "A General Theoretical
+    Paradigm to Understand Learning from Human Preferences", eq. 17. The margin is pulled to the fixed
+    point 1/(2 tau) instead of pushed without bound, so deterministic preferences do not drive the
+    policy away from the reference. (TRL averages the log-probabilities over tokens for IPO; the paper's
+    sums are kept here, as for DPO.)"""
+    return (chosen_logratio - rejected_logratio - 1.0 / (2.0 * tau)).square().mean()
+
+
+def kto_loss(logratio: torch.Tensor, desirable: torch.Tensor, reference_point: torch.Tensor, beta: float,
+             desirable_weight: float = 1.0, undesirable_weight: float = 1.0) -> torch.Tensor:
+    """Mean of lambda_y - v(x, y) over unpaired completions (Ethayarajh et al. 2024, "KTO: Model
+    Alignment as Prospect Theoretic Optimization", eq. 8):
+        v = lambda_D sigmoid(beta (logratio - z0))   for a desirable y,
+        v = lambda_U sigmoid(beta (z0 - logratio))   for an undesirable one,
+    where z0, the reference point, estimates KL(pi || pi_ref) and gets no gradient (the caller passes it
+    detached, clamped at 0 as the paper's implementation does). logratio (B,), desirable (B,) bool."""
+    lam = torch.where(desirable, desirable_weight, undesirable_weight).to(logratio.dtype)
+    sign = torch.where(desirable, 1.0, -1.0).to(logratio.dtype)
+    value = lam * torch.sigmoid(beta * sign * (logratio - reference_point))
+    return (lam - value).mean()
+
+
+LOSS_REDUCTIONS = ("grpo", "dapo", "dr_grpo")
+
+
+def token_loss_mean(per_token: torch.Tensor, mask: torch.Tensor, reduction: str,
+                    max_tokens: int | None = None) -> torch.Tensor:
+    """A scalar from per-token losses (B, T) over the completions' tokens, as TRL's GRPOTrainer's loss types:
+    - grpo: each sequence's mean over its tokens, then the mean over sequences (Shao et al. 2024, eq. 3:
+      the 1/|o_i| length normalisation, which weighs a token of a short answer more);
+    - dapo: the sum over every token of the batch divided by their number (Yu et al. 2025, "DAPO",
+      token-level policy gradient loss);
+    - dr_grpo: the sum divided by a constant, batch size x max_tokens (Liu et al. 2025, Dr. GRPO): no
+      length normalisation at all."""
+    if reduction == "grpo":
+        return ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
+    if reduction == "dapo":
+        return masked_mean(per_token, mask)
+    if reduction == "dr_grpo":
+        return (per_token * mask).sum() / (per_token.shape[0] * (max_tokens or per_token.shape[1]))
+    raise ValueError(f"unknown reduction {reduction!r}; one of {', '.join(LOSS_REDUCTIONS)}")

@@ -76,3 +76,26 @@ def linear_decay(start: float, end: float, steps: int, t: int) -> float:
     if steps <= 0:
         return start
     return start + min(1.0, t / steps) * (end - start)
+
+
+def group_advantages(rewards: np.ndarray, scale: bool = True, eps: float = 1e-4) -> np.ndarray:
+    """GRPO's advantage of each of G samples of a prompt: its reward minus the group's mean, divided
+    by the group's standard deviation when `scale` (Shao et al. 2024, "DeepSeekMath", sec. 4.1.2,
+    outcome supervision; the sample standard deviation and eps = 1e-4 as TRL's GRPOTrainer). Without
+    `scale` (Liu et al. 2025, "Understanding R1-Zero-Like Training", Dr. GRPO) the division is left out:
+    a group whose rewards barely differ is not blown up. rewards (P, G) -> (P, G)."""
+    rewards = np.asarray(rewards, dtype=np.float64)
+    centred = rewards - rewards.mean(axis=-1, keepdims=True)
+    if not scale:
+        return centred
+    return centred / (rewards.std(axis=-1, ddof=1, keepdims=True) + eps)
+
+
+def leave_one_out_advantages(rewards: np.ndarray) -> np.ndarray:
+    """RLOO's advantage of each of k samples of a prompt: its reward minus the mean reward of the
+    other k - 1 (Ahmadian et al. 2024, "Back to Basics", eq. 9; Kool et al. 2019): a baseline that
+    does not depend on the sample, so the gradient stays unbiased. rewards (P, k) -> (P, k), k >= 2."""
+    rewards = np.asarray(rewards, dtype=np.float64)
+    k = rewards.shape[-1]
+    others = (rewards.sum(axis=-1, keepdims=True) - rewards) / (k - 1)
+    return rewards - others

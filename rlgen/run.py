@@ -48,6 +48,8 @@ class Learner(Protocol):
 
     def save(self, path: Path) -> None: ...
 
+    def evaluation_extras(self) -> dict[str, float]: ...
+
 
 class Diverged(Exception):
     """A loss or statistic became NaN or infinite."""
@@ -184,13 +186,14 @@ class Run:
             env.close()
 
     def log(self, step: int, stats: dict[str, float]) -> None:
-        """Training scalars (tags as SB3 names them); averaged and written every LOG_EVERY steps."""
+        """Training scalars (tags as SB3 names them); averaged and written every LOG_EVERY steps (or the
+        agent's log_every)."""
         for key, value in stats.items():
             value = float(value)
             if not math.isfinite(value):  # an undefined statistic is left out by its agent, not sent as NaN
                 raise Diverged(f"{key} is {value} at step {step}")
             self.pending.setdefault(key, []).append(value)
-        if step - self.last_log >= self.LOG_EVERY:
+        if step - self.last_log >= getattr(self.agent, "log_every", self.LOG_EVERY):  # LM agents count otherwise
             self.flush_logs(step)
 
     def episodes(self, step: int, returns: np.ndarray, lengths: np.ndarray) -> None:
@@ -219,6 +222,7 @@ class Run:
         self.last_eval = (mean, std)
         self.last_evaluation = result
         rates = result.rates()  # only for envs that report success (and mode) at episode ends
+        rates |= self.agent.evaluation_extras()
         self.eval_csv.append({"step": step, "mean_return": mean, "std_return": std, "n_episodes": len(returns)}
                              | rates)
         self.eval_csv.flush()

@@ -24,7 +24,7 @@ import numpy as np
 
 from rlgen.rlhf.report import over_optimisation
 
-SUMMARY = ("gold_reward_sft", "gold_reward_final", "proxy_reward_sft", "proxy_reward_final", "kl_final",
+SUMMARY = ("gold_reward_sft", "gold_reward_final", "proxy_reward_final", "kl_final",
            "reward_model_accuracy", "reward_model_noise_ceiling")
 
 

@@ -37,8 +37,14 @@ AGENTS: dict[str, str] = {
     "soft_value_iteration": "rlgen.agents.soft_q:SoftValueIteration",
     "soft_q_learning": "rlgen.agents.soft_q:SoftQLearning",
     "sql": "rlgen.agents.sql:SQL",
-    # generative: RLHF; policies learned from an env's scripted expert
+    # generative: aligning a language model to a hidden human (PPO with a reward model, direct alignment,
+    # critic-free policy gradients); policies learned from an env's scripted expert
     "rlhf": "rlgen.agents.rlhf:RLHF",
+    "dpo": "rlgen.agents.direct:DPO",
+    "ipo": "rlgen.agents.direct:IPO",
+    "kto": "rlgen.agents.direct:KTO",
+    "grpo": "rlgen.agents.grpo:GRPO",
+    "rloo": "rlgen.agents.grpo:RLOO",
     "bc": "rlgen.agents.bc:BC",
     "mdn": "rlgen.agents.bc:MDN",
     "ibc": "rlgen.agents.ibc:IBC",

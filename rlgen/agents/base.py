@@ -85,6 +85,11 @@ class Agent:
         """Extra files for the run directory at the end of training (tabular agents: value arrays,
         pictures). Deep agents have none beyond the checkpoint."""
 
+    def evaluation_extras(self) -> dict[str, float]:
+        """Figures of the policy that each evaluation adds to eval.csv and TensorBoard (eval/<name>) beside
+        the env's return: the language-model agents' gold reward and KL to their reference. None for most."""
+        return {}
+
     def summary_fields(self) -> dict[str, Any]:
         """Agent-specific figures added to summary.json (e.g. RLHF's gold and proxy rewards)."""
         return {}

@@ -48,35 +48,34 @@ def over_optimisation(ax, history: list[dict], bon: list[dict], sft_gold: float,
     ax.legend(fontsize=8)
 
 
-def markdown(summary: dict[str, Any], info: dict[str, Any]) -> str:
+def markdown(summary: dict[str, Any], info: dict[str, Any], title: str = "RLHF run") -> str:
     secs, bon = summary["stage_seconds"], info.get("best_of_n", [])
     lines = [
-        "# RLHF run", "", "![gold and proxy reward against sqrt(KL)](rlhf.png)", "",
+        f"# {title}", "", "![gold and proxy reward against sqrt(KL)](rlhf.png)", "",
         "| figure | value |", "|---|---|",
         f"| reward model held-out accuracy | {summary['reward_model_accuracy']:.3f} |",
         f"| label-noise ceiling | {summary['reward_model_noise_ceiling']:.3f} |",
         f"| gold reward, SFT policy | {summary['gold_reward_sft']:.3f} |",
         f"| gold reward, final policy | {summary['gold_reward_final']:.3f} |",
-        f"| proxy reward, SFT policy | {summary['proxy_reward_sft']:.3f} |",
         f"| proxy reward, final policy | {summary['proxy_reward_final']:.3f} |",
-        f"| KL(final policy, SFT) [nats] | {summary['kl_final']:.3f} |",
+        f"| KL(final policy, SFT) [nats per review] | {summary['kl_final']:.3f} |",
         "", "| stage | seconds |", "|---|---|",
         *[f"| {k} | {v:.1f} |" for k, v in secs.items()],
         "", "## Best-of-n (against the reward model)", "",
         "| n | KL | proxy | gold |", "|---|---|---|---|",
         *[f"| {b['n']} | {b['kl']:.2f} | {b['proxy']:.3f} | {b['gold']:.3f} |" for b in bon],
         "", "## Samples before (SFT)", "", *[f"- `{s}`" for s in info.get("samples_sft", [])],
-        "", "## Samples after (RL)", "", *[f"- `{s}`" for s in summary["samples_final"]], "",
+        "", "## Samples after training", "", *[f"- `{s}`" for s in summary["samples_final"]], "",
     ]
     return "\n".join(lines)
 
 
 def write_report(run_dir: Path, summary: dict[str, Any], history: list[dict], info: dict[str, Any],
-                 tb=None) -> None:
+                 tb=None, title: str = "RLHF run") -> None:
     fig = plot(history, info, summary, run_dir / "rlhf.png")
     if tb is not None:
         tb.add_figure("rlhf/over_optimisation", fig, close=False)
     import matplotlib.pyplot as plt
 
     plt.close(fig)
-    (run_dir / "REPORT.md").write_text(markdown(summary, info))
+    (run_dir / "REPORT.md").write_text(markdown(summary, info, title))

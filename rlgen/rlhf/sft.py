@@ -22,7 +22,7 @@ from torch import nn
 
 from rlgen.checkpoint import STATE_FILE, damaged, load_state, one_line, save_state
 from rlgen.config import check_learning_rate, check_positive, check_seed, named
-from rlgen.distributions import categorical_log_probs, torch_categorical_sample
+from rlgen.distributions import categorical_log_probs, kl_categorical, torch_categorical_sample
 from rlgen.errors import UserError
 from rlgen.rlhf.corpus import CorpusConfig, Vocab, make_corpus
 
@@ -103,13 +103,13 @@ def pretrained_sft(make_lm: Callable[[], nn.Module], key_parts: tuple, corpus_cf
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             raise UserError(f"{damaged(path, one_line(err))}; delete that SFT cache to train it again") from None
         lm.eval()
-        return lm, {**stats, "cached": True}
+        return lm, {**stats, "cached": True, "key": key}
     data = make_corpus(corpus_cfg, vocab, block_size)
     losses = train_sft(lm, data, sft_cfg, vocab.pad, on_step)
     stats = {"loss_final": float(np.mean(losses[-50:])), "loss_curve": losses[:: max(len(losses) // 100, 1)]}
     cache_dir.mkdir(parents=True, exist_ok=True)
     save_state(path, {"model": lm.state_dict(), "stats": stats})
-    return lm, {**stats, "cached": False}
+    return lm, {**stats, "cached": False, "key": key}
 
 
 # -- sampling and log-probabilities ------------------------------------------------------------------
@@ -146,6 +146,21 @@ def response_mask(seq: torch.Tensor, prompt_len: int, pad: int) -> torch.Tensor:
     mask = (seq[:, 1:] != pad).float()
     mask[:, : prompt_len - 1] = 0.0
     return mask
+
+
+def sequence_logprobs(lm: nn.Module, seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """log pi(completion | prompt) of each sequence: its tokens' log-probabilities summed over `mask`
+    (response_mask), (B, L) -> (B,)."""
+    return (token_logprobs(lm.logits(lm.hidden(seq)), seq) * mask).sum(-1)
+
+
+def sequence_kl(lm: nn.Module, ref: nn.Module, seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """KL(pi || pi_ref) of each sampled sequence's completion: the exact KL of the two next-token
+    distributions summed over its positions (B, L) -> (B,). Its mean over sequences sampled from pi is
+    an unbiased estimate of the sequence-level KL, never negative, and of lower variance than the sum of
+    log pi - log pi_ref over the sampled tokens (its expectation given the prefixes)."""
+    logits, ref_logits = lm.logits(lm.hidden(seq))[:, :-1], ref.logits(ref.hidden(seq))[:, :-1]
+    return (kl_categorical(logits, ref_logits) * mask).sum(-1)
 
 
 def token_logprobs(logits: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
