@@ -96,6 +96,8 @@ class RLOOConfig(GroupConfig):
     n_epochs: int = 1
     minibatch_size: int = 64
     """the whole batch in one step: their REINFORCE estimator exactly"""
+    learning_rate: float = 1e-3
+    """one step per batch, so larger than grpo's (at 3e-4 gold rose a third as fast over 60,000 tokens)"""
     beta: float = 0.05
     """KL coefficient in the reward, score - beta * KL (TRL's RLOOTrainer default 0.05; 0: none)"""
 

@@ -206,10 +206,12 @@ class LanguageModelAgent(Agent):
         seconds["training"] = seconds.get("training", 0.0) + time.perf_counter() - t0
 
     def monitor(self, seq: torch.Tensor, kl: torch.Tensor) -> dict[str, float]:
-        """rlhf/... scalars of sampled completions and their KL estimates (B,); reports them as episodes."""
+        """rlhf/... scalars of completions sampled in training and their KL estimates (B,); counts their
+        tokens (generated_tokens in summary.json) and reports them as episodes."""
         gold_scores = self.gold(seq)
         lengths = self.response_mask(seq).sum(1).numpy()
         self.last_batch = (gold_scores, lengths)
+        self.info["generated_tokens"] = self.info.get("generated_tokens", 0) + int(lengths.sum())
         kl_mean = kl.mean().item()
         return {
             "rlhf/gold_reward": float(gold_scores.mean()),
@@ -263,6 +265,7 @@ class LanguageModelAgent(Agent):
             "reward_model_accuracy": rm["reward_model/eval_accuracy"],
             "reward_model_noise_ceiling": rm["reward_model/noise_ceiling"],
             "stage_seconds": self.info["stage_seconds"],
+            "generated_tokens": self.info.get("generated_tokens", 0),
             "samples_final": [self.vocab.decode(s) for s in seq[:8]],
         }
 
@@ -273,7 +276,7 @@ class LanguageModelAgent(Agent):
         return self._final
 
     SUMMARY_FIELDS = ("gold_reward_sft", "gold_reward_final", "proxy_reward_final", "kl_final",
-                      "reward_model_accuracy", "reward_model_noise_ceiling", "stage_seconds")
+                      "reward_model_accuracy", "reward_model_noise_ceiling", "generated_tokens", "stage_seconds")
 
     def summary_fields(self) -> dict[str, Any]:
         if self.ref is None:
