@@ -13,7 +13,7 @@ from omegaconf.errors import OmegaConfBaseException
 from rlgen.errors import UserError, unknown
 
 BACKENDS = ("process", "ray")
-METRICS = ("return", "dp_error", "success")
+METRICS = ("return", "dp_error", "success", "alignment")
 
 
 @dataclass
@@ -62,7 +62,8 @@ class Suite:
     pairs: dict[str, str] = field(default_factory=dict)
     """ours -> the SB3 agent it is compared with"""
     metric: str = "return"
-    """return (final evaluation return) | dp_error (error to the dynamic-programming optimum)"""
+    """return (final evaluation return) | dp_error (error to the dynamic-programming optimum) | success
+    (the success rate, rlgen.benchgen) | alignment (gold reward against KL, rlgen.benchalign)"""
     gamma: float = 0.99
     """dp_error: discount of the optimum when the agent's config has no gamma"""
     dp_tolerance: float = 0.01
