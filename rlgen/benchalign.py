@@ -93,7 +93,8 @@ def conclusion(rows: Records) -> str:
         return "No method has a completed run yet."
     top = ranked[0]
     text = (f"{top['method']} reaches the highest gold reward, {top['gold']:.3f} [{top['ci'][0]:.3f}, "
-            f"{top['ci'][1]:.3f}], at sqrt KL {top['sqrt_kl']:.2f} ({top['label']})")
+            f"{top['ci'][1]:.3f}], at sqrt KL {top['sqrt_kl']:.2f}"
+            + (f" (n = {top['at']:.0f})" if top["method"] == BEST_OF_N else f" ({top['label']})"))
     if len(ranked) > 1:
         nxt = ranked[1]
         text += (f"; the next is {nxt['method']}, {nxt['gold']:.3f} [{nxt['ci'][0]:.3f}, {nxt['ci'][1]:.3f}] at "
@@ -163,12 +164,12 @@ def best_of_n_series(runs: Records) -> Series | None:
 def seed_frontiers(labels: dict[str, Series], grid: np.ndarray) -> np.ndarray:
     """(seeds, grid): each seed's frontier over all the method's knob values and checkpoints, starting from
     the SFT policy itself (KL 0, its gold), where every method starts."""
-    seeds = sorted({s for v in labels.values() for s in v["seeds"]})
+    sft = {s: g for v in labels.values() for s, g in zip(v["seeds"], v["sft"], strict=True)}
     curves = []
-    for seed in seeds:
+    for seed in sorted(sft):
         mine = [(v, v["seeds"].index(seed)) for v in labels.values() if seed in v["seeds"]]
         x = np.concatenate([[0.0], *(np.sqrt(v["kl"][i]) for v, i in mine)])
-        y = np.concatenate([[mine[0][0]["sft"][mine[0][1]]], *(v["gold"][i] for v, i in mine)])
+        y = np.concatenate([[sft[seed]], *(v["gold"][i] for v, i in mine)])
         curves.append(frontier(x, y, grid))
     return np.array(curves)
 
@@ -266,15 +267,17 @@ def plot_frontier(methods: dict[str, dict[str, Series]], fits: dict[str, Any], g
 
 
 def plot_direct(methods: dict[str, dict[str, Series]], sft: float, path: Path) -> None:
-    """direct.png: gold (top) and KL (bottom) against gradient steps from the SFT start, one line per knob
-    value (mean over seeds, 95% bootstrap band): over-optimisation along training (Rafailov et al. 2024)."""
+    """direct.png: gold (top) and KL (bottom) against gradient steps, one line per knob value (mean over
+    seeds, 95% bootstrap band): over-optimisation along training (Rafailov et al. 2024)."""
     plt = _pyplot()
-    fig, axes = plt.subplots(2, len(methods), figsize=(4.5 * len(methods), 6.5), dpi=110, squeeze=False)
+    fig, axes = plt.subplots(2, len(methods), figsize=(4.5 * len(methods), 6.5), dpi=110, squeeze=False,
+                             sharex="col")
     for col, (method, labels) in enumerate(methods.items()):
         for k, (label, v) in enumerate(labels.items()):
-            at = np.r_[0.0, v["at"]]  # from the SFT start: its gold, KL 0
-            for row, start, key in ((0, v["sft"], "gold"), (1, 0.0 * v["sft"], "kl")):
-                mean, lo, hi = bs.curve_band(np.hstack([start[:, None], v[key]]))
+            # KL from the SFT start (0); SFT gold is a line, not a first point: another sample than the evaluations'
+            kl = np.hstack([np.zeros((len(v["seeds"]), 1)), v["kl"]])
+            for row, at, values in ((0, v["at"], v["gold"]), (1, np.r_[0.0, v["at"]], kl)):
+                mean, lo, hi = bs.curve_band(values)
                 axes[row, col].plot(at, mean, color=f"C{k}", label=f"{label} (n={len(v['seeds'])})")
                 axes[row, col].fill_between(at, lo, hi, color=f"C{k}", alpha=0.2, linewidth=0)
         axes[0, col].axhline(sft, color="gray", linestyle=":", label="SFT gold")
@@ -390,7 +393,7 @@ METHOD = [
     "- Gao et al. 2022 (\"Scaling Laws for Reward Model Overoptimization\", sec. 1), fitted by least squares "
     "without intercept to every point (d = sqrt KL, R = gold - that seed's SFT gold): R = d (alpha - beta log d) "
     "for the trained methods, R = d (alpha - beta d) for best-of-n. R^2 is about the mean of R.",
-    "- Direct methods: gold and KL along gradient steps, from the SFT start (Rafailov et al. 2024, \"Scaling "
+    "- Direct methods: gold and KL along gradient steps (Rafailov et al. 2024, \"Scaling "
     "Laws for Reward Model Overoptimization in Direct Alignment Algorithms\").",
     "- Cost: means over a method's runs of wall and CPU seconds (one process, one torch thread; the SFT model "
     "and each seed's labels, reward model and best-of-n are made once and cached, in the time of the first run "

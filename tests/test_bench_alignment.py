@@ -85,7 +85,7 @@ def test_a_method_is_the_label_without_its_knob():
 
 def _row(method, gold, ci, above=2, n=2):
     return {"method": method, "label": method + "_x", "gold": gold, "ci": ci, "sqrt_kl": 1.0, "above_sft": above,
-            "n": n}
+            "n": n, "at": 16}
 
 
 def test_the_conclusion_is_read_from_the_numbers():
@@ -95,6 +95,8 @@ def test_the_conclusion_is_read_from_the_numbers():
     assert "1 of 2 methods beat their seeds' SFT gold on every seed at their best configuration (dpo)" in apart
     close = ba.conclusion([_row("dpo", 0.3, [0.2, 0.46]), _row("rlhf", 0.5, [0.45, 0.55])])
     assert "the intervals overlap, so these seeds do not separate the two" in close
+    bon = ba.conclusion([_row("dpo", 0.3, [0.2, 0.4]), _row("best-of-n", 0.6, [0.5, 0.7])])
+    assert bon.startswith("best-of-n reaches the highest gold reward, 0.600 [0.500, 0.700], at sqrt KL 1.00 (n = 16);")
     assert ba.conclusion([]) == "No method has a completed run yet."
 
 
