@@ -19,11 +19,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from rlgen import benchgen
+from rlgen import benchalign, benchgen
 from rlgen.benchreport import collect, write_report
 from rlgen.benchsuite import Job, Options, Suite, find_suite, known_suites, load_suite, plan, suite_agents
 from rlgen.cli import parse_settings, usage
 from rlgen.errors import UserError, cli_main
+
+REPORTS = {"success": benchgen.write_report, "alignment": benchalign.write_report}
+"""the report writer of a suite's metric, when not the classic one (rlgen.benchreport)"""
 
 
 def _status(run_dir: Path) -> dict[str, Any] | None:
@@ -226,7 +229,7 @@ def run_suite(suite: Suite, opts: Options, logdir: Path, out: Path, command: str
     records = collect(suite, jobs)
     if not opts.force:
         check_not_less_complete(records, out)
-    write = benchgen.write_report if suite.metric == "success" else write_report
+    write = REPORTS.get(suite.metric, write_report)
     report = write(suite, jobs, records, out, logdir, absent=suite_agents(suite)[1], cut=opts.cut,
                    command=command, failures=failed)
     return report, len(failed)

@@ -32,6 +32,7 @@ def plot(history: list[dict], info: dict[str, Any], summary: dict[str, Any], pat
 
 def over_optimisation(ax, history: list[dict], bon: list[dict], sft_gold: float, label: str = "") -> None:
     """Gold and proxy reward against sqrt(KL): RL batches as dots, best-of-n as lines."""
+    history = [h for h in history if "rlhf/kl" in h]  # direct methods monitor only every monitor_every steps
     if history:
         x = np.sqrt(np.maximum([h["rlhf/kl"] for h in history], 0.0))
         for key, color in (("proxy", "tab:blue"), ("gold", "tab:orange")):
