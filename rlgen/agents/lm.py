@@ -11,7 +11,9 @@ Every evaluation samples completions of the same prompts (with the same noise) f
 measures the gold reward, the proxy reward (the reward model, normalised on SFT samples) and
 KL(policy || SFT) per sequence: eval.csv's gold_reward, proxy_reward and kl, TensorBoard's
 eval/gold_reward, eval/proxy_reward and eval/kl. These are the points of the gold-against-KL frontier
-(`python -m rlgen.bench alignment`).
+(`python -m rlgen.bench alignment`). The SFT policy is evaluated the same way before training
+(summary.json's gold_reward_sft_eval): every evaluation's paired baseline, free of the noise of
+another sample (gold_reward_sft is the mean over the labelled pairs' samples).
 """
 
 from __future__ import annotations
@@ -172,6 +174,8 @@ class LanguageModelAgent(Agent):
         prefs = cached_preferences(self.ref, sft_stats["key"], self.vocab, self.block_size, c.reward_model, self.seed,
                                    c.bon_prompts, c.bon_samples, default_cache_dir(c.cache_dir))
         self.set_preferences(prefs)
+        # the start on the evaluation's own prompts and noise: each later evaluation's paired baseline
+        self.info["sft_eval"] = self.evaluate_completions()[0]
         stats = prefs.stats
         self.info |= {k: stats[k] for k in ("reward_model", "gold_reward_sft", "best_of_n", "samples_sft",
                                             "desirable_fraction")}
@@ -257,8 +261,11 @@ class LanguageModelAgent(Agent):
     def final_stats(self) -> dict[str, Any]:
         figures, seq = self.evaluate_completions()
         rm = self.info["reward_model"]
+        start = self.info.get("sft_eval", {})
         return {
             "gold_reward_sft": self.info["gold_reward_sft"],
+            "gold_reward_sft_eval": start.get("gold_reward"),
+            "proxy_reward_sft_eval": start.get("proxy_reward"),
             "gold_reward_final": figures["gold_reward"],
             "proxy_reward_final": figures["proxy_reward"],
             "kl_final": figures["kl"],
@@ -275,7 +282,8 @@ class LanguageModelAgent(Agent):
             self._final = self.final_stats()
         return self._final
 
-    SUMMARY_FIELDS = ("gold_reward_sft", "gold_reward_final", "proxy_reward_final", "kl_final",
+    SUMMARY_FIELDS = ("gold_reward_sft", "gold_reward_sft_eval", "proxy_reward_sft_eval",
+                      "gold_reward_final", "proxy_reward_final", "kl_final",
                       "reward_model_accuracy", "reward_model_noise_ceiling", "generated_tokens", "stage_seconds")
 
     def summary_fields(self) -> dict[str, Any]:
