@@ -117,6 +117,13 @@ def _read_points(run_dir: Path) -> dict[str, np.ndarray]:
     return {k: np.array([float(r[k]) for r in rows]) for k in ("step", "gold_reward", "kl")}
 
 
+def _sft_gold(summary: dict[str, Any]) -> float:
+    """The SFT policy's gold on the evaluation's own prompts and noise (the paired baseline of every
+    evaluation of the run), or, from a run that lacks it, on the samples of its labelled pairs."""
+    paired = summary.get("gold_reward_sft_eval")
+    return float(paired if paired is not None else summary["gold_reward_sft"])
+
+
 def load_runs(records: Records) -> Records:
     """The completed runs with every evaluation's step, gold reward and KL (eval.csv), their seed's
     best-of-n curve (rlhf_curves.json) and final samples (rlhf_summary.json)."""
@@ -125,7 +132,7 @@ def load_runs(records: Records) -> Records:
         d = Path(r["run_dir"])
         curves, summary = (json.loads((d / f).read_text()) for f in ("rlhf_curves.json", "rlhf_summary.json"))
         runs.append({**_read_points(d), "label": r["agent"], "method": method_of(r["agent"]), "seed": r["seed"],
-                     "sft": r["gold_reward_sft"], "best_of_n": curves.get("best_of_n", []),
+                     "sft": _sft_gold(r), "best_of_n": curves.get("best_of_n", []),
                      "samples": summary.get("samples_final", []), "record": r,
                      "train_seconds": summary.get("stage_seconds", {}).get("training")})
     return runs
@@ -158,7 +165,9 @@ def best_of_n_series(runs: Records) -> Series | None:
     ns = np.array([b["n"] for b in next(iter(first.values()))["best_of_n"][:n]])
     gold = np.array([[b["gold"] for b in r["best_of_n"][:n]] for r in first.values()])
     return {"gold": gold, "kl": np.tile(best_of_n_kl(ns), (len(first), 1)),
-            "sft": np.array([r["sft"] for r in first.values()]), "seeds": list(first), "at": ns}
+            # best-of-1 is the SFT policy on the very samples best-of-n picks from: its paired baseline
+            "sft": gold[:, 0] if ns[0] == 1 else np.array([r["sft"] for r in first.values()]),
+            "seeds": list(first), "at": ns}
 
 
 def seed_frontiers(labels: dict[str, Series], grid: np.ndarray) -> np.ndarray:
@@ -379,8 +388,8 @@ def _costs_md(costs: Records) -> list[str]:
 METHOD = [
     "- Points: every evaluation of every run: mean gold reward and KL(policy || SFT) in nats per completion of "
     "one completion for each evaluation prompt (the same prompts and sampling noise at every checkpoint of a "
-    "seed). SFT gold: each seed's gold_reward_sft, measured on the SFT samples of its labelled pairs, another "
-    "sample than the evaluation's: comparisons with it carry the evaluation's sampling error.",
+    "seed). SFT gold: each run's SFT policy evaluated the same way before training (gold_reward_sft_eval), "
+    "so that a gain is measured on the same prompts and noise; for best-of-n, best-of-1 on the same samples.",
     "- Frontier of a method, per seed: at each sqrt KL x, the best gold among its points with sqrt KL <= x over "
     "all its knob values and checkpoints, the SFT policy (KL 0) included; the line is the mean over seeds, "
     "the band a 95% percentile bootstrap of that mean over seeds. Best-of-n: the gold of the sample the reward "
