@@ -2,18 +2,21 @@
 GRPO and its loss variants, RLOO (rlgen/agents/grpo.py). Their losses and advantages against hand
 computations and independent loops, the per-sequence log-probabilities and KL on a tiny GPT, each agent's
 wiring of them, and short command-line runs: every method reports the gold reward, the proxy reward and the
-KL, DPO fits its training pairs, and the methods of one seed learn from the same cached labels."""
+KL, DPO fits its training pairs, the methods of one seed learn from the same cached labels, and a planted
+cache is refused unread. Their hyperparameters' ranges are in tests/test_values.py, their resumption in
+tests/test_resume.py, their checkpoints in tests/test_checkpoint_roundtrip.py."""
 
 from __future__ import annotations
 
 import math
+import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import read_csv, read_json, train_run
+from conftest import assert_user_error, read_csv, read_json, train_run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -21,11 +24,12 @@ from state_compare import assert_same
 from test_tensorboard import served_scalars
 
 from rlgen.agents.direct import KTO, pair_stats
-from rlgen.checkpoint import load_state
+from rlgen.checkpoint import TENSORS_FILE, load_state
 from rlgen.compose import load_config
 from rlgen.losses import dpo_loss, ipo_loss, kto_loss, token_loss_mean
 from rlgen.nets.gpt import GPT, GPTConfig
 from rlgen.returns import group_advantages, leave_one_out_advantages
+from rlgen.rlhf.corpus import PROMPT_LEN
 from rlgen.rlhf.sft import response_mask, sequence_kl, sequence_logprobs
 from rlgen.trainer import build_agent, train
 
@@ -86,14 +90,12 @@ def test_dpo_and_ipo_see_only_the_margin(h_w, h_l, shift):
 def test_ipo_loss_is_minimal_where_the_margin_is_one_over_two_tau():
     tau = 0.25  # the fixed point 1 / (2 tau) = 2
     assert ipo_loss(torch.tensor([3.0, 0.0]), torch.tensor([0.0, 1.0]), tau).item() == pytest.approx((1 + 9) / 2)
-    for margin, sign in ((2.0, 0), (1.0, -1), (5.0, 1)):
-        h_w = torch.tensor([margin + 0.7], requires_grad=True)
-        loss = ipo_loss(h_w, torch.tensor([0.7]), tau)
+    for margin in (2.0, 1.0, 5.0):  # at, below and past the fixed point
+        h_w = torch.tensor([margin + 0.5], requires_grad=True)
+        loss = ipo_loss(h_w, torch.tensor([0.5]), tau)
         loss.backward()
-        assert loss.item() == pytest.approx((margin - 2.0) ** 2)
-        assert h_w.grad.item() == pytest.approx(2 * (margin - 2.0))  # its sign is `sign`: 0 at the fixed point
-        assert np.sign(h_w.grad.item()) == sign
-    # unlike DPO, past the fixed point raising the chosen log-ratio is penalised
+        assert loss.item() == (margin - 2.0) ** 2 and h_w.grad.item() == 2 * (margin - 2.0)
+    # unlike DPO, whose loss falls for every rise of the chosen log-ratio, even past the fixed point
     h_w = torch.tensor([5.0], requires_grad=True)
     dpo_loss(h_w, torch.tensor([0.0]), tau).backward()
     assert h_w.grad.item() < 0
@@ -122,7 +124,7 @@ def test_kto_loss_by_hand_with_a_reference_point_and_weights():
 
 
 def test_kto_reference_point_pairs_each_prompt_with_the_next_completion():
-    P = 6  # rlgen.rlhf.corpus.PROMPT_LEN
+    P = PROMPT_LEN
     seq = torch.arange(3 * (P + 3)).reshape(3, P + 3)
     other = KTO.mismatched(seq)
     assert other.shape == seq.shape
@@ -147,24 +149,17 @@ def test_group_advantages_by_hand():
 
 @PROPERTY
 @given(GROUPS, st.floats(-100, 100), st.floats(0.5, 20))
-def test_group_advantages_shift_and_scale(rewards, shift, scale):
-    assume_spread = rewards.std(axis=-1, ddof=1) > 0.1  # eps = 1e-4 is negligible against these groups' std
+def test_group_advantages_shift_scale_sum_and_independence(rewards, shift, scale):
+    spread = rewards.std(axis=-1, ddof=1) > 0.1  # groups whose std makes eps = 1e-4 negligible
     scaled = group_advantages(scale * rewards + shift)
-    np.testing.assert_allclose(scaled[assume_spread], group_advantages(rewards)[assume_spread], rtol=2e-3, atol=1e-6)
+    np.testing.assert_allclose(scaled[spread], group_advantages(rewards)[spread], rtol=2e-3, atol=1e-6)
     plain = group_advantages(rewards, scale=False)
     np.testing.assert_allclose(group_advantages(rewards + shift, scale=False), plain, atol=1e-9)
     np.testing.assert_allclose(group_advantages(scale * rewards, scale=False), scale * plain, atol=1e-9)
-    for adv in (group_advantages(rewards), plain):
+    for scale_by_std, adv in ((True, group_advantages(rewards)), (False, plain)):
         np.testing.assert_allclose(adv.sum(axis=-1), 0.0, atol=1e-9)
-
-
-def test_groups_are_independent():
-    rewards = np.array([[0.0, 1.0, 4.0], [2.0, -1.0, 3.0]])
-    changed = rewards.copy()
-    changed[0] = [9.0, -3.0, 0.5]
-    for scale in (True, False):
-        np.testing.assert_array_equal(group_advantages(changed, scale)[1], group_advantages(rewards, scale)[1])
-        assert not np.allclose(group_advantages(changed, scale)[0], group_advantages(rewards, scale)[0])
+        for p, group in enumerate(rewards):  # each group alone: what the others hold never matters
+            np.testing.assert_array_equal(group_advantages(group[None], scale_by_std)[0], adv[p])
 
 
 @PROPERTY
@@ -219,8 +214,13 @@ def test_only_dr_grpo_weighs_a_longer_completion_more():
 
 
 def tiny_gpt(seed: int) -> GPT:
-    torch.manual_seed(seed)
-    return GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8)).eval()
+    """A GPT far from uniform (GPT-2's init of N(0, 0.02) predicts nearly uniformly, hiding off-by-one slips)."""
+    gen = torch.Generator().manual_seed(seed)
+    lm = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8)).eval()
+    with torch.no_grad():
+        for p in lm.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen))
+    return lm
 
 
 def sequences() -> tuple[torch.Tensor, torch.Tensor]:
@@ -230,33 +230,30 @@ def sequences() -> tuple[torch.Tensor, torch.Tensor]:
     return seq, response_mask(seq, 3, 0)
 
 
+def over_completions(seq: torch.Tensor, term) -> torch.Tensor:
+    """Per sequence, the sum of term(prefix, token) over its generated tokens: each prefix passed alone."""
+    return torch.tensor([sum(term(seq[b : b + 1, :t], seq[b, t]) for t in range(3, seq.shape[1]) if seq[b, t] != 0)
+                         for b in range(len(seq))])
+
+
 @torch.no_grad()
 def test_sequence_logprobs_against_a_loop_over_prefixes():
     lm, (seq, mask) = tiny_gpt(0), sequences()
-    loop = []
-    for b in range(len(seq)):
-        total = 0.0
-        for t in range(3, seq.shape[1]):  # each generated token, from a forward pass of its prefix alone
-            if seq[b, t] != 0:
-                total += F.log_softmax(lm(seq[b : b + 1, :t])[0, -1], -1)[seq[b, t]].item()
-        loop.append(total)
-    torch.testing.assert_close(sequence_logprobs(lm, seq, mask), torch.tensor(loop), rtol=1e-5, atol=1e-5)
+    loop = over_completions(seq, lambda prefix, token: F.log_softmax(lm(prefix)[0, -1], -1)[token].item())
+    torch.testing.assert_close(sequence_logprobs(lm, seq, mask), loop, rtol=1e-5, atol=1e-5)
 
 
 @torch.no_grad()
 def test_sequence_kl_against_a_loop_is_zero_for_the_model_itself_and_positive_otherwise():
     lm, ref, (seq, mask) = tiny_gpt(0), tiny_gpt(1), sequences()
-    loop = []
-    for b in range(len(seq)):
-        total = 0.0
-        for t in range(3, seq.shape[1]):
-            if seq[b, t] != 0:
-                p, q = F.softmax(lm(seq[b : b + 1, :t])[0, -1], -1), F.softmax(ref(seq[b : b + 1, :t])[0, -1], -1)
-                total += (p * (p.log() - q.log())).sum().item()
-        loop.append(total)
-    kl = sequence_kl(lm, ref, seq, mask)
-    torch.testing.assert_close(kl, torch.tensor(loop), rtol=1e-4, atol=1e-6)
-    assert (kl > 0).all()
+
+    def kl(prefix: torch.Tensor, _) -> float:
+        logp, logq = F.log_softmax(lm(prefix)[0, -1], -1), F.log_softmax(ref(prefix)[0, -1], -1)
+        return (logp.exp() * (logp - logq)).sum().item()
+
+    exact = sequence_kl(lm, ref, seq, mask)
+    torch.testing.assert_close(exact, over_completions(seq, kl), rtol=1e-5, atol=1e-5)
+    assert (exact > 0.1).all()
     assert (sequence_kl(lm, lm, seq, mask) == 0).all()
 
 
@@ -406,3 +403,17 @@ def test_methods_of_one_seed_learn_from_the_same_cached_labels(cache, tmp_path):
 @pytest.mark.parametrize("monitor_every", [0, 5])
 def test_direct_alignment_monitoring_less_often_than_every_step_finishes(monitor_every, cache, tmp_path):
     run_here(tmp_path / "run", "agent=dpo", *TINY, *DIRECT, f"agent.monitor_every={monitor_every}", cache)
+
+
+def test_a_planted_preference_cache_is_refused_and_not_run(tmp_path, main_in_process):
+    from test_checkpoint_safety import Payload
+
+    args = ["agent=dpo", *TINY, *DIRECT, f"agent.cache_dir={tmp_path / 'cache'}", "progress=false"]
+    assert main_in_process(*args, f"run_dir={tmp_path / 'first'}").returncode == 0
+    [labels] = (tmp_path / "cache").glob("preferences-*")
+    marker = tmp_path / "marker"
+    (labels / TENSORS_FILE).write_bytes(pickle.dumps(Payload(marker)))
+    out = main_in_process(*args, f"run_dir={tmp_path / 'second'}")
+    assert_user_error(out, f"checkpoint {labels} is damaged or not an rlgen checkpoint",
+                      "delete that preference cache")
+    assert not marker.exists()
