@@ -20,6 +20,9 @@ COMMON = ("progress=false", "eval_episodes=2")
 TINY_RLHF = ("agent.sft.steps=30", "agent.reward_model.n_pairs=64", "agent.reward_model.n_eval_pairs=32",
              "agent.reward_model.epochs=1", "agent.ppo.batch_size=16", "agent.n_eval_prompts=16",
              "agent.bon_prompts=2", "agent.bon_samples=4")
+TINY_LM = tuple(o for o in TINY_RLHF if not o.startswith("agent.ppo."))
+TINY_DIRECT = ("agent.batch_size=16", "agent.monitor_every=1", "agent.monitor_samples=8")
+TINY_GROUP = ("agent.batch_size=16", "agent.group_size=4", "agent.minibatch_size=8", "agent.n_epochs=2")
 SETUPS: dict[str, tuple[str, ...]] = {
     "ppo": ("env=CartPole", "total_steps=2048", "eval_every=512", "agent.n_steps=64", "agent.n_envs=4"),
     "dqn": ("env=CartPole", "total_steps=1200", "eval_every=300", "agent.learning_starts=200",
@@ -55,7 +58,14 @@ SETUPS: dict[str, tuple[str, ...]] = {
             "agent.inference=langevin", "agent.langevin_steps=3", "agent.langevin_samples=8"),
     "diffusion": ("env=Avoid", "total_steps=300", "eval_every=100", "agent.n_demos=10", "agent.batch_size=32",
                   "agent.diffusion_steps=20", "agent.sampler=ddpm", "agent.horizon=3", "agent.execute=2"),
+    # direct alignment counts gradient steps; grpo and rloo count generated tokens, as rlhf does
+    "dpo": ("env=TextPreference", "total_steps=12", "eval_every=4", *TINY_LM, *TINY_DIRECT),
+    "ipo": ("env=TextPreference", "total_steps=12", "eval_every=4", *TINY_LM, *TINY_DIRECT),
+    "kto": ("env=TextPreference", "total_steps=12", "eval_every=4", *TINY_LM, *TINY_DIRECT),
+    "grpo": ("env=TextPreference", "total_steps=1200", "eval_every=400", *TINY_LM, *TINY_GROUP),
+    "rloo": ("env=TextPreference", "total_steps=1200", "eval_every=400", *TINY_LM, *TINY_GROUP),
 }
+LANGUAGE_MODELS = ("rlhf", "dpo", "ipo", "kto", "grpo", "rloo")
 
 
 def test_every_registered_agent_has_a_setup():
@@ -63,7 +73,9 @@ def test_every_registered_agent_has_a_setup():
 
 
 def _config(agent: str, run_dir: Path):
-    return load_config([f"agent={agent}", *SETUPS[agent], *COMMON, f"run_dir={run_dir}"])
+    # the language models' SFT model and labels are cached beside the runs, not in the user's cache
+    cache = (f"agent.cache_dir={run_dir.parent / 'cache'}",) if agent in LANGUAGE_MODELS else ()
+    return load_config([f"agent={agent}", *SETUPS[agent], *COMMON, f"run_dir={run_dir}", *cache])
 
 
 def _interrupt_at(monkeypatch, step: int) -> None:
@@ -96,7 +108,8 @@ def assert_same_state(a, b, path: str = "state") -> None:
         assert a == b, f"{path}: {a!r} != {b!r}"
 
 
-TIMINGS = ("wall_seconds", "cpu_seconds", "stage_seconds", "seconds")
+TIMINGS = ("wall_seconds", "cpu_seconds", "stage_seconds", "seconds", "cached")
+"""keys that differ between equal runs: times, and whether a stage came from a cache the first run filled"""
 
 
 def _without_timings(state):

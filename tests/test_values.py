@@ -65,6 +65,14 @@ INVALID: list[tuple[str, list[str]]] = [
     (r"\.ema_power$", ["-0.1"]),
     (r"\.ema_max_decay$", ["-0.1", "1"]),
     (r"\.(initial_value|log_std_init)$", []),  # any number
+    # language-model alignment: DPO's, IPO's and KTO's beta scales (IPO: inverts) the log-ratio; GRPO's and
+    # RLOO's weighs a KL penalty that 0 leaves out
+    (r"^(dpo|ipo|kto)\.beta$", ["0", "-0.1"]),
+    (r"^(grpo|rloo)\.beta$", ["-0.1"]),
+    (r"\.(desirable_weight|undesirable_weight)$", ["0", "-0.1"]),
+    (r"\.monitor_samples$", ["0", "-1"]),
+    (r"\.monitor_every$", ["-1"]),
+    (r"\.group_size$", ["1", "0", "-1"]),  # a completion is judged against at least one other
 ]
 NON_FINITE = ["nan", "inf", "-inf"]  # no float field takes them
 
@@ -85,6 +93,10 @@ VALID: list[tuple[str, list[str]]] = [
     (r"^diffusion\.eta$", ["0", "1", "2"]),
     (r"\.ema_power$", ["0"]),
     (r"\.ema_max_decay$", ["0", "0.99999"]),
+    (r"^(grpo|rloo)\.beta$", ["0"]),
+    (r"^(dpo|ipo|kto)\.beta$", ["1e-6", "100"]),
+    (r"\.monitor_every$", ["0"]),
+    (r"\.group_size$", ["2", "64"]),  # divides the default batch of 64
 ]
 
 
@@ -278,6 +290,20 @@ def committed_state() -> str:
         (["agent=ucb", "env=Bandit10", "env.k=0"], ["cannot make env 'rlgen/Bandit10-v0'", "at least 2 arms, got k=0"]),
         (["agent=q_learning", "env=FrozenLake-v1", "env.map_name=9x9"],
          ["cannot make env 'FrozenLake-v1'", "KeyError: '9x9'"]),
+        (["agent=dpo", "env=TextPreference", "agent.beta=0"], ["agent.beta must be positive, got 0"]),
+        (["agent=ipo", "env=TextPreference", "agent.beta=-1"], ["agent.beta must be positive, got -1"]),
+        (["agent=kto", "env=TextPreference", "agent.beta=0"], ["agent.beta must be positive, got 0"]),
+        (["agent=kto", "env=TextPreference", "agent.undesirable_weight=-1"], ["agent.undesirable_weight must be"]),
+        (["agent=grpo", "env=TextPreference", "agent.group_size=1"], ["agent.group_size=1 must be at least 2"]),
+        (["agent=rloo", "env=TextPreference", "agent.group_size=1"], ["agent.group_size=1 must be at least 2"]),
+        (["agent=grpo", "env=TextPreference", "agent.loss=grop"],
+         ["agent.loss='grop' is not one of grpo, dapo, dr_grpo", "did you mean 'grpo'"]),
+        (["agent=grpo", "env=TextPreference", "agent.batch_size=60", "agent.group_size=8"],
+         ["agent.batch_size=60 must be a multiple of agent.group_size=8"]),
+        (["agent=grpo", "env=TextPreference", "agent.beta=-0.1"], ["agent.beta must be >= 0, got -0.1"]),
+        (["agent=rloo", "env=TextPreference", "agent.beta=nan"], ["agent.beta must be a finite number"]),
+        (["agent=dpo", "env=CartPole"], ["dpo needs env=TextPreference"]),
+        (["agent=grpo", "env=Taxi"], ["grpo needs env=TextPreference"]),
     ],
 )
 def test_wrong_values_from_the_command_line(args, fragments, tmp_path, main_in_process):
