@@ -397,9 +397,6 @@ def test_methods_of_one_seed_learn_from_the_same_cached_labels(cache, tmp_path):
     assert not torch.equal(a["prefs"]["chosen"], c["prefs"]["chosen"])  # another seed, other pairs
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError,
-                   reason="LanguageModelAgent.learn keeps a history row (no rlhf/ scalars) for every iteration, "
-                          "also those direct alignment does not monitor; rlgen/rlhf/report.py reads rlhf/kl of each")
 @pytest.mark.parametrize("monitor_every", [0, 5])
 def test_direct_alignment_monitoring_less_often_than_every_step_finishes(monitor_every, cache, tmp_path):
     run_here(tmp_path / "run", "agent=dpo", *TINY, *DIRECT, f"agent.monitor_every={monitor_every}", cache)

@@ -70,12 +70,7 @@ def trained(name: str, run_dir: Path):
     return agent, cfg
 
 
-PREFERENCES_ALIASED = pytest.mark.xfail(strict=True, reason="LanguageModelAgent.load_state_dict keeps the "
-                                        "caller's preference tensors (prefs: chosen, rejected, singles, desirable)")
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=PREFERENCES_ALIASED) if n in LANGUAGE_MODELS else n
-                                  for n in sorted(AGENTS)])
+@pytest.mark.parametrize("name", sorted(AGENTS))
 def test_a_checkpoint_restores_the_agent_exactly_and_aliases_nothing(name, tmp_path):
     agent, cfg = trained(name, tmp_path / "run")
     assert agent.num_steps > 0

@@ -203,7 +203,9 @@ class LanguageModelAgent(Agent):
             run.log(self.num_steps, stats)
             if self.last_batch is not None:
                 run.episodes(self.num_steps, *self.last_batch)
-            self.history.append({"step": self.num_steps, **{k: v for k, v in stats.items() if k.startswith("rlhf/")}})
+            monitored = {k: v for k, v in stats.items() if k.startswith("rlhf/")}
+            if monitored:  # the direct methods sample (and so monitor) every monitor_every steps only
+                self.history.append({"step": self.num_steps, **monitored})
             if not run.tick(self.num_steps):
                 break
         seconds = self.info["stage_seconds"]
@@ -323,8 +325,8 @@ class LanguageModelAgent(Agent):
             self.ref = self.make_lm().eval().requires_grad_(False)
             self.ref.load_state_dict(state["ref"])
             p = state["prefs"]
-            self.set_preferences(Preferences(p["chosen"], p["rejected"], p["singles"], p["desirable"].bool(),
-                                             state["rm"], tuple(p["rm_norm"])))
+            data = (p[k].clone() for k in ("chosen", "rejected", "singles", "desirable"))  # not the caller's
+            self.set_preferences(Preferences(*data, state["rm"], tuple(p["rm_norm"])))
         self.history, self.info = copy.deepcopy(state["history"]), copy.deepcopy(state["info"])
         self.gen.set_state(state["gen"])
         self.prompt_rng.bit_generator.state = state["prompt_rng"]
