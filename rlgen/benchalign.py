@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import numpy as np
 
 from rlgen import benchstats as bs
 from rlgen.benchgen import _fmt, _policies_md
-from rlgen.benchreport import _header, _machine_section, machine
+from rlgen.benchreport import _header, _machine_section, report_info, save_report
 from rlgen.benchsuite import Job, Suite, base
 from rlgen.rlhf.best_of_n import best_of_n_kl
 
@@ -339,20 +338,15 @@ def write_report(suite: Suite, jobs: list[Job], records: Records, out: Path, log
         first = min((r for r in runs if r["label"] == row["label"]), key=lambda r: r["seed"])
         samples[row["method"]] = {"label": row["label"], "seed": first["seed"], "samples": first["samples"][:3]}
     trained = [r for r in records if r["status"] == "completed"]
-    info = {"suite": suite.name, "cut": cut, "command": command, "metric": suite.metric,
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
-            "absent_agents": absent, "failures": failures, "sft_gold": sft, "best": rows, "fits": fits,
+    info = report_info(suite, records, absent, cut, command, failures) | {
+            "sft_gold": sft, "best": rows, "fits": fits,
             "conclusion": conclusion(rows), "frontier": {"sqrt_kl": grid.tolist(), **frontiers},
             "best_of_n": {k: np.asarray(v).tolist() for k, v in methods[BEST_OF_N][BEST_OF_N].items()}
             if BEST_OF_N in methods else None,
             "costs": [cost_row(m, runs, units.get(m, "steps")) for m in methods if m != BEST_OF_N],
             "samples": samples, "figures": figures,
-            "train_seconds_total": float(sum(r["wall_seconds"] for r in trained)),
-            "runs": [{k: v for k, v in r.items() if k != "curve"} for r in records]}
-    (out / "results.json").write_text(json.dumps(info, indent=1, default=float))
-    report = out / "REPORT.md"
-    report.write_text(render(suite, info, str(logdir)))
-    return report
+            "train_seconds_total": float(sum(r["wall_seconds"] for r in trained))}
+    return save_report(out, info, render(suite, info, str(logdir)))
 
 
 def _table(head: list[str], rows: list[list[str]]) -> list[str]:

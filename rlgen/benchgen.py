@@ -11,15 +11,13 @@ directories alone: REPORT.md, policies_<task>.png and results.json.
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rlgen import benchstats as bs
-from rlgen.benchreport import _header, _machine_section, _with_ci, machine
+from rlgen.benchreport import _header, _machine_section, _with_ci, report_info, save_report
 from rlgen.benchsuite import Job, Suite, base
 
 Records = list[dict[str, Any]]
@@ -115,15 +113,9 @@ def write_report(suite: Suite, jobs: list[Job], records: Records, out: Path, log
     tables = {env: task_table(records, env, agents) for env in envs}
     figures = {env: plot_task(records, env, agents, out / f"policies_{env}.png") for env in envs if tables[env]}
     trained = [r for r in records if r["status"] == "completed" and not r.get("evaluated_from")]
-    info = {"suite": suite.name, "cut": cut, "command": command, "metric": suite.metric,
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
-            "absent_agents": absent, "failures": failures, "tables": tables, "figures": figures,
-            "train_seconds_total": float(sum(r["wall_seconds"] for r in trained)),
-            "runs": [{k: v for k, v in r.items() if k != "curve"} for r in records]}
-    (out / "results.json").write_text(json.dumps(info, indent=1, default=float))
-    report = out / "REPORT.md"
-    report.write_text(render(suite, info, str(logdir)))
-    return report
+    info = report_info(suite, records, absent, cut, command, failures) | {
+        "tables": tables, "figures": figures, "train_seconds_total": float(sum(r["wall_seconds"] for r in trained))}
+    return save_report(out, info, render(suite, info, str(logdir)))
 
 
 def _fmt(x: float | None, spec: str) -> str:

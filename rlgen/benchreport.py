@@ -242,6 +242,23 @@ def machine() -> dict[str, str]:
             "python": platform.python_version()}
 
 
+def report_info(suite: Suite, records: Records, absent: list[str], cut: bool, command: str,
+                failures: Records) -> dict[str, Any]:
+    """What every report's results.json says of how it was made, and its run records."""
+    return {"suite": suite.name, "cut": cut, "command": command, "metric": suite.metric,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
+            "absent_agents": absent, "failures": failures,
+            "runs": [{k: v for k, v in r.items() if k != "curve"} for r in records]}
+
+
+def save_report(out: Path, info: dict[str, Any], text: str) -> Path:
+    """results.json and REPORT.md in `out`; returns REPORT.md's path."""
+    (out / "results.json").write_text(json.dumps(info, indent=1, default=float))
+    report = out / "REPORT.md"
+    report.write_text(text)
+    return report
+
+
 def write_report(suite: Suite, jobs: list[Job], records: Records, out: Path, logdir: Path, absent: list[str],
                  cut: bool, command: str, failures: Records) -> Path:
     """From the records collect() made of `jobs`: the statistics, REPORT.md, figures and results.json."""
@@ -253,14 +270,8 @@ def write_report(suite: Suite, jobs: list[Job], records: Records, out: Path, log
         if tables[env]:
             plot_env(suite, records, env, agents, out / f"curves_{env}.png")
     comps = comparisons(suite, records, envs)
-    info = {"suite": suite.name, "cut": cut, "command": command, "metric": suite.metric,
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
-            "absent_agents": absent, "failures": failures, "tables": tables, "comparisons": comps,
-            "runs": [{k: v for k, v in r.items() if k != "curve"} for r in records]}
-    (out / "results.json").write_text(json.dumps(info, indent=1, default=float))
-    report = out / "REPORT.md"
-    report.write_text(render(suite, info, str(logdir)))
-    return report
+    info = report_info(suite, records, absent, cut, command, failures) | {"tables": tables, "comparisons": comps}
+    return save_report(out, info, render(suite, info, str(logdir)))
 
 
 def _versions(runs: list[dict[str, Any]]) -> dict[str, str]:
