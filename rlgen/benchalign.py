@@ -195,6 +195,19 @@ def method_row(method: str, labels: dict[str, Series]) -> dict[str, Any]:
             "ever_above_sft": len(ever), "seeds": len({s for w in labels.values() for s in w["seeds"]})}
 
 
+FIXED_SQRT_KL = (0.5, 1.0, 1.5, 2.0, 3.0)
+"""where the frontiers are compared in a table"""
+
+
+def frontier_at(labels: dict[str, Series], xs: tuple[float, ...] = FIXED_SQRT_KL) -> list[list[float] | None]:
+    """Per sqrt KL x: the method's frontier there, mean over seeds and 95% band, as [mean, lo, hi]; None
+    past the largest sqrt KL any of its points reached (the frontier only stays flat there)."""
+    reached = max(float(np.sqrt(v["kl"]).max()) for v in labels.values())
+    mean, lo, hi = bs.curve_band(seed_frontiers(labels, np.array(xs)))
+    return [[float(m), float(a), float(b)] if x <= reached else None
+            for x, m, a, b in zip(xs, mean, lo, hi, strict=True)]
+
+
 def points(labels: dict[str, Series]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every point of a method: sqrt KL, gold, and gold - that seed's SFT gold."""
     vs = list(labels.values())
@@ -340,6 +353,7 @@ def write_report(suite: Suite, jobs: list[Job], records: Records, out: Path, log
     trained = [r for r in records if r["status"] == "completed"]
     info = report_info(suite, records, absent, cut, command, failures) | {
             "sft_gold": sft, "best": rows, "fits": fits,
+            "at_fixed_kl": {"sqrt_kl": list(FIXED_SQRT_KL), **{m: frontier_at(v) for m, v in methods.items()}},
             "conclusion": conclusion(rows), "frontier": {"sqrt_kl": grid.tolist(), **frontiers},
             "best_of_n": {k: np.asarray(v).tolist() for k, v in methods[BEST_OF_N][BEST_OF_N].items()}
             if BEST_OF_N in methods else None,
@@ -362,6 +376,13 @@ def _best_md(rows: Records) -> list[str]:
                           f"{r['sqrt_kl']:.2f}", f"{r['above_sft']} of {r['n']}",
                           f"{r['ever_above_sft']} of {r['seeds']}"]
                          for r in rows])
+
+
+def _fixed_kl_md(at: dict[str, Any]) -> list[str]:
+    xs = at["sqrt_kl"]
+    rows = [[m, *("-" if c is None else f"{c[0]:.2f} [{c[1]:.2f}, {c[2]:.2f}]" for c in cells)]
+            for m, cells in at.items() if m != "sqrt_kl"]
+    return _table(["method", *(f"sqrt KL {x:g} (KL {x * x:g})" for x in xs)], rows)
 
 
 def _fits_md(fits: dict[str, Any]) -> list[str]:
@@ -413,6 +434,9 @@ def render(suite: Suite, info: dict[str, Any], logdir: str) -> str:
     if info["figures"]["frontier"]:
         lines += ["![gold reward against sqrt KL](frontier.png)", "",
                   f"SFT gold (mean over seeds): {info['sft_gold']:.3f}.", ""]
+    lines += ["## The frontiers at equal KL", "", "Best gold within each KL budget, mean over seeds [95% "
+              "bootstrap interval]; '-' past the largest KL the method reached.", "",
+              *_fixed_kl_md(info["at_fixed_kl"]), ""]
     lines += ["## Best gold per method", "", *_best_md(info["best"])]
     lines += ["", "## Gao et al. 2022 functional forms", "", *_fits_md(info["fits"])]
     if info["figures"]["direct"]:

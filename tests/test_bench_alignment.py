@@ -223,3 +223,13 @@ def test_the_report_from_run_directories(tmp_path, capsys):
     assert "- `<bos> dpo_b0.1 seed 0 sample 2 <eos>`" in report and "sample 3" not in report
     assert "**dpo_b0.5**: dpo, with `agent.beta=0.5`" in report
     assert "## Missing or failed runs" in report and "grpo_b0/seed1`: missing" in report
+
+
+def test_the_frontier_at_fixed_kl_is_each_seeds_best_within_the_budget_and_stops_where_points_stop():
+    # two seeds, one label, two checkpoints each: (KL, gold) = (0.25, 0.3), (1, 0.1) and (0.25, 0.5), (1, 0.9)
+    labels = {"m_a": {"gold": np.array([[0.3, 0.1], [0.5, 0.9]]), "kl": np.array([[0.25, 1.0], [0.25, 1.0]]),
+                      "sft": np.array([0.0, 0.0]), "seeds": [0, 1], "at": np.array([1, 2])}}
+    at = ba.frontier_at(labels, (0.5, 1.0, 1.5))
+    # sqrt KL 0.5: each seed's first point; 1.0: the best of both (0.3 and 0.9); 1.5: past every point
+    assert at[0][0] == pytest.approx(0.4) and at[1][0] == pytest.approx(0.6) and at[2] is None
+    assert at[1][1] <= 0.6 <= at[1][2] and (at[1][1], at[1][2]) == (pytest.approx(0.3), pytest.approx(0.9))
