@@ -111,9 +111,9 @@ def test_the_alignment_suite_plans_every_method_at_three_knob_values():
     for j in jobs:
         tokens = j.overrides[0] in ("agent=rlhf", "agent=grpo", "agent=rloo")
         every = [o for o in j.overrides if o.startswith("eval_every=")][-1]
-        assert every == f"eval_every={j.budget // 10}" and (j.budget > 10_000) == tokens
-    dapo = next(j for j in jobs if j.agent == "dapo_b0.04")
-    assert {"agent=grpo", "agent.loss=dapo", "agent.beta=0.04"} <= set(dapo.overrides)
+        assert every == f"eval_every={j.budget // 20}" and (j.budget > 10_000) == tokens
+    dapo = next(j for j in jobs if j.agent == "dapo_b0.2")
+    assert {"agent=grpo", "agent.loss=dapo", "agent.beta=0.2"} <= set(dapo.overrides)
     rlhf = next(j for j in jobs if j.agent == "rlhf_c0.2")
     assert {"agent.kl.adaptive=false", "agent.kl.kl_coef=0.2"} <= set(rlhf.overrides)
 

@@ -152,7 +152,7 @@ class DirectAlignment(LanguageModelAgent):
         assert self.ref is not None
         self.lm.eval()
         seq = self.sample(self.lm, self.prompts(self.config.monitor_samples, self.prompt_rng))
-        return self.monitor(seq, sequence_kl(self.lm, self.ref, seq, self.response_mask(seq)))
+        return self.monitor(seq, sequence_kl(self.lm, self.ref, seq, self.response_mask(seq)), trained_on=False)
 
     def state_dict(self) -> dict[str, Any]:
         return super().state_dict() | {"lm": self.lm.state_dict(), "opt": self.opt.state_dict(),

@@ -211,13 +211,14 @@ class LanguageModelAgent(Agent):
         seconds = self.info["stage_seconds"]
         seconds["training"] = seconds.get("training", 0.0) + time.perf_counter() - t0
 
-    def monitor(self, seq: torch.Tensor, kl: torch.Tensor) -> dict[str, float]:
-        """rlhf/... scalars of completions sampled in training and their KL estimates (B,); counts their
-        tokens (generated_tokens in summary.json) and reports them as episodes."""
+    def monitor(self, seq: torch.Tensor, kl: torch.Tensor, trained_on: bool = True) -> dict[str, float]:
+        """rlhf/... scalars of completions sampled in training and their KL estimates (B,), reported as
+        episodes; the tokens of those the policy learns from count as generated (summary.json)."""
         gold_scores = self.gold(seq)
         lengths = self.response_mask(seq).sum(1).numpy()
         self.last_batch = (gold_scores, lengths)
-        self.info["generated_tokens"] = self.info.get("generated_tokens", 0) + int(lengths.sum())
+        if trained_on:
+            self.info["generated_tokens"] = self.info.get("generated_tokens", 0) + int(lengths.sum())
         kl_mean = kl.mean().item()
         return {
             "rlhf/gold_reward": float(gold_scores.mean()),
