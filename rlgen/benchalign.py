@@ -27,6 +27,8 @@ Series = dict[str, Any]
 """one label's evaluations: gold and kl (seeds, checkpoints), sft (seeds,), seeds, at (checkpoints,)"""
 BEST_OF_N = "best-of-n"
 GRID_POINTS = 101
+FRONTIER_ZOOM = 4.0
+"""the frontier panel's largest sqrt KL (16 nats): the frontiers rise well within it"""
 
 # -- pure functions ---------------------------------------------------------------------------------
 
@@ -253,6 +255,7 @@ def plot_frontier(methods: dict[str, dict[str, Series]], fits: dict[str, Any], g
     band), best-of-n's curve; (b) the gain over SFT gold with Gao et al.'s fitted forms, dashed."""
     plt = _pyplot()
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 5), dpi=110)
+    band = [sft, sft]  # the range of the frontiers' bands, which the left panel shows
     for k, (method, labels) in enumerate(methods.items()):
         color = "black" if method == BEST_OF_N else f"C{k % 10}"  # best-of-n comes last
         d, gold, gain = points(labels)
@@ -268,6 +271,7 @@ def plot_frontier(methods: dict[str, dict[str, Series]], fits: dict[str, Any], g
             mean, lo, hi = (c[: len(x)] for c in bs.curve_band(curves))
             ax.plot(x, mean, color=color, label=f"{method} (n={len(curves)})")
         ax.fill_between(x, lo, hi, color=color, alpha=0.15, linewidth=0)
+        band = [min(band[0], float(np.nanmin(lo))), max(band[1], float(np.nanmax(hi)))]
         bx.scatter(d, gain, s=10, color=color, alpha=0.3, linewidths=0)
         if fits.get(method):
             dd = np.linspace(0, d.max(), 100)
@@ -275,6 +279,9 @@ def plot_frontier(methods: dict[str, dict[str, Series]], fits: dict[str, Any], g
             bx.plot(dd, gao_curve(dd, fits[method], form), "--", color=color, label=method)
     ax.axhline(sft, color="gray", linestyle=":", label="SFT gold")
     bx.axhline(0, color="gray", linestyle=":")
+    # the frontiers rise within a few sqrt-nats; points far out (collapsed policies) are in the right panel
+    ax.set_xlim(0, min(float(grid[-1]), FRONTIER_ZOOM) or 1.0)
+    ax.set_ylim(band[0] - 0.5, band[1] + 0.2)
     ax.set(xlabel="sqrt(KL to SFT) [sqrt(nats)]", ylabel="gold reward",
            title="frontier: best gold within a KL budget (mean over seeds, 95% band)")
     bx.set(xlabel="sqrt(KL to SFT) [sqrt(nats)]", ylabel="gold reward - SFT gold",
