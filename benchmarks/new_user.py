@@ -67,6 +67,12 @@ MISTAKES: list[tuple[str, list[str]]] = [
     (T, ["agent=bc", "env=Particle", "env.dim=1"]),
     (T, ["agent=diffusion", "env=Avoid", "agent.horizon=2", "agent.execute=3"]),
     (T, ["agent=mdn", "env=Step", "eval_deterministic=maybe"]),
+    # aligning a language model
+    (T, ["agent=dpo", "env=TextPreference", "agent.beta=0"]), (T, ["agent=ipo", "env=TextPreference", "agent.beta=-1"]),
+    (T, ["agent=grpo", "env=TextPreference", "agent.group_size=1"]),
+    (T, ["agent=grpo", "env=TextPreference", "agent.loss=drgrpo"]),
+    (T, ["agent=rloo", "env=TextPreference", "agent.group_size=3"]), (T, ["agent=kto", "env=CartPole"]),
+    (B, ["alignment", "agents=dpo"]),
 ]
 
 
