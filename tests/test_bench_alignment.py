@@ -12,8 +12,8 @@ from conftest import in_process
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rlgen import alignstats as ba
 from rlgen import bench
-from rlgen import benchalign as ba
 from rlgen import benchstats as bs
 from rlgen.benchsuite import Options, find_suite, load_suite, plan
 from rlgen.rlhf.best_of_n import best_of_n_kl
