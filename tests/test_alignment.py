@@ -414,3 +414,11 @@ def test_a_planted_preference_cache_is_refused_and_not_run(tmp_path, main_in_pro
     assert_user_error(out, f"checkpoint {labels} is damaged or not an rlgen checkpoint",
                       "delete that preference cache")
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("agent", ["dpo", "grpo"])
+def test_a_text_shorter_than_the_corpus_reviews_is_refused_before_the_run_starts(agent, tmp_path, main_in_process):
+    out = main_in_process(f"agent={agent}", "env=TextPreference", "env.max_len=20", f"run_dir={tmp_path / 'run'}")
+    assert_user_error(out, "env.max_len=20 is shorter than the longest review of the corpus (28 tokens",
+                      "env.max_len=28 or more")
+    assert not (tmp_path / "run").exists()

@@ -17,7 +17,7 @@ from rlgen.distributions import kl_categorical, kl_k1, kl_k3
 from rlgen.envs.text_preference import TextPreference
 from rlgen.losses import bradley_terry_loss
 from rlgen.rlhf.best_of_n import best_of_n_curve, best_of_n_exact_kl, best_of_n_kl
-from rlgen.rlhf.corpus import PROMPT_LEN, CorpusConfig, Vocab, make_corpus
+from rlgen.rlhf.corpus import PROMPT_LEN, CorpusConfig, Vocab, longest_review, make_corpus
 from rlgen.rlhf.gold import gold_words, noise_ceiling, preference_probability
 from rlgen.rlhf.ppo_lm import (
     AdaptiveKLController,
@@ -131,6 +131,17 @@ def test_corpus_is_grammatical_and_fits_the_block():
         words = vocab.decode(row).split()
         assert words[-1] == "<eos>" and words[:3] == ["<bos>", "review", "of"] and words[PROMPT_LEN - 1] == ":"
         assert abs(gold_words(words[PROMPT_LEN:])) <= 2.0  # no penalty ever applies to the corpus
+
+
+@pytest.mark.parametrize("clauses", [1, 2, 3])
+def test_the_longest_review_bounds_the_corpus_and_is_reached(clauses):
+    vocab = Vocab()
+    bound = longest_review(CorpusConfig(max_clauses=clauses))
+    lengths = (make_corpus(CorpusConfig(n_reviews=300, max_clauses=clauses), vocab, 40) != vocab.pad).sum(1)
+    assert lengths.max() <= bound
+    # every clause negated and intensified, the most clauses a review may have: the bound exactly
+    full = CorpusConfig(n_reviews=300, max_clauses=clauses, p_not=1.0, p_intensifier=1.0)
+    assert (make_corpus(full, vocab, bound) != vocab.pad).sum(1).max() == bound
 
 
 # -- the environment ------------------------------------------------------------------------------------

@@ -33,9 +33,10 @@ from rlgen.agents.base import Agent
 from rlgen.checkpoint import write_json_atomic
 from rlgen.config import AgentConfig, check_positive, named
 from rlgen.distributions import torch_categorical_sample
+from rlgen.errors import UserError
 from rlgen.nets.gpt import GPT, GPTConfig, check_width
 from rlgen.rlhf import hf
-from rlgen.rlhf.corpus import PROMPT_LEN, CorpusConfig, Vocab
+from rlgen.rlhf.corpus import PROMPT_LEN, CorpusConfig, Vocab, longest_review
 from rlgen.rlhf.preferences import Preferences, cached_preferences, gold, prompts, sample, scores
 from rlgen.rlhf.report import write_report
 from rlgen.rlhf.reward_model import RewardModel, RewardModelConfig
@@ -105,6 +106,10 @@ class LanguageModelAgent(Agent):
         super().__init__(observation_space, action_space, config, seed)
         self.vocab = Vocab()
         self.block_size = int(observation_space.shape[0])
+        if self.block_size < (longest := longest_review(config.corpus)):
+            raise UserError(f"env.max_len={self.block_size} is shorter than the longest review of the corpus "
+                            f"({longest} tokens with agent.corpus.max_clauses={config.corpus.max_clauses}); give "
+                            f"env.max_len={longest} or more, or fewer clauses")
         self.gen = torch.Generator().manual_seed(seed)
         """the policy's sampling while training (checkpointed)"""
         self.prompt_rng = np.random.default_rng(seed + 3)

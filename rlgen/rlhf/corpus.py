@@ -140,6 +140,16 @@ def sample_review(cfg: CorpusConfig, vocab: Vocab, rng: np.random.Generator) -> 
     return sample_prompt(vocab, rng) + vocab.encode(" ".join(words + [".", EOS]))
 
 
+CLAUSE_WORDS = 6
+"""the longest clause: the ASPECT is not INTENSIFIER ADJECTIVE"""
+
+
+def longest_review(cfg: CorpusConfig) -> int:
+    """Tokens of the longest review the grammar makes: the prompt, max_clauses clauses joined by
+    connectives, then `. <eos>`."""
+    return PROMPT_LEN + cfg.max_clauses * CLAUSE_WORDS + (cfg.max_clauses - 1) + 2
+
+
 def make_corpus(cfg: CorpusConfig, vocab: Vocab, block_size: int) -> np.ndarray:
     """(n_reviews, block_size) int64 array of reviews padded with <pad>."""
     rng = np.random.default_rng(cfg.seed)
