@@ -72,7 +72,7 @@ MISTAKES: list[tuple[str, list[str]]] = [
     (T, ["agent=grpo", "env=TextPreference", "agent.group_size=1"]),
     (T, ["agent=grpo", "env=TextPreference", "agent.loss=drgrpo"]),
     (T, ["agent=rloo", "env=TextPreference", "agent.group_size=3"]), (T, ["agent=kto", "env=CartPole"]),
-    (B, ["alignment", "agents=dpo"]),
+    (B, ["alignment", "agents=dpo"]), (T, ["agent=dpo", "env=TextPreference", "env.max_len=20"]),
 ]
 
 
