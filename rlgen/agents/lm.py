@@ -37,7 +37,7 @@ from rlgen.errors import UserError
 from rlgen.nets.gpt import GPT, GPTConfig, check_width
 from rlgen.rlhf import hf
 from rlgen.rlhf.corpus import PROMPT_LEN, CorpusConfig, Vocab, longest_review
-from rlgen.rlhf.preferences import Preferences, cached_preferences, gold, prompts, sample, scores
+from rlgen.rlhf.preferences import Preferences, cached_preferences, gold, prompts, proxy_scores, sample
 from rlgen.rlhf.report import write_report
 from rlgen.rlhf.reward_model import RewardModel, RewardModelConfig
 from rlgen.rlhf.sft import SFTConfig, default_cache_dir, pretrained_sft, response_mask, sequence_kl
@@ -116,7 +116,6 @@ class LanguageModelAgent(Agent):
         """the prompts of training (checkpointed, so a resumed run draws the same ones)"""
         self.ref: nn.Module | None = None
         self.rm: RewardModel | None = None
-        self.rm_norm = (0.0, 1.0)
         self.prefs: Preferences | None = None
         self.history: list[dict[str, float]] = []
         self.info: dict[str, Any] = {"stage_seconds": {}}
@@ -158,9 +157,9 @@ class LanguageModelAgent(Agent):
         return gold(self.vocab, seq)
 
     def proxy(self, seq: torch.Tensor) -> torch.Tensor:
-        """Reward-model score, normalised to mean 0 and std 1 on SFT samples (Ziegler et al. 2019)."""
-        assert self.rm is not None
-        return (scores(self.rm, seq) - self.rm_norm[0]) / self.rm_norm[1]
+        """Reward-model score, normalised to mean 0 and std 1 on SFT samples."""
+        assert self.rm is not None and self.prefs is not None
+        return proxy_scores(self.rm, self.prefs.rm_norm, seq)
 
     # -- the stages before training ------------------------------------------------------------------
 
@@ -195,7 +194,6 @@ class LanguageModelAgent(Agent):
         self.rm = RewardModel(self.ref, self.vocab.pad)
         self.rm.load_state_dict(prefs.reward_model)
         self.rm.requires_grad_(False).eval()
-        self.rm_norm = tuple(prefs.rm_norm)
 
     # -- training ------------------------------------------------------------------------------------
 
@@ -216,9 +214,11 @@ class LanguageModelAgent(Agent):
         seconds = self.info["stage_seconds"]
         seconds["training"] = seconds.get("training", 0.0) + time.perf_counter() - t0
 
-    def monitor(self, seq: torch.Tensor, kl: torch.Tensor, trained_on: bool = True) -> dict[str, float]:
-        """rlhf/... scalars of completions sampled in training and their KL estimates (B,), reported as
-        episodes; the tokens of those the policy learns from count as generated (summary.json)."""
+    def monitor(self, seq: torch.Tensor, kl: torch.Tensor, proxy: torch.Tensor | None = None,
+                trained_on: bool = True) -> dict[str, float]:
+        """rlhf/... scalars of completions sampled in training, their KL estimates (B,) and proxy scores (when
+        the caller has them already), reported as episodes; the tokens of those the policy learns from count
+        as generated (summary.json)."""
         gold_scores = self.gold(seq)
         lengths = self.response_mask(seq).sum(1).numpy()
         self.last_batch = (gold_scores, lengths)
@@ -227,7 +227,7 @@ class LanguageModelAgent(Agent):
         kl_mean = kl.mean().item()
         return {
             "rlhf/gold_reward": float(gold_scores.mean()),
-            "rlhf/proxy_reward": self.proxy(seq).mean().item(),
+            "rlhf/proxy_reward": (self.proxy(seq) if proxy is None else proxy).mean().item(),
             "rlhf/kl": kl_mean,
             "rlhf/sqrt_kl": float(np.sqrt(max(kl_mean, 0.0))),
             "rlhf/response_length": float(lengths.mean()),

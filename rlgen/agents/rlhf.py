@@ -62,7 +62,7 @@ class RLHF(LanguageModelAgent):
         score = self.proxy(seq)
         rollout, kl = make_rollout(self.policy, self.ref, seq, mask, score, self.kl_ctl.value, c)
         stats = ppo_update(self.policy, self.opt, rollout, c, self.gen)
-        monitored = self.monitor(seq, kl)
+        monitored = self.monitor(seq, kl, score)
         self.kl_ctl.update(monitored["rlhf/kl"], c.batch_size)
         self.num_steps += int(mask.sum().item())
         return stats | monitored | {

@@ -75,6 +75,11 @@ def scores(rm: RewardModel, seq: torch.Tensor) -> torch.Tensor:
     return torch.cat([rm(s) for s in seq.split(512)])
 
 
+def proxy_scores(rm: RewardModel, rm_norm: tuple[float, float], seq: torch.Tensor) -> torch.Tensor:
+    """The reward model's scores normalised to mean 0 and std 1 on SFT samples (Ziegler et al. 2019)."""
+    return (scores(rm, seq) - rm_norm[0]) / rm_norm[1]
+
+
 def desirable_labels(g: np.ndarray, rationality: float, rng: np.random.Generator) -> np.ndarray:
     """The human's verdict on single samples: desirable with probability
     sigmoid(rationality (g - DESIRABLE_THRESHOLD)), the Bradley-Terry noise of the pairs against a
@@ -111,7 +116,7 @@ def label_and_fit(ref: nn.Module, vocab: Vocab, block_size: int, cfg: RewardMode
     bon_rng = np.random.default_rng(seed + 2)
     seq = sample(ref, prompts(vocab, bon_prompts, bon_rng).repeat_interleave(bon_samples, 0), block_size, vocab,
                  gen)
-    proxy = ((scores(rm, seq) - rm_norm[0]) / rm_norm[1]).numpy().reshape(bon_prompts, bon_samples)
+    proxy = proxy_scores(rm, rm_norm, seq).numpy().reshape(bon_prompts, bon_samples)
     bon = best_of_n_curve(proxy, gold(vocab, seq).reshape(bon_prompts, bon_samples),
                           [k for k in BEST_OF_N if k <= bon_samples])
 
