@@ -28,6 +28,7 @@ from torch import nn
 from rlgen.agents.lm import LanguageModelAgent, LanguageModelConfig
 from rlgen.config import check_learning_rate, check_nonnegative, check_positive, named
 from rlgen.losses import dpo_loss, ipo_loss, kto_loss
+from rlgen.nets.optim import clipped_step
 from rlgen.rlhf.corpus import PROMPT_LEN
 from rlgen.rlhf.sft import sequence_kl, sequence_logprobs
 
@@ -136,12 +137,9 @@ class DirectAlignment(LanguageModelAgent):
         idx = self.next_batch()
         self.lm.train()
         loss, stats = self.loss(tuple(x[idx] for x in self.examples()), self.ref_logps[idx])
-        self.opt.zero_grad()
-        loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.lm.parameters(), c.max_grad_norm)
-        self.opt.step()
+        grad_norm = clipped_step(self.opt, loss, self.lm.parameters(), c.max_grad_norm)
         self.num_steps += 1
-        stats = {"train/loss": loss.item(), "train/grad_norm": grad_norm.item(), **stats}
+        stats = {"train/loss": loss.item(), "train/grad_norm": grad_norm, **stats}
         self.last_batch = None
         if c.monitor_every and self.num_steps % c.monitor_every == 0:
             stats |= self.monitor_policy()

@@ -25,7 +25,6 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -41,8 +40,10 @@ from rlgen.config import (
 from rlgen.distributions import kl_k1, kl_k3
 from rlgen.errors import UserError
 from rlgen.losses import LOSS_REDUCTIONS, clip_fraction, clipped_surrogate, token_loss_mean
+from rlgen.nets.optim import clipped_step
 from rlgen.returns import group_advantages, leave_one_out_advantages
 from rlgen.rlhf.corpus import PROMPT_LEN
+from rlgen.rlhf.ppo_lm import minibatch_epochs
 from rlgen.rlhf.sft import token_logprobs
 
 
@@ -141,23 +142,18 @@ class GroupPolicyGradient(LanguageModelAgent):
             kl = (kl_k1(old_logp, ref_logp) * mask).sum(1)
             score = self.proxy(seq)
         adv = self.advantages(score, kl)
-        stats: dict[str, list[float]] = {}
+
+        def step(i: torch.Tensor) -> dict[str, float]:
+            logp = token_logprobs(self.lm.logits(self.lm.hidden(seq[i])), seq[i])
+            loss, stats = self.loss(logp, old_logp[i], ref_logp[i], adv[i], mask[i])
+            clipped_step(self.opt, loss, self.lm.parameters(), c.max_grad_norm)
+            return {"train/loss": loss.item(), **stats}
+
         self.lm.train()
-        for _ in range(c.n_epochs):
-            order = torch.randperm(len(seq), generator=self.gen)
-            for start in range(0, len(seq), c.minibatch_size):
-                i = order[start : start + c.minibatch_size]
-                logp = token_logprobs(self.lm.logits(self.lm.hidden(seq[i])), seq[i])
-                loss, step_stats = self.loss(logp, old_logp[i], ref_logp[i], adv[i], mask[i])
-                self.opt.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(self.lm.parameters(), c.max_grad_norm)
-                self.opt.step()
-                for key, value in {"train/loss": loss.item(), **step_stats}.items():
-                    stats.setdefault(key, []).append(value)
+        stats = minibatch_epochs(len(seq), c.n_epochs, c.minibatch_size, self.gen, step)
         self.num_steps += int(mask.sum().item())
         groups = score.reshape(-1, c.group_size)
-        return {k: float(np.mean(v)) for k, v in stats.items()} | self.monitor(seq, kl) | {
+        return stats | self.monitor(seq, kl, score) | {
             "train/reward_std_in_group": groups.std(1).mean().item(),
             "train/advantage_abs": adv.abs().mean().item(),
         }

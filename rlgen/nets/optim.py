@@ -71,3 +71,14 @@ def ema_decay(step: int, power: float, max_decay: float) -> float:
     (the average starts at the weights), then 1 - (1 + step)^-power, capped at max_decay; the warm-up
     of Diffusion Policy's EMA (Chi et al. 2023, their EMAModel with inv_gamma = 1)."""
     return 0.0 if step <= 0 else min(max_decay, 1.0 - (1.0 + step) ** -power)
+
+
+def clipped_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: Iterable[nn.Parameter],
+                 max_norm: float) -> float:
+    """One gradient step of torch's optimiser on `loss`, its gradient's L2 norm clipped to max_norm first;
+    returns the norm before clipping."""
+    opt.zero_grad()
+    loss.backward()
+    norm = nn.utils.clip_grad_norm_(params, max_norm)
+    opt.step()
+    return float(norm)

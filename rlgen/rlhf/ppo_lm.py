@@ -10,6 +10,7 @@ controller of Ziegler et al. (sec. 2.2; lm-human-preferences' AdaptiveKLControll
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,7 @@ from rlgen.distributions import categorical_entropy, kl_k1, kl_k3
 from rlgen.errors import UserError
 from rlgen.losses import clip_fraction, clipped_surrogate_loss, masked_mean, normalize_advantages, value_loss
 from rlgen.nets.gpt import PolicyWithValue
+from rlgen.nets.optim import clipped_step
 from rlgen.returns import gae
 from rlgen.rlhf.sft import token_logprobs
 
@@ -155,10 +157,7 @@ def ppo_step(policy: PolicyWithValue, opt: torch.optim.Optimizer, b: Rollout,
     # the 1/2 of lm-human-preferences' value loss, so that vf_coef means what it means there
     vf_loss = 0.5 * value_loss(values, b.returns, b.values, cfg.clip_range_vf, b.mask, pessimistic=True)
     loss = pg_loss + cfg.vf_coef * vf_loss
-    opt.zero_grad()
-    loss.backward()
-    nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-    opt.step()
+    clipped_step(opt, loss, policy.parameters(), cfg.max_grad_norm)
     with torch.no_grad():
         entropy = masked_mean(categorical_entropy(logits[:, :-1]), b.mask)
         approx_kl = masked_mean(kl_k3(b.logp, logp), b.mask)
@@ -172,19 +171,26 @@ def ppo_step(policy: PolicyWithValue, opt: torch.optim.Optimizer, b: Rollout,
     }
 
 
+def minibatch_epochs(n: int, n_epochs: int, minibatch_size: int, gen: torch.Generator,
+                     step: Callable[[torch.Tensor], dict[str, float]]) -> dict[str, float]:
+    """n_epochs passes over n samples, each in a new random order from `gen`, calling step(indices) on
+    every minibatch; the steps' statistics averaged."""
+    stats: dict[str, list[float]] = {}
+    for _ in range(n_epochs):
+        order = torch.randperm(n, generator=gen)
+        for start in range(0, n, minibatch_size):
+            for key, value in step(order[start : start + minibatch_size]).items():
+                stats.setdefault(key, []).append(value)
+    return {k: float(np.mean(v)) for k, v in stats.items()}
+
+
 def ppo_update(policy: PolicyWithValue, opt: torch.optim.Optimizer, rollout: Rollout, cfg: LMPPOConfig,
                gen: torch.Generator) -> dict[str, float]:
     """n_epochs passes of minibatch steps over the rollout's sequences; averaged statistics."""
-    stats: dict[str, list[float]] = {}
-    n = len(rollout.seq)
-    for _ in range(cfg.n_epochs):
-        order = torch.randperm(n, generator=gen)
-        for start in range(0, n, cfg.minibatch_size):
-            idx = order[start : start + cfg.minibatch_size]
-            mb = Rollout(*(getattr(rollout, f)[idx] for f in Rollout.__dataclass_fields__))
-            for key, value in ppo_step(policy, opt, mb, cfg).items():
-                stats.setdefault(key, []).append(value)
-    return {k: float(np.mean(v)) for k, v in stats.items()}
+    def step(idx: torch.Tensor) -> dict[str, float]:
+        return ppo_step(policy, opt, Rollout(*(getattr(rollout, f)[idx] for f in Rollout.__dataclass_fields__)), cfg)
+
+    return minibatch_epochs(len(rollout.seq), cfg.n_epochs, cfg.minibatch_size, gen, step)
 
 
 @torch.no_grad()

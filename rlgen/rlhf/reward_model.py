@@ -21,6 +21,7 @@ from torch import nn
 from rlgen.config import check_learning_rate, check_nonnegative, check_positive, named
 from rlgen.losses import bradley_terry_loss
 from rlgen.nets.gpt import ScalarHead
+from rlgen.nets.optim import clipped_step
 
 
 @dataclass
@@ -88,10 +89,7 @@ def train_reward_model(rm: RewardModel, chosen: torch.Tensor, rejected: torch.Te
             idx = order[start : start + cfg.batch_size]
             r_c, r_r = rm(chosen[idx]), rm(rejected[idx])
             loss = bradley_terry_loss(r_c, r_r)
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
-            opt.step()
+            clipped_step(opt, loss, rm.parameters(), 1.0)
             stats = {"loss": loss.item(), "accuracy": (r_c > r_r).float().mean().item(),
                      "margin": (r_c - r_r).mean().item()}
             history.append(stats)

@@ -24,6 +24,7 @@ from rlgen.checkpoint import STATE_FILE, damaged, load_state, one_line, save_sta
 from rlgen.config import check_learning_rate, check_positive, check_seed, named
 from rlgen.distributions import categorical_log_probs, kl_categorical, torch_categorical_sample
 from rlgen.errors import UserError
+from rlgen.nets.optim import clipped_step
 from rlgen.rlhf.corpus import CorpusConfig, Vocab, make_corpus
 
 
@@ -69,10 +70,7 @@ def train_sft(lm: nn.Module, data: np.ndarray, cfg: SFTConfig, pad: int,
     for step in range(cfg.steps):
         batch = data_t[torch.randint(len(data_t), (cfg.batch_size,), generator=gen)]
         loss = lm_loss(lm, batch, pad)
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
-        opt.step()
+        clipped_step(opt, loss, lm.parameters(), 1.0)
         sched.step()
         losses.append(loss.item())
         if on_step is not None:
