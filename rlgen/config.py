@@ -146,6 +146,12 @@ class TrainConfig:
     runs_root: str = "runs"
     resume: str | None = None
     """a run directory to continue to its budget"""
+    expert: str | None = None
+    """gail: the run directory whose policy is imitated (its episodes are the demonstrations), or a
+    demonstrations .npz (python -m rlgen.evaluate run=DIR demos=FILE writes one); unset: an expert is
+    trained first with the env's tuned config"""
+    init: str | None = None
+    """dppo: the diffusion run it fine-tunes; unset: one is trained first with the env's config"""
     torch_threads: int = 1
     """small networks are fastest on one thread; parallelise across processes instead"""
     progress: bool = True

@@ -80,23 +80,12 @@ def record_video(agent, cfg, run_dir: Path, episodes: int, seed: int, determinis
 def main(argv: list[str]) -> int:
     opts = parse_settings(argv, EvaluateSettings, COMMAND)
     run_dir = Path(opts.run)
-    if not run_dir.is_dir():
-        raise UserError(f"no such run directory '{run_dir}'")
     from rlgen.evaluation import evaluate_episodes
-    from rlgen.trainer import build_agent, load_run_config, read_summary, unwritable
+    from rlgen.trainer import load_trained, unwritable
 
-    summary = read_summary(run_dir)
-    if summary is not None and summary.get("status") == "failed":
-        raise UserError(f"{run_dir} failed before its first checkpoint ({summary.get('reason')}): there is no "
-                        "policy to evaluate")
-    if (why := unwritable(run_dir)) is not None:  # evaluation.json (and videos) go there
+    if run_dir.is_dir() and (why := unwritable(run_dir)) is not None:  # evaluation.json (and videos) go there
         raise UserError(f"evaluation.json cannot be written: {why}; copy the run to a writable place")
-    cfg = load_run_config(run_dir)
-    agent = build_agent(cfg)
-    try:
-        agent.load(run_dir / "checkpoint", trust=opts.trust_checkpoint)
-    except FileNotFoundError:
-        raise UserError(f"{run_dir} has no checkpoint yet (the run stopped before its first one)") from None
+    cfg, agent = load_trained(run_dir, trust=opts.trust_checkpoint)
 
     policy = agent.episode_policy(opts.deterministic)
     measured = evaluate_episodes(policy, cfg.env, opts.episodes, opts.seed, one_hot=agent.one_hot)

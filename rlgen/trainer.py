@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +120,89 @@ def build_agent(cfg: TrainConfig) -> Agent:
         env.close()
 
 
+def load_trained(run_dir: Path, trust: bool = False) -> tuple[TrainConfig, Agent]:
+    """The config and agent of a run directory, its checkpoint loaded; a UserError for a directory
+    that holds no policy (none, not a run, failed, no checkpoint yet)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"no such run directory '{run_dir}'")
+    summary = read_summary(run_dir)
+    if summary is not None and summary.get("status") == "failed":
+        raise UserError(f"{run_dir} failed before its first checkpoint ({summary.get('reason')}): it holds no policy")
+    cfg = load_run_config(run_dir)
+    agent = build_agent(cfg)
+    try:
+        agent.load(run_dir / "checkpoint", trust=trust)
+    except FileNotFoundError:
+        raise UserError(f"{run_dir} has no checkpoint yet (the run stopped before its first one)") from None
+    return cfg, agent
+
+
+def check_foundation(cfg: TrainConfig) -> None:
+    """expert= and init= only for the agents that build on such a run (Agent.builds_on)."""
+    from rlgen.agents import AGENTS
+
+    def key_of(name: str) -> str:
+        return (agent_class(name).builds_on or ("", ""))[0]
+
+    for key in ("expert", "init"):
+        if getattr(cfg, key) is not None and key != key_of(cfg.agent.name):
+            takers = [name for name in AGENTS if key_of(name) == key]
+            raise UserError(f"agent={cfg.agent.name} takes no {key}= (it is for {', '.join(takers) or 'no agent'})")
+
+
+def start_foundation(cfg: TrainConfig, agent: Agent) -> TrainConfig:
+    """Hand a new run's agent what it builds on: the run (or, for an expert, the demonstrations file)
+    that expert= / init= names, or a run of the default agent trained now with the env's tuned config.
+    Returns the config with that path filled in, so config.yaml records where the run started from."""
+    key, default = type(agent).builds_on
+    given = getattr(cfg, key)
+    path = Path(given) if given is not None else train_foundation(cfg, key, default)
+    if key == "expert" and path.suffix == ".npz":
+        from rlgen.demos import Demonstrations
+
+        if not path.is_file():
+            raise UserError(f"expert={path}: no such demonstrations file")
+        agent.start_from(Demonstrations.load(path))
+        return replace(cfg, expert=str(path))
+    source_cfg, source = load_trained(path, trust=cfg.trust_checkpoint)
+    if source_cfg.env.id != cfg.env.id:
+        raise UserError(f"{key}={path} is a run on {source_cfg.env.id}; this run's env is {cfg.env.id}")
+    if (source.observation_space, source.action_space) != (agent.observation_space, agent.action_space):
+        raise UserError(f"{key}={path} acts on {source.action_space} from {source.observation_space}; this env "
+                        f"has {agent.action_space} from {agent.observation_space} (its env.kwargs differ?)")
+    agent.start_from(source)
+    return replace(cfg, **{key: str(path)})
+
+
+def train_foundation(cfg: TrainConfig, key: str, agent_name: str) -> Path:
+    """The run `key` was not given: <runs_root>/<env>/<agent>/<key>-<seed>, trained now with the env's
+    tuned config and this run's seed, env kwargs and settings (or the completed one from before)."""
+    run_dir = Path(cfg.runs_root) / cfg.env.name / agent_name / f"{key}-{cfg.seed}"
+    summary = read_summary(run_dir)
+    if summary is not None and summary.get("status") == "completed":
+        print(f"no {key}= given: using {run_dir}, trained for it before", flush=True)
+        return run_dir
+    from rlgen.compose import load_config
+
+    kwargs = [f"env.kwargs.{k}={json.dumps(v)}" for k, v in cfg.env.kwargs.items()]
+    settings = [f"agent={agent_name}", f"env={cfg.env.id}", *kwargs, f"seed={cfg.seed}",
+                f"runs_root={cfg.runs_root}", f"progress={str(cfg.progress).lower()}",
+                f"torch_threads={cfg.torch_threads}"]
+    if (run_dir / "checkpoint.json").is_file():
+        print(f"no {key}= given: continuing {run_dir}, the {agent_name} run started for it before", flush=True)
+        prerequisite = replace(load_run_config(run_dir), resume=str(run_dir), progress=cfg.progress)
+    else:
+        prerequisite = load_config([*settings, f"run_dir={run_dir}"])
+        print(f"no {key}= given: training {agent_name} on {cfg.env.name} first (its tuned config, seed "
+              f"{cfg.seed}, {prerequisite.total_steps} steps) in {run_dir}", flush=True)
+    summary, _ = train(prerequisite)
+    if summary.get("status") != "completed":
+        raise UserError(f"the {agent_name} run for {key}= stopped before its budget ({run_dir}); run the same "
+                        "command again to continue it")
+    return run_dir
+
+
 def resume_state(cfg: TrainConfig) -> tuple[dict[str, Any], str | None]:
     """The checkpoint state the run at cfg.resume continues from, and why there is nothing to do if the
     run has completed cfg.total_steps already; a UserError for a run that cannot go on as asked."""
@@ -160,7 +243,10 @@ def train(cfg: TrainConfig) -> tuple[dict[str, Any], Path]:
         target, setting = _place(cfg)
         if (why := unwritable(target)) is not None:
             raise UserError(f"{setting}={target}: {why}; choose another {setting}=")
+    check_foundation(cfg)
     agent = build_agent(cfg)
+    if state is None and agent.builds_on is not None:
+        cfg = start_foundation(cfg, agent)
     if state is not None:
         run_dir = Path(cfg.resume)
         agent.load(run_dir / "checkpoint", trust=cfg.trust_checkpoint)  # a completed run must be whole too

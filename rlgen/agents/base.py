@@ -18,6 +18,7 @@ from rlgen.envs.imitation_tasks import EXPERT_TASKS
 from rlgen.errors import UserError
 
 if TYPE_CHECKING:
+    from rlgen.demos import Demonstrations
     from rlgen.run import Run
 
 
@@ -41,6 +42,9 @@ class Agent:
     """the kinds of observation space it can read (deep agents see discrete ones one-hot encoded)"""
     learns_from_expert: ClassVar[bool] = False
     """learns from the demonstrations of an env's scripted expert, not from rewards: it needs such an env"""
+    builds_on: ClassVar[tuple[str, str] | None] = None
+    """(the run setting, the agent trained for it when it is unset): what this agent starts from, a
+    trained run it is handed before learning (start_from), e.g. ("expert", "ppo") or ("init", "diffusion")"""
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Any, seed: int):
         why = self.misfit(observation_space, action_space)
@@ -76,6 +80,12 @@ class Agent:
         that remembers earlier steps of the episode (action chunks) returns a new callable with a
         `reset()`, which whoever plays the episodes calls when new ones start."""
         return functools.partial(self.act, deterministic=deterministic)
+
+    def start_from(self, source: Agent | Demonstrations) -> None:
+        """Take what this agent builds on (builds_on) from the loaded agent of a trained run on the same
+        env (an expert to imitate, a policy to fine-tune) or from demonstrations; a UserError if it
+        cannot serve."""
+        raise NotImplementedError
 
     def check_env(self, env: gym.Env) -> None:
         """A UserError if this agent cannot learn on `env` beyond what its spaces show (asked before the
