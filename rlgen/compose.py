@@ -290,6 +290,10 @@ def _conf_file(name: str) -> str:
     return str(files("rlgen.conf") / name)
 
 
+RENAMED_AGENT_FIELDS = {"n_demos": "n_trajectories"}
+"""agent fields renamed since runs were first written: old name -> new name"""
+
+
 def to_yaml(cfg: TrainConfig) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
@@ -297,6 +301,9 @@ def to_yaml(cfg: TrainConfig) -> str:
 def from_yaml(text: str) -> TrainConfig:
     """Rebuild a typed config from a run directory's config.yaml."""
     raw = OmegaConf.create(text)
+    for old, new in RENAMED_AGENT_FIELDS.items():  # a run written before the rename still loads
+        if old in raw.agent:
+            raw.agent[new] = raw.agent.pop(old)
     schema = OmegaConf.structured(TrainConfig)
     schema.agent = OmegaConf.structured(config_class(raw.agent.name))
     schema.env = OmegaConf.structured(EnvConfig)

@@ -107,6 +107,28 @@ def energy_gradient_penalty(grad: torch.Tensor, margin: float) -> torch.Tensor:
     return (grad.abs().amax(dim=-1) - margin).clamp(min=0.0).square().mean()
 
 
+def discriminator_loss(expert_logits: torch.Tensor, policy_logits: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of a discriminator D = sigmoid(logit) that labels expert pairs 1 and the
+    policy's 0, each half a mean: -E_expert[log D] - E_policy[log(1 - D)] (Ho & Ermon 2016, eq. 17 with
+    D's roles swapped: there D(s, a) -> 1 on the policy's pairs), written with softplus to stay finite."""
+    return F.softplus(-expert_logits).mean() + F.softplus(policy_logits).mean()
+
+
+def adversarial_reward(logits: torch.Tensor, kind: str) -> torch.Tensor:
+    """The policy's reward from the discriminator's logits. gail: -log(1 - D) = softplus(logit), always
+    positive (Ho & Ermon 2016's cost log D(s, a) in this D's convention); airl: log D - log(1 - D) =
+    logit, positive where the pair looks like the expert's and negative where it does not (Fu et al.
+    2018, "Learning Robust Rewards with Adversarial Inverse Reinforcement Learning", sec. 5)."""
+    return F.softplus(logits) if kind == "gail" else logits
+
+
+def lipschitz_penalty(grad: torch.Tensor) -> torch.Tensor:
+    """Mean of (||grad||_2 - 1)^2 over the rows: the gradient penalty of Gulrajani et al. 2017 ("Improved
+    Training of Wasserstein GANs", eq. 3), taken at points between expert and policy pairs, which
+    Kostrikov et al. 2019 (DAC, sec. 4.3) apply to GAIL's discriminator. grad (B, D)."""
+    return (grad.norm(dim=-1) - 1.0).square().mean()
+
+
 # -- direct alignment: the policy's log-ratio to the reference as an implicit reward -------------------
 # logratio = log pi(y|x) - log pi_ref(y|x), summed over the tokens of the completion y.
 

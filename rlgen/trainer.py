@@ -245,7 +245,8 @@ def train(cfg: TrainConfig) -> tuple[dict[str, Any], Path]:
             raise UserError(f"{setting}={target}: {why}; choose another {setting}=")
     check_foundation(cfg)
     agent = build_agent(cfg)
-    if state is None and agent.builds_on is not None:
+    if state is None and agent.builds_on is not None and (
+            getattr(cfg, agent.builds_on[0]) is not None or agent.needs_foundation()):
         cfg = start_foundation(cfg, agent)
     if state is not None:
         run_dir = Path(cfg.resume)

@@ -25,7 +25,7 @@ variants:
 seeds: [0, 1]
 metric: success
 steps: {all: 200}
-overrides: {all: [eval_every=0, eval_episodes=10, agent.n_demos=20]}
+overrides: {all: [eval_every=0, eval_episodes=10, agent.n_trajectories=20]}
 runs_per_process: 50
 """
 
@@ -67,8 +67,8 @@ def test_the_generative_suite_plans_every_task_with_the_same_demonstrations_and_
     assert all(j.overrides[:3] == [f"agent={j.agent}", "env=Step", "env.two_valued=true"] for j in step2)
     assert Path(step2[0].run_dir).parent.parent.name == "Step2"
     assert all(j.budget == (5_000 if j.env.startswith("Step") else 20_000) for j in jobs)  # one-step tasks: fewer
-    # per task, every policy learns from the same demonstrations (the last n_demos given wins)
-    demos = {(j.env, [o for o in j.overrides if o.startswith("agent.n_demos=")][-1]) for j in jobs}
+    # per task, every policy learns from the same demonstrations (the last n_trajectories given wins)
+    demos = {(j.env, [o for o in j.overrides if o.startswith("agent.n_trajectories=")][-1]) for j in jobs}
     assert len(demos) == len(suite.envs)
 
 

@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from expert_demos import demonstrations_file
 from state_compare import assert_no_shared_memory, assert_same
 from tabular_run import LocalRun
 
 from rlgen.agents import AGENTS, agent_class
 from rlgen.compose import load_config
+from rlgen.demos import Demonstrations
 from rlgen.run import Run
 from rlgen.trainer import build_agent
 
@@ -27,7 +29,7 @@ RLHF = ("env=TextPreference", "total_steps=40", "agent.sft.steps=3", "agent.corp
         "agent.reward_model.n_pairs=32", "agent.reward_model.n_eval_pairs=16", "agent.reward_model.epochs=1",
         "agent.bon_prompts=2", "agent.bon_samples=4", "agent.n_eval_prompts=8", "agent.ppo.batch_size=8",
         "agent.ppo.minibatch_size=4", "agent.ppo.n_epochs=1")
-IMITATION = ("env=Avoid", "total_steps=20", "agent.n_demos=3", "agent.batch_size=8")
+IMITATION = ("env=Avoid", "total_steps=20", "agent.n_trajectories=3", "agent.batch_size=8")
 LM = tuple(o for o in RLHF if not o.startswith(("agent.ppo.", "total_steps=")))
 DIRECT = (*LM, "total_steps=3", "agent.batch_size=8", "agent.monitor_every=1", "agent.monitor_samples=4")
 GROUP = (*LM, "total_steps=40", "agent.batch_size=8", "agent.group_size=4", "agent.minibatch_size=4",
@@ -42,6 +44,7 @@ SETTINGS = {
     "rlhf": RLHF, "bc": IMITATION, "mdn": IMITATION,
     "ibc": (*IMITATION, "agent.n_counter_examples=4", "agent.dfo_samples=16"),
     "diffusion": (*IMITATION, "agent.diffusion_steps=10", "agent.horizon=2"),
+    "gail": (*PPO_LIKE, "agent.disc_batch_size=32"),
     "dpo": DIRECT, "ipo": DIRECT, "kto": DIRECT, "grpo": GROUP, "rloo": GROUP,
 }
 LANGUAGE_MODELS = ("rlhf", "dpo", "ipo", "kto", "grpo", "rloo")
@@ -62,6 +65,8 @@ def trained(name: str, run_dir: Path):
                        "eval_every=0", "eval_episodes=1"])
     run_dir.mkdir(parents=True)
     agent = build_agent(cfg)
+    if agent.builds_on is not None and agent.needs_foundation():
+        agent.start_from(Demonstrations.load(demonstrations_file(run_dir.parent)))
     run = Run(cfg, run_dir, agent)
     try:
         agent.learn(cfg.total_steps, run)

@@ -255,7 +255,7 @@ def test_a_chunked_policy_plans_every_execute_steps_and_after_a_reset(monkeypatc
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
 def test_a_cli_run_of_either_sampler_writes_success_and_a_checkpoint(sampler, tmp_path):
     run = train_run(tmp_path / "run", "agent=diffusion", "env=Avoid", f"agent.sampler={sampler}", "total_steps=40",
-                    "eval_every=20", "eval_episodes=3", "agent.n_demos=3", "agent.batch_size=16",
+                    "eval_every=20", "eval_episodes=3", "agent.n_trajectories=3", "agent.batch_size=16",
                     "agent.diffusion_steps=20", "agent.horizon=2", "agent.execute=2")
     summary = json.loads((run / "summary.json").read_text())
     assert 0.0 <= summary["success_rate"] <= 1.0 and summary["action_latency_ms"] > 0 and "mode_fraction" in summary
@@ -266,7 +266,7 @@ def test_rlgen_evaluate_plays_the_chunks_and_reports_success(tmp_path, capsys, m
     from rlgen.evaluate import main
 
     run = train_run(tmp_path / "run", "agent=diffusion", "env=Avoid", "total_steps=20", "eval_every=20",
-                    "eval_episodes=2", "agent.n_demos=3", "agent.batch_size=16", "agent.diffusion_steps=10",
+                    "eval_episodes=2", "agent.n_trajectories=3", "agent.batch_size=16", "agent.diffusion_steps=10",
                     "agent.horizon=4", "agent.execute=4")
     planned = []
     plan = Diffusion.plan

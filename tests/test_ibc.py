@@ -199,7 +199,7 @@ def test_acting_is_reproducible_from_the_seed_draws_fresh_candidates_and_leaves_
 @pytest.mark.parametrize(("env", "inference"), [("Particle", "dfo"), ("Avoid", "langevin")])
 def test_a_cli_run_writes_success_rate_and_its_losses(env, inference, tmp_path):
     run = train_run(tmp_path / "run", "agent=ibc", f"env={env}", f"agent.inference={inference}", "total_steps=20",
-                    "eval_every=10", "eval_episodes=2", "agent.n_demos=3", "agent.batch_size=8",
+                    "eval_every=10", "eval_episodes=2", "agent.n_trajectories=3", "agent.batch_size=8",
                     "agent.dfo_samples=32", "agent.dfo_counter_examples=4", "agent.langevin_samples=8",
                     "agent.langevin_steps=3")
     summary = json.loads((run / "summary.json").read_text())

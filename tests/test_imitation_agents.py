@@ -60,7 +60,7 @@ def test_a_cli_run_writes_success_to_its_summary_eval_csv_and_tensorboard(agent,
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = train_run(tmp_path / "run", f"agent={agent}", f"env={env}", "total_steps=60", "eval_every=30",
-                    "eval_episodes=3", "agent.n_demos=3", "agent.batch_size=16")
+                    "eval_episodes=3", "agent.n_trajectories=3", "agent.batch_size=16")
     summary = json.loads((run / "summary.json").read_text())
     assert 0.0 <= summary["success_rate"] <= 1.0 and summary["action_latency_ms"] > 0
     assert summary["expert_success_rate"] == 1.0 and ("mode_fraction" in summary) == mode
@@ -72,8 +72,8 @@ def test_a_cli_run_writes_success_to_its_summary_eval_csv_and_tensorboard(agent,
 
 
 @pytest.mark.parametrize(("overrides", "fragments"), [
-    (("agent=bc", "env=CartPole"), ("agent=bc needs continuous (Box) actions", "Discrete")),
-    (("agent=mdn", "env=Pendulum"), ("Pendulum-v1 has no scripted expert", "Particle, Avoid, Step")),
+    (("agent=mdn", "env=CartPole"), ("mdn", "Box", "Discrete")),
+    (("agent=mdn", "env=Pendulum", "expert=no/such/run"), ("no such run directory 'no/such/run'",)),
     (("agent=bc", "env=Step", "agent.demo_env=rlgen/Avoid-v0"), ("observations of size 2",)),
 ])
 def test_a_policy_without_demonstrations_to_learn_from_is_one_line_and_no_run(overrides, fragments, tmp_path,
@@ -91,6 +91,6 @@ def test_evaluations_act_as_eval_deterministic_says(deterministic, tmp_path, mai
     policy = MDN.episode_policy
     monkeypatch.setattr(MDN, "episode_policy", lambda self, d=True: asked.append(d) or policy(self, d))
     out = main_in_process("agent=mdn", "env=Step", f"run_dir={tmp_path / 'run'}", "total_steps=20", "eval_every=10",
-                          "eval_episodes=2", "agent.n_demos=5", "agent.batch_size=8", "progress=false",
+                          "eval_episodes=2", "agent.n_trajectories=5", "agent.batch_size=8", "progress=false",
                           f"eval_deterministic={str(deterministic).lower()}")
     assert out.returncode == 0 and asked == [deterministic, deterministic]  # one per evaluation

@@ -75,7 +75,7 @@ def test_the_weights_moving_average_starts_at_the_weights_and_warms_up_as_diffus
 
 
 def test_acting_uses_the_moving_average_and_training_goes_on_from_the_trained_weights():
-    agent = build_agent(load_config(["agent=bc", "env=Step", "agent.n_demos=20", "agent.batch_size=8",
+    agent = build_agent(load_config(["agent=bc", "env=Step", "agent.n_trajectories=20", "agent.batch_size=8",
                                      "agent.ema_power=0.75", "agent.net_arch=[8]"]))
     agent.load_demos()
     for _ in range(30):

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from expert_demos import demonstrations_file
 
-from rlgen.agents import AGENTS
+from rlgen.agents import AGENTS, agent_class
 from rlgen.compose import load_config
 from rlgen.run import Run
 from rlgen.trainer import build_agent, train
@@ -52,13 +53,15 @@ SETUPS: dict[str, tuple[str, ...]] = {
     "gradient_bandit": ("env=Bandit10", "total_steps=3000", "eval_every=1000"),
     "thompson_sampling": ("env=Bandit10", "total_steps=3000", "eval_every=1000"),
     "rlhf": ("env=TextPreference", "total_steps=1500", "eval_every=500", *TINY_RLHF),
-    "bc": ("env=Particle", "total_steps=300", "eval_every=100", "agent.n_demos=10", "agent.batch_size=32"),
-    "mdn": ("env=Avoid", "total_steps=300", "eval_every=100", "agent.n_demos=10", "agent.batch_size=32"),
-    "ibc": ("env=Avoid", "total_steps=60", "eval_every=20", "agent.n_demos=10", "agent.batch_size=16",
+    "bc": ("env=Particle", "total_steps=300", "eval_every=100", "agent.n_trajectories=10", "agent.batch_size=32"),
+    "mdn": ("env=Avoid", "total_steps=300", "eval_every=100", "agent.n_trajectories=10", "agent.batch_size=32"),
+    "ibc": ("env=Avoid", "total_steps=60", "eval_every=20", "agent.n_trajectories=10", "agent.batch_size=16",
             "agent.inference=langevin", "agent.langevin_steps=3", "agent.langevin_samples=8"),
-    "diffusion": ("env=Avoid", "total_steps=300", "eval_every=100", "agent.n_demos=10", "agent.batch_size=32",
+    "diffusion": ("env=Avoid", "total_steps=300", "eval_every=100", "agent.n_trajectories=10", "agent.batch_size=32",
                   "agent.diffusion_steps=20", "agent.sampler=ddpm", "agent.horizon=3", "agent.execute=2"),
     # direct alignment counts gradient steps; grpo and rloo count generated tokens, as rlhf does
+    "gail": ("env=CartPole", "total_steps=2048", "eval_every=512", "agent.n_steps=64", "agent.n_envs=4",
+             "agent.disc_batch_size=64", "agent.grad_penalty=1"),
     "dpo": ("env=TextPreference", "total_steps=12", "eval_every=4", *TINY_LM, *TINY_DIRECT),
     "ipo": ("env=TextPreference", "total_steps=12", "eval_every=4", *TINY_LM, *TINY_DIRECT),
     "kto": ("env=TextPreference", "total_steps=12", "eval_every=4", *TINY_LM, *TINY_DIRECT),
@@ -75,7 +78,9 @@ def test_every_registered_agent_has_a_setup():
 def _config(agent: str, run_dir: Path):
     # the language models' SFT model and labels are cached beside the runs, not in the user's cache
     cache = (f"agent.cache_dir={run_dir.parent / 'cache'}",) if agent in LANGUAGE_MODELS else ()
-    return load_config([f"agent={agent}", *SETUPS[agent], *COMMON, f"run_dir={run_dir}", *cache])
+    expert = (f"expert={demonstrations_file(run_dir.parent)}",) if agent_class(agent).builds_on == ("expert", "ppo") \
+        and not agent_class(agent).learns_from_expert else ()
+    return load_config([f"agent={agent}", *SETUPS[agent], *COMMON, f"run_dir={run_dir}", *cache, *expert])
 
 
 def _interrupt_at(monkeypatch, step: int) -> None:

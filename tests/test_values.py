@@ -45,7 +45,7 @@ INVALID: list[tuple[str, list[str]]] = [
     (r"\.step_power$", ["-0.5", "1.5"]),
     (r"\.(n_envs|n_steps|batch_size|minibatch_size|n_epochs|epochs|buffer_size|train_freq|target_update_interval"
      r"|n_layer|n_head|n_embd|n_reviews|steps|n_pairs|n_eval_pairs|kl_horizon|n_eval_prompts|bon_\w+|n"
-     r"|n_demos|n_components)$",
+     r"|n_trajectories|n_components)$",
      ["0", "-1"]),
     (r"\.(learning_starts|epsilon_decay_steps)$", ["-1"]),
     (r"^ibc\.(n_counter_examples|dfo_samples|dfo_iters|langevin_samples|langevin_counter_examples|langevin_steps)$",
@@ -57,7 +57,9 @@ INVALID: list[tuple[str, list[str]]] = [
     (r"\.gradient_steps$", ["0", "-2"]),
     (r"\.max_clauses$", ["0", "10000"]),
     (r"\.(seed|demo_seed)$", ["-1", "4294967296"]),
-    (r"\.net_arch$", ["[0]", "[64,-1]"]),
+    (r"\.(net_arch|disc_net_arch)$", ["[0]", "[64,-1]"]),
+    (r"^gail\.(disc_updates|disc_batch_size)$", ["0", "-1"]),
+    (r"^gail\.grad_penalty$", ["-0.1"]),
     (r"^diffusion\.(diffusion_steps|horizon)$", ["0", "-1"]),
     (r"^diffusion\.sampling_steps$", ["0", "101"]),  # DDIM's levels: 1 .. diffusion_steps (100)
     (r"^diffusion\.execute$", ["0", "2"]),  # 1 .. horizon (1)

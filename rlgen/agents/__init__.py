@@ -49,6 +49,8 @@ AGENTS: dict[str, str] = {
     "mdn": "rlgen.agents.bc:MDN",
     "ibc": "rlgen.agents.ibc:IBC",
     "diffusion": "rlgen.agents.diffusion:Diffusion",
+    # generative models in RL: a discriminator as the reward (GAIL)
+    "gail": "rlgen.agents.gail:GAIL",
 }
 
 

@@ -87,6 +87,11 @@ class Agent:
         cannot serve."""
         raise NotImplementedError
 
+    def needs_foundation(self) -> bool:
+        """Whether, with builds_on set, this agent cannot learn unless it is handed a run (one is then
+        trained first when none is given); False where it has its own (an env's scripted expert)."""
+        return self.builds_on is not None
+
     def check_env(self, env: gym.Env) -> None:
         """A UserError if this agent cannot learn on `env` beyond what its spaces show (asked before the
         run directory is made). Most agents need nothing more than the spaces they were built with."""

@@ -22,17 +22,23 @@ import torch.nn.functional as F
 
 from rlgen.agents.base import Agent
 from rlgen.config import (
-    AgentConfig,
     check_choice,
     check_layers,
     check_learning_rate,
     check_nonnegative,
     check_positive,
     check_range,
-    check_seed,
     named,
 )
-from rlgen.demos import Demonstrations, expert_demonstrations, require_expert
+from rlgen.demos import (
+    DEMONSTRATIONS_FILE,
+    Demonstrations,
+    DemonstrationsConfig,
+    demonstrations_of,
+    demos_summary,
+    expert_demonstrations,
+    scripted_expert,
+)
 from rlgen.distributions import categorical_sample, np_softmax
 from rlgen.errors import UserError
 from rlgen.loops import flat, offline
@@ -48,15 +54,7 @@ GENERATIVE_NET_ARCH = (256, 256)
 
 
 @dataclass
-class ImitationConfig(AgentConfig):
-    demo_env: str = ""
-    """the env whose scripted expert is imitated (conf/agent/*.yaml sets the run's env)"""
-    demo_env_kwargs: dict[str, Any] = field(default_factory=dict)
-    """its keyword arguments (conf: the run's env.kwargs)"""
-    n_demos: int = 200
-    """expert episodes in the demonstrations"""
-    demo_seed: int = 0
-    """seeds the demonstrations, not the run's seed: every policy and every seed sees the same ones"""
+class ImitationConfig(DemonstrationsConfig):
     batch_size: int = 256
     learning_rate: float = 1e-3
     net_arch: list[int] = field(default_factory=lambda: list(GENERATIVE_NET_ARCH))
@@ -69,50 +67,71 @@ class ImitationConfig(AgentConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice("agent.activation", self.activation, tuple(ACTIVATIONS))
-        check_positive(**named(self, "n_demos", "batch_size"))
+        check_positive(**named(self, "batch_size"))
         check_learning_rate(**named(self, "learning_rate"))
-        check_seed(**named(self, "demo_seed"))
         check_layers(**named(self, "net_arch"))
         check_nonnegative(**named(self, "ema_power"))
         check_range(0, 1, open_high=True, why=" (a decay)", **named(self, "ema_max_decay"))
 
 
 class ImitationAgent(Agent):
-    """Learns a policy from an env expert's demonstrations, one minibatch per gradient step."""
+    """Learns a policy from an expert's demonstrations, one minibatch per gradient step: the env's
+    scripted expert's, or those of a trained run given as expert= (or a demonstrations file)."""
 
     learns_from_expert = True
+    builds_on = ("expert", "ppo")
+    action_spaces = (gym.spaces.Box,)
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: ImitationConfig, seed: int):
         super().__init__(observation_space, action_space, config, seed)
-        bounded = isinstance(action_space, gym.spaces.Box) and bool(
-            np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all())
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        bounded = self.discrete or bool(np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all())
         if not bounded:
-            raise UserError(f"agent={config.name} needs continuous (Box) actions with finite bounds; "
-                            f"this env's are {action_space}")
+            raise UserError(f"agent={config.name} needs actions with finite bounds; this env's are {action_space}")
         self.obs_dim = flat_dim(observation_space.shape)
-        self.act_dim = flat_dim(action_space.shape)
-        demo_obs, demo_actions = require_expert(config.demo_env, config.demo_env_kwargs)
-        if (flat_dim(demo_obs.shape), flat_dim(demo_actions.shape)) != (self.obs_dim, self.act_dim):
-            raise UserError(f"the demonstrations of {config.demo_env} have observations of size "
-                            f"{flat_dim(demo_obs.shape)} and actions of size {flat_dim(demo_actions.shape)}; "
-                            f"this env's are {self.obs_dim} and {self.act_dim}")
-        self.low = action_space.low.astype(np.float32).reshape(-1)
-        self.high = action_space.high.astype(np.float32).reshape(-1)
+        self.act_dim = int(action_space.n) if self.discrete else flat_dim(action_space.shape)
+        """the action's size (discrete: the number of actions, one logit each)"""
+        self.scripted = scripted_expert(config.demo_env, config.demo_env_kwargs) is not None
+        """whether the demonstrations come from the env's scripted expert (else from a run: start_from)"""
+        if self.scripted:
+            demo_obs, demo_actions = scripted_expert(config.demo_env, config.demo_env_kwargs)
+            if (flat_dim(demo_obs.shape), flat_dim(demo_actions.shape)) != (self.obs_dim, self.act_dim):
+                raise UserError(f"the demonstrations of {config.demo_env} have observations of size "
+                                f"{flat_dim(demo_obs.shape)} and actions of size {flat_dim(demo_actions.shape)}; "
+                                f"this env's are {self.obs_dim} and {self.act_dim}")
+        if not self.discrete:
+            self.low = action_space.low.astype(np.float32).reshape(-1)
+            self.high = action_space.high.astype(np.float32).reshape(-1)
         self.obs_mean = torch.zeros(self.obs_dim)
         self.obs_std = torch.ones(self.obs_dim)
         self.generator = torch.Generator().manual_seed(seed + SAMPLING_SEED_OFFSET)
         """acting's random stream (candidates, noise), saved in checkpoints: evaluations are reproducible
         and leave training's streams alone"""
         self.demos: Demonstrations | None = None
+        self.given: Demonstrations | None = None
+        """demonstrations handed over by start_from (a run's policy, or a file), kept in checkpoints"""
         self.data: tuple[torch.Tensor, torch.Tensor] = (torch.zeros(0, self.obs_dim), torch.zeros(0, self.act_dim))
         """the demonstrations as the networks see them: normalised observations, scaled actions"""
+
+    def needs_foundation(self) -> bool:
+        return not self.scripted
+
+    def start_from(self, source: Agent | Demonstrations) -> None:
+        """Learn from `source`'s demonstrations: a file's, or n_trajectories episodes of a trained run's
+        policy (deterministic, from demo_seed) on this env."""
+        self.given = demonstrations_of(source, self.config, self.one_hot)
 
     # -- data ---------------------------------------------------------------------------------------
 
     def load_demos(self) -> Demonstrations:
         """Generate the demonstrations (the same ones on every call) and the normalisation they define."""
         c = self.config
-        demos = expert_demonstrations(c.demo_env, c.n_demos, c.demo_seed, **c.demo_env_kwargs)
+        if self.given is not None:
+            demos = self.given
+        elif self.scripted:
+            demos = expert_demonstrations(c.demo_env, c.n_trajectories, c.demo_seed, **c.demo_env_kwargs)
+        else:
+            raise UserError(f"{c.demo_env} has no scripted expert: give agent={c.name} one with expert=<run dir>")
         std = demos.obs.std(axis=0)
         self.obs_mean = torch.as_tensor(demos.obs.mean(axis=0))
         self.obs_std = torch.as_tensor(np.where(std > 1e-6, std, 1.0).astype(np.float32))  # constant features
@@ -124,12 +143,16 @@ class ImitationAgent(Agent):
         return (torch.as_tensor(flat(obs)) - self.obs_mean) / self.obs_std
 
     def scale(self, actions: np.ndarray) -> np.ndarray:
-        """Env actions -> [-1, 1] per dimension."""
+        """Env actions -> [-1, 1] per dimension (discrete: the action's index)."""
+        if self.discrete:
+            return actions.reshape(-1).astype(np.int64)
         return (2.0 * (actions - self.low) / (self.high - self.low) - 1.0).astype(np.float32)
 
     def unscale(self, actions: np.ndarray) -> np.ndarray:
         """(B, act_dim) in [-1, 1] -> a batch of env actions (float32, the action space's shape), clipped
-        into the bounds."""
+        into the bounds (discrete: the indices as they are)."""
+        if self.discrete:
+            return actions.astype(np.int64)
         actions = np.clip(self.low + (actions + 1.0) * 0.5 * (self.high - self.low), self.low, self.high)
         return actions.astype(np.float32).reshape(len(actions), *self.action_space.shape)
 
@@ -163,17 +186,24 @@ class ImitationAgent(Agent):
     def summary_fields(self) -> dict[str, Any]:
         if self.demos is None:
             return {}
-        return {"expert_success_rate": self.demos.success_rate, "demo_steps": len(self.demos.obs)}
+        return demos_summary(self.demos)
 
     def state_dict(self) -> dict[str, Any]:
+        given = {} if self.given is None else {"demonstrations": self.given.arrays()}
         return {**super().state_dict(), "obs_mean": self.obs_mean.clone(), "obs_std": self.obs_std.clone(),
-                "sampling_rng": self.generator.get_state()}
+                "sampling_rng": self.generator.get_state(), **given}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.obs_mean = state["obs_mean"].clone()
         self.obs_std = state["obs_std"].clone()
         self.generator.set_state(state["sampling_rng"].clone())
+        if "demonstrations" in state:
+            self.given = Demonstrations.copy_of(state["demonstrations"])
+
+    def write_artifacts(self, run: Run) -> None:
+        if self.given is not None:
+            self.given.save(run.dir / DEMONSTRATIONS_FILE)
 
 
 class OneNetwork(ImitationAgent):
@@ -240,9 +270,12 @@ class BCConfig(ImitationConfig):
 class BC(OneNetwork):
     """Behavioural cloning: regress the expert's action on the observation with mean squared error,
     act by the regression (the explicit policy of Florence et al. 2021, sec. 3). Where the expert's
-    action jumps or has several values, the regression interpolates or averages: that is its failure."""
+    action jumps or has several values, the regression interpolates or averages: that is its failure.
+    Discrete actions: a classifier of the expert's action (cross-entropy), acting by its most probable
+    action (sampling it when not deterministic), the BC baseline of Ho & Ermon 2016 (sec. 6)."""
 
     Config = BCConfig
+    action_spaces = (gym.spaces.Discrete, gym.spaces.Box)
 
     @property
     def out_dim(self) -> int:
@@ -250,10 +283,14 @@ class BC(OneNetwork):
 
     def fit_step(self) -> dict[str, float]:
         obs, actions = self.batch()
-        return self.gradient_step(F.mse_loss(self.net(obs), actions))
+        loss = F.cross_entropy if self.discrete else F.mse_loss
+        return self.gradient_step(loss(self.net(obs), actions))
 
     def policy(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
-        return self.net(obs).numpy()
+        out = self.net(obs).numpy()
+        if not self.discrete:
+            return out
+        return out.argmax(axis=1) if deterministic else categorical_sample(np_softmax(out), self.rng)
 
 
 # -- mixture density network --------------------------------------------------------------------------
