@@ -19,13 +19,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from rlgen import benchalign, benchgen
+from rlgen import benchalign, benchgen, benchimit
 from rlgen.benchreport import collect, write_report
 from rlgen.benchsuite import Job, Options, Suite, find_suite, known_suites, load_suite, plan, suite_agents
 from rlgen.cli import parse_settings, usage
 from rlgen.errors import UserError, cli_main
 
-REPORTS = {"success": benchgen.write_report, "alignment": benchalign.write_report}
+REPORTS = {"success": benchgen.write_report, "alignment": benchalign.write_report,
+           "imitation": benchimit.write_report}
 """the report writer of a suite's metric, when not the classic one (rlgen.benchreport)"""
 
 
@@ -219,8 +220,11 @@ def run_suite(suite: Suite, opts: Options, logdir: Path, out: Path, command: str
     done = "report only" if opts.report_only else f"{len(jobs) - len(todo)} already done"
     print(f"suite {suite.name}: {len(jobs)} runs, {done}, logdir {logdir}", flush=True)
     results: list[dict[str, Any]] = []
-    # training runs first, then the evaluation-only jobs that load their models
-    for phase in ([j for j in todo if not j.source], [j for j in todo if j.source]):
+    # training runs first, then those that build on them (an expert, a start), then the evaluation-only jobs
+    # that load their models
+    phases = ([j for j in todo if not j.source and not j.after], [j for j in todo if j.after],
+              [j for j in todo if j.source])
+    for phase in phases:
         if phase and opts.backend == "ray":
             results += run_ray(phase, opts.ray_address, suite.runs_per_process)
         elif phase:

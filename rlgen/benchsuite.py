@@ -13,7 +13,7 @@ from omegaconf.errors import OmegaConfBaseException
 from rlgen.errors import UserError, unknown
 
 BACKENDS = ("process", "ray")
-METRICS = ("return", "dp_error", "success", "alignment")
+METRICS = ("return", "dp_error", "success", "alignment", "imitation")
 
 
 @dataclass
@@ -33,11 +33,21 @@ class Variant:
     are loaded and evaluated with these overrides, for settings that change only how it acts (a
     sampler): the same model compared under both, at the cost of an evaluation"""
 
+    builds_on: str = ""
+    """agent variants of an agent that builds on a trained run (Agent.builds_on: gail's expert=, dppo's
+    init=): the label of the suite's agent whose run on the same env is handed to it, trained first"""
+    builds_on_seed: int | None = None
+    """the seed of that run (default: the same seed as this run's)"""
+    seeds: list[int] = field(default_factory=list)
+    """agent variants: run only these of the suite's seeds (e.g. one expert per env); default: all"""
+
     def __post_init__(self) -> None:
         if bool(self.agent) == bool(self.env):
             raise UserError("a variant names exactly one base: agent: <name> or env: <name>")
         if self.evaluate_only and not self.agent:
             raise UserError("evaluate_only applies to agent variants (a trained model acting differently)")
+        if (self.builds_on or self.seeds) and not self.agent:
+            raise UserError("builds_on and seeds apply to agent variants")
 
 
 @dataclass
@@ -63,7 +73,8 @@ class Suite:
     """ours -> the SB3 agent it is compared with"""
     metric: str = "return"
     """return (final evaluation return) | dp_error (error to the dynamic-programming optimum) | success
-    (the success rate, rlgen.benchgen) | alignment (gold reward against KL, rlgen.benchalign)"""
+    (the success rate, rlgen.benchgen) | alignment (gold reward against KL, rlgen.benchalign) | imitation
+    (GAIL and BC against the expert, DPPO against its start: rlgen.benchimit)"""
     gamma: float = 0.99
     """dp_error: discount of the optimum when the agent's config has no gamma"""
     dp_tolerance: float = 0.01
@@ -86,6 +97,10 @@ class Suite:
             if label not in listed:
                 kind = "envs" if v.env else "agents or optional_agents"
                 raise UserError(f"variant {label} (of {v.agent or v.env}) is not listed in {kind}")
+            if v.builds_on and v.builds_on not in self.agents + self.optional_agents:
+                raise UserError(f"variant {label} builds on {v.builds_on}, which is not listed in agents")
+            if v.builds_on and v.builds_on in self.variants and self.variants[v.builds_on].builds_on:
+                raise UserError(f"variant {label} builds on {v.builds_on}, which builds on another run itself")
         if self.runs_per_process < 1:
             raise UserError(f"runs_per_process must be >= 1, got {self.runs_per_process}")
         if not self.seeds or min(self.seeds) < 0:
@@ -149,6 +164,8 @@ class Job:
     run_dir: str
     overrides: list[str]
     source: str = ""
+    after: str = ""
+    """the run directory this run builds on (expert= or init=), which must be trained first"""
     """an evaluation-only job: the run directory of the trained run it evaluates ("": a training run)"""
 
 
@@ -231,11 +248,36 @@ def plan(suite: Suite, opts: Options, logdir: Path) -> list[Job]:
     jobs: list[Job] = []
     for env in envs:
         for agent in [a for a in agents if not _evaluate_only(suite, a)]:
-            jobs += _training_jobs(suite, opts, logdir, agent, env, seeds)
+            chosen = [s for s in seeds if s in suite.variants[agent].seeds] if _narrowed(suite, agent) else seeds
+            jobs += _training_jobs(suite, opts, logdir, agent, env, chosen)
         for agent in agents:
             if _evaluate_only(suite, agent):
                 jobs += _evaluation_jobs(suite, logdir, agent, env, jobs)
+    planned = {j.run_dir for j in jobs}
+    for job in jobs:
+        if job.after and job.after not in planned and not (Path(job.after) / "checkpoint.json").is_file():
+            needed = suite.variants[job.agent].builds_on
+            raise UserError(f"{job.agent} builds on the runs of {needed}, which this plan does not train on "
+                            f"{job.env} (seed {Path(job.after).name.removeprefix('seed')}); add {needed} to agents=")
     return jobs
+
+
+def _narrowed(suite: Suite, label: str) -> bool:
+    return label in suite.variants and bool(suite.variants[label].seeds)
+
+
+def _foundation(suite: Suite, logdir: Path, agent: str, env: str, seed: int) -> list[str]:
+    """expert=<dir> / init=<dir> for an agent variant that builds on another label's run."""
+    from rlgen.agents import agent_class
+
+    variant = suite.variants.get(agent)
+    if variant is None or not variant.builds_on:
+        return []
+    key = (agent_class(variant.agent).builds_on or ("", ""))[0]
+    if not key:
+        raise UserError(f"variant {agent}: agent {variant.agent} builds on no run (it takes no expert= or init=)")
+    source = seed if variant.builds_on_seed is None else variant.builds_on_seed
+    return [f"{key}={logdir / env / variant.builds_on / f'seed{source}'}"]
 
 
 def _excluded(suite: Suite, agent: str, env: str) -> bool:
@@ -268,9 +310,11 @@ def _training_jobs(suite: Suite, opts: Options, logdir: Path, agent: str, env: s
         for seed in seeds:
             name = f"seed{seed}" if not sweep else f"steps{steps}-seed{seed}"
             run_dir = logdir / env / agent / name
+            builds_on = _foundation(suite, logdir, agent, env, seed)
             overrides = [*selection, *extra, f"seed={seed}", f"total_steps={steps}", f"eval_every={every}",
-                         *episodes, "progress=false"]
-            jobs.append(Job(agent, env, seed, steps, str(run_dir), overrides))
+                         *episodes, "progress=false", *builds_on]
+            after = builds_on[0].partition("=")[2] if builds_on else ""
+            jobs.append(Job(agent, env, seed, steps, str(run_dir), overrides, after=after))
     return jobs
 
 

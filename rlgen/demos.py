@@ -43,6 +43,12 @@ class Demonstrations:
     """(n_episodes,) bool: info["success"] at the episode's end"""
     mode: np.ndarray
     """(n_episodes,) int64: info["mode"] at the episode's end, NO_MODE if the env reports none"""
+    terminated: np.ndarray | None = None
+    """(n_episodes,) bool: the env ended the episode (False: a time limit cut it); None: not recorded"""
+
+    def __post_init__(self) -> None:
+        if self.terminated is None:
+            self.terminated = np.zeros(self.n_episodes, dtype=bool)
 
     @property
     def n_episodes(self) -> int:
@@ -68,14 +74,15 @@ class Demonstrations:
     @classmethod
     def copy_of(cls, arrays: dict[str, np.ndarray]) -> Demonstrations:
         """From `arrays` (a checkpoint's), sharing no memory with them."""
-        return cls(**{name: np.array(arrays[name]) for name in cls.__dataclass_fields__})
+        return cls(**{name: np.array(arrays[name]) for name in cls.__dataclass_fields__ if name in arrays})
 
     @classmethod
     def load(cls, path: Path) -> Demonstrations:
         """A file Demonstrations.save wrote; a UserError for anything else (never unpickled)."""
         try:
             with np.load(Path(path), allow_pickle=False) as data:
-                return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+                return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data or
+                              name != "terminated"})
         except (OSError, ValueError, KeyError) as err:
             raise UserError(f"{path} is not a demonstrations file rlgen wrote ({one_line(err)})") from None
 
@@ -192,6 +199,7 @@ def play(env: gym.Env, act: Callable[[np.ndarray], Any], n_episodes: int, seed: 
         raise UserError(f"the number of demonstration episodes must be positive, got {n_episodes}")
     obs_rows, actions, episode = [], [], []
     returns, success, mode = np.zeros(n_episodes), np.zeros(n_episodes, dtype=bool), np.full(n_episodes, NO_MODE)
+    ended = np.zeros(n_episodes, dtype=bool)
     obs, _ = env.reset(seed=seed)
     for i in range(n_episodes):
         if i:
@@ -207,7 +215,7 @@ def play(env: gym.Env, act: Callable[[np.ndarray], Any], n_episodes: int, seed: 
             returns[i] += float(reward)
             if terminated or truncated:
                 break
-        success[i] = bool(info.get("success", False))
+        success[i], ended[i] = bool(info.get("success", False)), bool(terminated)
         mode[i] = int(info.get("mode", NO_MODE))
     return Demonstrations(np.array(obs_rows), np.array(actions), np.array(episode, dtype=np.int64), returns,
-                          success, mode.astype(np.int64))
+                          success, mode.astype(np.int64), ended)

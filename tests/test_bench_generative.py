@@ -76,13 +76,13 @@ def test_variants_take_their_base_tables_then_their_own(tmp_path):
     path = write(tmp_path, """\
 name: v
 agents: [bc, bc_small, bc_eval]
-optional_agents: [mdn_wide, gail_small]
+optional_agents: [mdn_wide, sqil_small]
 envs: [Step, Step2]
 variants:
   bc_small: {agent: bc, overrides: [agent.batch_size=32]}
   bc_eval: {agent: bc, overrides: [eval_episodes=7], evaluate_only: true}
   mdn_wide: {agent: mdn, overrides: [agent.n_components=8]}
-  gail_small: {agent: gail, overrides: [agent.batch_size=32]}
+  sqil_small: {agent: sqil, overrides: [agent.batch_size=32]}
   Step2: {env: Step, overrides: [env.two_valued=true]}
 seeds: [0, 1]
 steps: {bc: 300, bc_small/Step2: 100}
@@ -91,7 +91,7 @@ exclude: [mdn/Step2]
 """)
     suite = load_suite(path)
     # a variant of an agent that is not registered (yet) is left out, as its base would be
-    assert suite_agents(suite) == (["bc", "bc_small", "bc_eval", "mdn_wide"], ["gail_small"])
+    assert suite_agents(suite) == (["bc", "bc_small", "bc_eval", "mdn_wide"], ["sqil_small"])
     jobs = {(j.agent, j.env, j.seed): j for j in plan(suite, options(), tmp_path / "runs")}
     assert not any(a == "mdn_wide" and e == "Step2" for a, e, _ in jobs)  # excluded by its base's name
     small = jobs[("bc_small", "Step2", 1)]

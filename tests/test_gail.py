@@ -80,7 +80,15 @@ def test_ppo_is_trained_on_the_learned_reward_not_the_envs(tmp_path, monkeypatch
     with torch.no_grad():
         pairs = agent.pairs(rollout.obs.reshape(-1, 4), rollout.actions.reshape(-1))
         expected = torch.nn.functional.softplus(agent.discriminator(pairs)).numpy().reshape(rollout.rewards.shape)
-    # CartPole's own reward is 1 on every step; the learner sees -log(1 - D) of its pairs instead
+        absorbing = torch.zeros(1, pairs.shape[1])
+        absorbing[0, -1] = 1.0
+        r_absorbing = torch.nn.functional.softplus(agent.discriminator(absorbing)).item()
+    # CartPole's own reward is 1 on every step; the learner sees -log(1 - D) of its pairs instead, and where
+    # the env ended an episode also gamma x the absorbing state's value, r / (1 - gamma) (DAC)
+    gamma = agent.config.gamma
+    ended = rollout.terminated & rollout.valid
+    assert ended.any()
+    expected = expected + np.where(ended, gamma * r_absorbing / (1 - gamma), 0.0)
     np.testing.assert_allclose(rollout.rewards[rollout.valid], expected[rollout.valid], rtol=1e-5)
     assert not np.allclose(rollout.rewards[rollout.valid], 1.0)
     for tag in ("gail/discriminator_loss", "gail/expert_accuracy", "gail/policy_accuracy", "gail/reward"):
