@@ -1,7 +1,8 @@
-"""python -m rlgen.evaluate run=<run dir> [episodes=20] [video=true] [seed=0] [deterministic=true]
+"""python -m rlgen.evaluate run=<run dir> [episodes=20] [video=true] [seed=0] [deterministic=true] [demos=FILE]
 
 Loads a run's checkpoint, plays `episodes` evaluation episodes and prints their mean and spread;
-with video=true it also records the first `video_episodes` of them to <run dir>/videos/.
+with video=true it also records the first `video_episodes` of them to <run dir>/videos/; with
+demos=FILE.npz it writes that many episodes of the policy as demonstrations (expert= of gail and bc).
 `python -m rlgen.evaluate --help` lists every setting.
 """
 
@@ -38,6 +39,9 @@ class EvaluateSettings:
     """seeds the evaluation envs (video: episode i is seeded with seed + i)"""
     deterministic: bool = True
     """act greedily (false: sample actions from the policy)"""
+    demos: str | None = None
+    """also write the episodes as demonstrations to this .npz file (played one after another from
+    seed; for expert= of gail or bc): every observation and action, and each episode's return"""
     trust_checkpoint: bool = False
     """load a checkpoint whose file format can run code when read (pickle); only for runs you trust"""
 
@@ -47,6 +51,8 @@ class EvaluateSettings:
         if self.video_episodes <= 0:
             raise UserError(f"video_episodes must be positive, got {self.video_episodes}")
         check_seed(seed=self.seed)
+        if self.demos is not None and not self.demos.endswith(".npz"):
+            raise UserError(f"demos= names a .npz file, got '{self.demos}'")
 
 
 def record_video(agent, cfg, run_dir: Path, episodes: int, seed: int, deterministic: bool) -> Path:
@@ -76,6 +82,16 @@ def record_video(agent, cfg, run_dir: Path, episodes: int, seed: int, determinis
     return folder
 
 
+def refuse_to_overwrite(path: Path) -> None:
+    """A file the user has is never replaced; its folder must be writable."""
+    from rlgen.trainer import unwritable
+
+    if path.exists():
+        raise UserError(f"demos={path} exists already; name a new file (nothing is overwritten)")
+    if (why := unwritable(path.parent)) is not None:
+        raise UserError(f"demos={path} cannot be written: {why}")
+
+
 @cli_main
 def main(argv: list[str]) -> int:
     opts = parse_settings(argv, EvaluateSettings, COMMAND)
@@ -85,6 +101,8 @@ def main(argv: list[str]) -> int:
 
     if run_dir.is_dir() and (why := unwritable(run_dir)) is not None:  # evaluation.json (and videos) go there
         raise UserError(f"evaluation.json cannot be written: {why}; copy the run to a writable place")
+    if opts.demos is not None:
+        refuse_to_overwrite(Path(opts.demos))
     cfg, agent = load_trained(run_dir, trust=opts.trust_checkpoint)
 
     policy = agent.episode_policy(opts.deterministic)
@@ -100,6 +118,15 @@ def main(argv: list[str]) -> int:
         folder = record_video(agent, cfg, run_dir, opts.video_episodes, opts.seed, opts.deterministic)
         result["videos"] = sorted(p.name for p in folder.glob("*.mp4"))
         print(f"video: {', '.join(str(folder / v) for v in result['videos'])}")
+    if opts.demos is not None:
+        from rlgen.demos import policy_demonstrations
+
+        demos = policy_demonstrations(agent.episode_policy(opts.deterministic), cfg.env.id, opts.episodes, opts.seed,
+                                      agent.one_hot, **cfg.env.kwargs)
+        demos.save(Path(opts.demos))
+        result["demos"] = opts.demos
+        print(f"demonstrations: {demos.n_episodes} episodes, {len(demos.obs)} steps, mean return "
+              f"{demos.returns.mean():.2f} -> {opts.demos}")
     (run_dir / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
     return 0
 

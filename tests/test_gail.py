@@ -60,16 +60,17 @@ def test_the_gradient_penalty_by_hand():
 
 
 def gail_agent(tmp_path: Path, *overrides: str) -> GAIL:
-    cfg = load_config(["agent=gail", "env=CartPole", *TINY, *overrides])
+    cfg = load_config(["agent=gail", "env=CartPole", *TINY, "agent.absorbing=true", *overrides])
     agent = build_agent(cfg)
     agent.start_from(Demonstrations.load(demonstrations_file(tmp_path)))
     return agent
 
 
-def test_ppo_is_trained_on_the_learned_reward_not_the_envs(tmp_path, monkeypatch):
+@pytest.mark.parametrize("absorbing", [True, False])
+def test_ppo_is_trained_on_the_learned_reward_not_the_envs(absorbing, tmp_path, monkeypatch):
     from tabular_run import LocalRun
 
-    agent = gail_agent(tmp_path)
+    agent = gail_agent(tmp_path, f"agent.absorbing={str(absorbing).lower()}")
     seen = []
     original = PPO.update
     monkeypatch.setattr(PPO, "update", lambda self, rollout, p: seen.append(rollout) or original(self, rollout, p))
@@ -80,9 +81,9 @@ def test_ppo_is_trained_on_the_learned_reward_not_the_envs(tmp_path, monkeypatch
     with torch.no_grad():
         pairs = agent.pairs(rollout.obs.reshape(-1, 4), rollout.actions.reshape(-1))
         expected = torch.nn.functional.softplus(agent.discriminator(pairs)).numpy().reshape(rollout.rewards.shape)
-        absorbing = torch.zeros(1, pairs.shape[1])
-        absorbing[0, -1] = 1.0
-        r_absorbing = torch.nn.functional.softplus(agent.discriminator(absorbing)).item()
+        state = torch.zeros(1, pairs.shape[1])
+        state[0, -1] = 1.0
+        r_absorbing = torch.nn.functional.softplus(agent.discriminator(state)).item() if absorbing else 0.0
     # CartPole's own reward is 1 on every step; the learner sees -log(1 - D) of its pairs instead, and where
     # the env ended an episode also gamma x the absorbing state's value, r / (1 - gamma) (DAC)
     gamma = agent.config.gamma
@@ -179,3 +180,26 @@ def test_an_expert_whose_action_space_differs_is_refused(tmp_path, main_in_proce
     out = main_in_process("agent=bc", "env=Particle", "env.dim=3", f"expert={particle}", f"runs_root={tmp_path}",
                           "total_steps=5")
     assert_user_error(out, f"expert={particle} acts on Box", "(its env.kwargs differ?)")
+
+
+def test_evaluate_writes_demonstrations_that_gail_learns_from(ppo_expert, tmp_path, main_in_process, capsys):
+    from rlgen import evaluate
+
+    demos_file = tmp_path / "expert.npz"
+    evaluate_ = in_process(evaluate.main, capsys)
+    out = evaluate_(f"run={ppo_expert}", "episodes=3", "seed=4", f"demos={demos_file}")
+    assert out.returncode == 0 and "demonstrations: 3 episodes" in out.stdout
+    demos = Demonstrations.load(demos_file)
+    assert demos.n_episodes == 3 and demos.terminated.dtype == bool
+    # the same episodes as a trained run's demonstrations from that seed (deterministic policy)
+    agent = build_agent(load_config(["agent=gail", "env=CartPole", "agent.n_trajectories=3", "agent.demo_seed=4"]))
+    from rlgen.trainer import load_trained
+
+    agent.start_from(load_trained(ppo_expert)[1])
+    assert np.array_equal(agent.demos.obs, demos.obs)
+    before = demos_file.read_bytes()
+    assert_user_error(evaluate_(f"run={ppo_expert}", f"demos={demos_file}"), "exists already")
+    assert demos_file.read_bytes() == before
+    run = main_in_process("agent=gail", "env=CartPole", f"expert={demos_file}", "total_steps=256",
+                          f"run_dir={tmp_path / 'gail'}", *TINY)
+    assert run.returncode == 0 and read_json(tmp_path / "gail" / "summary.json")["demo_episodes"] == 3
