@@ -55,11 +55,13 @@ class GAILConfig(PPOConfig, DemonstrationsConfig):
     PPO's larger policy steps one let the policy outrun it on Acrobot: -500 against -80 with five)"""
     disc_batch_size: int = 1024
     """the policy's pairs per discriminator step, with as many expert pairs (at most the rollout)"""
-    absorbing: bool = True
+    absorbing: bool = False
     """episodes the env ends lead to an absorbing state that the discriminator also judges, its value
     r(absorbing) / (1 - gamma) added to the last step's reward (Kostrikov et al. 2019, "Discriminator-
-    Actor-Critic", sec. 4.2): without it, gail's positive reward pays the policy to make episodes last
-    (an Acrobot that never swings up) and airl's negative one to end them"""
+    Actor-Critic", sec. 4.2). Without it, gail's positive reward pays the policy to make episodes last:
+    on Acrobot, whose expert ends episodes by swinging up, -500 (never) against -80 with it (tuned config).
+    Where the env also ends episodes on failure it can pay for failing fast instead (LunarLander, gamma
+    0.999: -590 with it, 240 without), so it is off by default, as in Ho & Ermon's GAIL"""
     grad_penalty: float = 0.0
     """weight of the gradient penalty on the discriminator's logit between expert and policy pairs
     (Gulrajani et al. 2017; DAC, Kostrikov et al. 2019, uses 10); 0: none"""
