@@ -60,7 +60,11 @@ MISTAKES: list[tuple[str, list[str]]] = [
     (T, ["agent=policy_evaluation", "env=GridWorld4x4", "agent.policy=missing.npy"]),
     (B, ["nosuchsuite.yaml"]), (G, ["out=afile/sub"]),
     # policies learned from demonstrations
-    (T, ["agent=ibc", "env=CartPole"]), (T, ["agent=diffusion", "env=Pendulum"]),
+    (T, ["agent=ibc", "env=CartPole"]), (T, ["agent=diffusion", "env=Pendulum", "expert=nowhere"]),
+    (T, ["agent=gail", "env=CartPole", "expert=nowhere"]), (T, ["agent=ppo", "env=CartPole", "expert=runs"]),
+    (T, ["agent=gail", "env=FrozenLake-v1"]), (T, ["agent=gail", "agent.reward=airll"]),
+    (T, ["agent=gail", "agent.disc_updates=0"]), (T, ["agent=gail", "env=CartPole", "init=runs"]),
+    (T, ["agent=bc", "env=MountainCarContinuous-v0"]), (E, ["run=x", "demos=out.txt"]),
     (T, ["agent=diffusion", "env=Avoid", "agent.sampler=ddmp"]),
     (T, ["agent=ibc", "env=Avoid", "agent.inference=mcmc"]),
     (T, ["agent=diffusion", "env=Particle", "agent.sampling_steps=500"]),

@@ -183,8 +183,12 @@ def train_foundation(cfg: TrainConfig, key: str, agent_name: str) -> Path:
     if summary is not None and summary.get("status") == "completed":
         print(f"no {key}= given: using {run_dir}, trained for it before", flush=True)
         return run_dir
-    from rlgen.compose import load_config
+    from rlgen.compose import load_config, tuned_pairs
 
+    tuned = sorted(env for agent, env, _ in tuned_pairs() if agent == agent_name)
+    if key == "expert" and cfg.env.name not in tuned:  # an untuned expert would be a poor one to imitate
+        raise UserError(f"no expert= given, and rlgen has no tuned {agent_name} for {cfg.env.name} to train one "
+                        f"with (it has for {', '.join(tuned)}); train an expert and give expert=<its run dir>")
     kwargs = [f"env.kwargs.{k}={json.dumps(v)}" for k, v in cfg.env.kwargs.items()]
     settings = [f"agent={agent_name}", f"env={cfg.env.id}", *kwargs, f"seed={cfg.seed}",
                 f"runs_root={cfg.runs_root}", f"progress={str(cfg.progress).lower()}",

@@ -162,6 +162,8 @@ def test_wrong_experts_are_one_line_and_leave_no_run(ppo_expert, tmp_path, main_
                       "agent=ppo takes no expert=", "gail")
     assert_user_error(main_in_process("agent=gail", "env=CartPole", f"init={ppo_expert}", f"runs_root={tmp_path}"),
                       "agent=gail takes no init=")
+    assert_user_error(main_in_process("agent=gail", "env=FrozenLake-v1", f"runs_root={tmp_path}"),
+                      "no expert= given, and rlgen has no tuned ppo for FrozenLake", "give expert=<its run dir>")
     bogus = tmp_path / "bogus.npz"
     bogus.write_bytes(b"not a file of arrays")
     assert_user_error(main_in_process("agent=gail", "env=CartPole", f"expert={bogus}", f"runs_root={tmp_path}"),
