@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlgen.agents import AGENTS
+from rlgen.agents import AGENTS, agent_class
 from rlgen.compose import load_config
 from rlgen.run import Run
 from rlgen.trainer import build_agent, train
@@ -58,6 +58,8 @@ SETUPS: dict[str, tuple[str, ...]] = {
             "agent.inference=langevin", "agent.langevin_steps=3", "agent.langevin_samples=8"),
     "diffusion": ("env=Avoid", "total_steps=300", "eval_every=100", "agent.n_demos=10", "agent.batch_size=32",
                   "agent.diffusion_steps=20", "agent.sampler=ddpm", "agent.horizon=3", "agent.execute=2"),
+    "dppo": ("env=Avoid", "total_steps=256", "eval_every=128", "agent.n_envs=2", "agent.n_steps=32",
+             "agent.batch_size=16", "agent.n_epochs=2", "agent.ft_denoising_steps=3", "agent.critic_warmup=1"),
     # direct alignment counts gradient steps; grpo and rloo count generated tokens, as rlhf does
     "dpo": ("env=TextPreference", "total_steps=12", "eval_every=4", *TINY_LM, *TINY_DIRECT),
     "ipo": ("env=TextPreference", "total_steps=12", "eval_every=4", *TINY_LM, *TINY_DIRECT),
@@ -66,6 +68,9 @@ SETUPS: dict[str, tuple[str, ...]] = {
     "rloo": ("env=TextPreference", "total_steps=1200", "eval_every=400", *TINY_LM, *TINY_GROUP),
 }
 LANGUAGE_MODELS = ("rlhf", "dpo", "ipo", "kto", "grpo", "rloo")
+FOUNDATIONS = {"init": ("agent=diffusion", "env=Avoid", "total_steps=30", "agent.n_demos=3", "agent.batch_size=16",
+                        "agent.diffusion_steps=20", "agent.sampling_steps=5", "agent.horizon=2")}
+"""the run an agent that builds on one (Agent.builds_on) is handed, by its setting: trained once per test"""
 
 
 def test_every_registered_agent_has_a_setup():
@@ -75,7 +80,18 @@ def test_every_registered_agent_has_a_setup():
 def _config(agent: str, run_dir: Path):
     # the language models' SFT model and labels are cached beside the runs, not in the user's cache
     cache = (f"agent.cache_dir={run_dir.parent / 'cache'}",) if agent in LANGUAGE_MODELS else ()
-    return load_config([f"agent={agent}", *SETUPS[agent], *COMMON, f"run_dir={run_dir}", *cache])
+    return load_config([f"agent={agent}", *SETUPS[agent], *COMMON, f"run_dir={run_dir}", *cache,
+                        *_foundation(agent, run_dir.parent)])
+
+
+def _foundation(agent: str, root: Path) -> tuple[str, ...]:
+    """init= (or expert=) for an agent that builds on a trained run: a tiny one, trained on first use."""
+    if agent_class(agent).builds_on is None:
+        return ()
+    key = agent_class(agent).builds_on[0]
+    if not (root / key / "summary.json").exists():
+        train(load_config([*FOUNDATIONS[key], *COMMON, f"run_dir={root / key}"]))
+    return (f"{key}={root / key}",)
 
 
 def _interrupt_at(monkeypatch, step: int) -> None:

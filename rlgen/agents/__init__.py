@@ -49,6 +49,7 @@ AGENTS: dict[str, str] = {
     "mdn": "rlgen.agents.bc:MDN",
     "ibc": "rlgen.agents.ibc:IBC",
     "diffusion": "rlgen.agents.diffusion:Diffusion",
+    "dppo": "rlgen.agents.dppo:DPPO",
 }
 
 
