@@ -1,5 +1,6 @@
-"""Denoising diffusion as pure torch functions: noise schedules, the forward process, and the DDPM and
-DDIM reverse steps (tests/test_diffusion.py checks them against closed forms).
+"""Denoising diffusion as pure torch functions: noise schedules, the forward process, the DDPM and DDIM
+reverse steps (tests/test_diffusion.py checks them against closed forms), and each reverse step as a
+Gaussian with a likelihood, for a policy gradient through the chain (tests/test_dppo.py).
 
 Notation of Ho et al. 2020 ("Denoising Diffusion Probabilistic Models"), for an action a instead of an
 image x: beta_t the noise added at step t, alpha_t = 1 - beta_t, alpha_bar_t = prod_{s<=t} alpha_s.
@@ -203,8 +204,8 @@ def reverse_step(a_k: torch.Tensor, eps: torch.Tensor, k: int, prev: int, betas:
 def step_log_prob(mean: torch.Tensor, std: float, x: torch.Tensor, min_std: float) -> torch.Tensor:
     """log N(x; mean, s^2 I) with s = max(std, min_std), summed over the last axis: the likelihood of one
     reverse step's sample. The floor keeps it finite and smooth where a step is (nearly) deterministic
-    (DDIM's last step, DDPM's last steps): DPPO's min_logprob_denoising_std (Ren et al. 2024, sec. 4.2,
-    0.1 in every config of their code)."""
+    (DDIM's last step, DDPM's last steps): DPPO's min_logprob_denoising_std (Ren et al. 2024; 0.1 in
+    irom-lab/dppo's diffusion_vpg.py and every config that sets it)."""
     return gaussian_log_prob(mean, torch.full_like(mean, math.log(max(std, min_std))), x)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import assert_user_error, read_csv, train_run
+from conftest import assert_user_error, in_process, read_csv, train_run
 
 from rlgen.agents.dppo import DPPO
 from rlgen.compose import load_config
@@ -146,7 +146,7 @@ def init_run(tmp_path_factory) -> Path:
                      "eval_every=0", "eval_episodes=2")
 
 
-def test_a_cli_run_fine_tunes_the_init_run_and_logs_ppos_scalars(init_run, tmp_path):
+def test_a_cli_run_fine_tunes_the_init_run_and_logs_ppos_scalars(init_run, tmp_path, capsys):
     run = train_run(tmp_path / "run", "agent=dppo", "env=Avoid", f"init={init_run}", "total_steps=128",
                     "eval_every=64", "eval_episodes=3", "agent.n_envs=4", "agent.n_steps=16", "agent.batch_size=32",
                     "agent.ft_denoising_steps=5", "agent.critic_warmup=1")
@@ -158,6 +158,10 @@ def test_a_cli_run_fine_tunes_the_init_run_and_logs_ppos_scalars(init_run, tmp_p
     assert str(init_run) in (run / "config.yaml").read_text()
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and 0 <= summary["success_rate"] <= 1
+    from rlgen.evaluate import main
+
+    evaluated = in_process(main, capsys)(f"run={run}", "episodes=3")  # rebuilt from its checkpoint alone
+    assert evaluated.returncode == 0 and "success rate" in evaluated.stdout, evaluated.stderr
     # the frozen network is the diffusion run's acting (EMA) weights; the fine-tuned one has moved from them
     tuned = build_agent(load_config(["agent=dppo", "env=Avoid", "agent.ft_denoising_steps=5"]))
     tuned.load(run / "checkpoint")

@@ -4,8 +4,9 @@ arXiv 2409.00588): PPO on the env's reward through the denoising chain of an `ag
 Each env step samples the diffusion policy's reverse chain, a_K ~ N(0, I) -> ... -> a_0, and every
 reverse step is a Gaussian whose mean the noise network sets (rlgen/denoising.py: reverse_step). The
 chain is an MDP inside the env's MDP whose steps have exact likelihoods, so PPO's clipped ratio is taken
-per denoising step, each with the env step's advantage (Ren et al. 2024, sec. 4.1). As DPPO does (sec.
-4.2 and irom-lab/dppo, model/diffusion/diffusion_vpg.py and diffusion_ppo.py):
+per denoising step, each with the env step's advantage (Ren et al. 2024, sec. 4). As DPPO does (sec. 4
+and its code, irom-lab/dppo: model/diffusion/diffusion_vpg.py, diffusion_ppo.py and
+agent/finetune/train_ppo_diffusion_agent.py):
 - the first K - K' steps run a frozen copy of the diffusion run's network and the last K' steps
   (`ft_denoising_steps`) a fine-tuned copy; only those K' steps are the policy's, their latents stored;
 - DDIM fine-tunes with eta (1, DDPM-like noise between DDIM's levels); DDPM samples with its posterior;
@@ -19,6 +20,11 @@ Acting for evaluation runs the same chain (frozen steps, then fine-tuned ones) f
 `deterministic=True` (evaluation's default) samples as the diffusion run does, with its sampler and eta
 and no floor on the std (DPPO's evaluation: DDIM with eta 0), so before any update it is the diffusion
 run's own policy; `deterministic=False` samples as training does (eta, floored std).
+
+Where this differs from DPPO's code: a step's log-probability is its Gaussian's exactly, summed over the
+chunk (the code averages over the entries and clamps to [-5, 2]); one clip range for every step (the code
+can raise it from a base over the steps); rewards are not rescaled by a running std, nor the sampling
+noise clipped to +-3.
 
 The budget counts env steps. A chunk-predicting run (horizon > 1) is fine-tuned whole but plans at every
 step (agent.execute=1 in the diffusion run): DPPO's several env steps per chunk are not implemented.
@@ -81,9 +87,9 @@ class DPPOConfig(AgentConfig):
     gamma: float = 0.99
     gae_lambda: float = 0.95
     clip_range: float = 0.01
-    """PPO's clip of each denoising step's ratio (DPPO's clip_ploss_coef: 0.01, down to 0.001)"""
+    """PPO's clip of each denoising step's ratio (DPPO's clip_ploss_coef: 0.001 to 0.1 in its configs, mostly 0.01)"""
     gamma_denoising: float = 0.99
-    """discount over the denoising steps: step j of K' weighs gamma_denoising^(K' - 1 - j) (DPPO: 0.99)"""
+    """discount over the denoising steps: step j of K' weighs gamma_denoising^(K' - 1 - j) (DPPO: 0.9 to 0.99)"""
     ft_denoising_steps: int = 10
     """K', the last steps of the chain that are fine-tuned (at most the diffusion run's chain: its
     sampling_steps with DDIM, diffusion_steps with DDPM)"""
@@ -320,7 +326,7 @@ class DPPO(Agent):
         log_probs = self.chain_log_probs(mb["obs"], mb["latents"])  # (B, K')
         ratio = (log_probs - mb["log_probs"]).exp()
         # each denoising step takes its env step's advantage, discounted towards the noisy end of the
-        # chain (Ren et al. 2024, sec. 4.2, "denoising discount"; diffusion_ppo.py's gamma_denoising)
+        # chain (Ren et al. 2024, sec. 4, the denoising discount; diffusion_ppo.py's gamma_denoising)
         k = c.ft_denoising_steps
         discount = c.gamma_denoising ** torch.arange(k - 1, -1, -1, dtype=torch.float32)
         advantages = normalize_advantages(mb["advantages"])[:, None] * discount  # (B, K')
