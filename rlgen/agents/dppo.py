@@ -136,10 +136,11 @@ class ChainSpec:
 
 
 class DPPO(Agent):
+    """A diffusion run's policy fine-tuned by PPO on the env's reward (see the module docstring)."""
+
     Config = DPPOConfig
     builds_on = ("init", "diffusion")
     action_spaces = (gym.spaces.Box,)
-    observation_spaces = (gym.spaces.Box,)
     learns_from_expert = True
     """its start imitates the env's scripted expert: like the imitation agents, it needs an env that has one"""
 
