@@ -1,5 +1,6 @@
-"""Denoising diffusion as pure torch functions: noise schedules, the forward process, and the DDPM and
-DDIM reverse steps (tests/test_diffusion.py checks them against closed forms).
+"""Denoising diffusion as pure torch functions: noise schedules, the forward process, the DDPM and DDIM
+reverse steps (tests/test_diffusion.py checks them against closed forms), and each reverse step as a
+Gaussian with a likelihood, for a policy gradient through the chain (tests/test_dppo.py).
 
 Notation of Ho et al. 2020 ("Denoising Diffusion Probabilistic Models"), for an action a instead of an
 image x: beta_t the noise added at step t, alpha_t = 1 - beta_t, alpha_bar_t = prod_{s<=t} alpha_s.
@@ -18,6 +19,8 @@ import math
 from collections.abc import Callable
 
 import torch
+
+from rlgen.distributions import gaussian_log_prob
 
 MAX_BETA = 0.999
 """betas are capped here: at beta = 1 the posterior and the prediction of a_0 divide by zero
@@ -100,14 +103,21 @@ def posterior(a0: torch.Tensor, a_k: torch.Tensor, k: int, betas: torch.Tensor, 
     return mean, (1 - ab_prev) / (1 - ab_k) * beta
 
 
-def ddpm_step(a_k: torch.Tensor, eps: torch.Tensor, k: int, betas: torch.Tensor, ab: torch.Tensor,
-              noise: torch.Tensor, clip: bool = True) -> torch.Tensor:
-    """Ancestral sampling, one step (Ho et al. 2020, Algorithm 2, with the posterior variance
-    sigma_t^2 = beta~_t, their "fixed small" choice): a_{k-1} = posterior mean + sigma noise, the
-    posterior taken at the predicted (clipped) a_0."""
+def ddpm_mean_std(a_k: torch.Tensor, eps: torch.Tensor, k: int, betas: torch.Tensor, ab: torch.Tensor,
+                  clip: bool = True) -> tuple[torch.Tensor, float]:
+    """The Gaussian of DDPM's reverse step p(a_{k-1} | a_k) = N(mean, std^2 I) (Ho et al. 2020, Algorithm 2,
+    with the posterior variance sigma_t^2 = beta~_t, their "fixed small" choice): the posterior taken at
+    the predicted (clipped) a_0; std 0 at index 0, whose step is the mean."""
     a0 = predict_a0(a_k, eps, ab[k])
     mean, var = posterior(a0.clamp(-1, 1) if clip else a0, a_k, k, betas, ab)
-    return mean + math.sqrt(var) * noise
+    return mean, math.sqrt(var)
+
+
+def ddpm_step(a_k: torch.Tensor, eps: torch.Tensor, k: int, betas: torch.Tensor, ab: torch.Tensor,
+              noise: torch.Tensor, clip: bool = True) -> torch.Tensor:
+    """Ancestral sampling, one step: a_{k-1} = posterior mean + sigma noise (ddpm_mean_std)."""
+    mean, std = ddpm_mean_std(a_k, eps, k, betas, ab, clip)
+    return mean + std * noise
 
 
 def ddim_sigma(ab_k: float, ab_prev: float, eta: float) -> float:
@@ -116,10 +126,10 @@ def ddim_sigma(ab_k: float, ab_prev: float, eta: float) -> float:
     return eta * math.sqrt((1 - ab_prev) / (1 - ab_k) * (1 - ab_k / ab_prev))
 
 
-def ddim_step(a_k: torch.Tensor, eps: torch.Tensor, ab_k: float, ab_prev: float, eta: float,
-              noise: torch.Tensor, clip: bool = True) -> torch.Tensor:
-    """One DDIM step from level ab_k to any earlier level ab_prev (Song et al. 2021, eq. 12):
-    a_prev = sqrt(ab_prev) a_0 + sqrt(1 - ab_prev - sigma^2) eps + sigma noise.
+def ddim_mean_std(a_k: torch.Tensor, eps: torch.Tensor, ab_k: float, ab_prev: float, eta: float,
+                  clip: bool = True) -> tuple[torch.Tensor, float]:
+    """The Gaussian of one DDIM step from level ab_k to any earlier level ab_prev (Song et al. 2021,
+    eq. 12): mean sqrt(ab_prev) a_0 + sqrt(1 - ab_prev - sigma^2) eps, std sigma (ddim_sigma).
     With clipping, eps is re-derived from the clipped a_0 (diffusers' use_clipped_model_output), so
     that a_0, eps and a_k stay consistent: then eta = 1 between consecutive levels is exactly the DDPM
     step, clipped or not (tests/test_diffusion.py)."""
@@ -128,7 +138,14 @@ def ddim_step(a_k: torch.Tensor, eps: torch.Tensor, ab_k: float, ab_prev: float,
         a0 = a0.clamp(-1, 1)
         eps = (a_k - math.sqrt(ab_k) * a0) / math.sqrt(1 - ab_k)
     sigma = ddim_sigma(ab_k, ab_prev, eta)
-    return math.sqrt(ab_prev) * a0 + math.sqrt(max(1 - ab_prev - sigma**2, 0.0)) * eps + sigma * noise
+    return math.sqrt(ab_prev) * a0 + math.sqrt(max(1 - ab_prev - sigma**2, 0.0)) * eps, sigma
+
+
+def ddim_step(a_k: torch.Tensor, eps: torch.Tensor, ab_k: float, ab_prev: float, eta: float,
+              noise: torch.Tensor, clip: bool = True) -> torch.Tensor:
+    """One DDIM step: a_prev = its mean + sigma noise (ddim_mean_std)."""
+    mean, sigma = ddim_mean_std(a_k, eps, ab_k, ab_prev, eta, clip)
+    return mean + sigma * noise
 
 
 def ddim_levels(n_steps: int, sampling_steps: int) -> list[int]:
@@ -160,6 +177,36 @@ def sample(eps_model: Callable[[torch.Tensor, int], torch.Tensor], a_K: torch.Te
         noise = _noise(a, generator) if eta > 0 and prev >= 0 else torch.zeros_like(a)
         a = ddim_step(a, eps_model(a, k), float(ab[k]), ab_prev, eta, noise, clip)
     return a
+
+
+# -- the reverse chain as a policy --------------------------------------------------------------------
+# Every reverse step is a Gaussian whose mean the noise network sets, so the chain is an MDP inside each
+# env step whose every step has an exact likelihood: what DPPO takes PPO's ratio of, step by step (Ren et
+# al. 2024, "Diffusion Policy Policy Optimization", sec. 4).
+
+
+def reverse_levels(n_steps: int, sampler: str, sampling_steps: int) -> list[tuple[int, int]]:
+    """(k, prev) for every step of the reverse chain, noisiest first: DDPM's every index (prev = k - 1) or
+    DDIM's levels (ddim_levels); prev = -1 is the clean action."""
+    levels = list(range(n_steps - 1, -1, -1)) if sampler == "ddpm" else ddim_levels(n_steps, sampling_steps)
+    return list(zip(levels, [*levels[1:], -1], strict=True))
+
+
+def reverse_step(a_k: torch.Tensor, eps: torch.Tensor, k: int, prev: int, betas: torch.Tensor, ab: torch.Tensor,
+                 sampler: str, eta: float) -> tuple[torch.Tensor, float]:
+    """Mean and std of the reverse step from index k to prev (reverse_levels): DDPM's posterior (eta
+    plays no part) or DDIM's step with eta."""
+    if sampler == "ddpm":
+        return ddpm_mean_std(a_k, eps, k, betas, ab)
+    return ddim_mean_std(a_k, eps, float(ab[k]), float(ab[prev]) if prev >= 0 else 1.0, eta)
+
+
+def step_log_prob(mean: torch.Tensor, std: float, x: torch.Tensor, min_std: float) -> torch.Tensor:
+    """log N(x; mean, s^2 I) with s = max(std, min_std), summed over the last axis: the likelihood of one
+    reverse step's sample. The floor keeps it finite and smooth where a step is (nearly) deterministic
+    (DDIM's last step, DDPM's last steps): DPPO's min_logprob_denoising_std (Ren et al. 2024; 0.1 in
+    irom-lab/dppo's diffusion_vpg.py and every config that sets it)."""
+    return gaussian_log_prob(mean, torch.full_like(mean, math.log(max(std, min_std))), x)
 
 
 def _noise(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

@@ -3,6 +3,7 @@ the two state_dicts are equal exactly and share no memory; state a checkpoint us
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from rlgen.agents import AGENTS, agent_class
 from rlgen.compose import load_config
 from rlgen.demos import Demonstrations
 from rlgen.run import Run
-from rlgen.trainer import build_agent
+from rlgen.trainer import build_agent, start_foundation, train
 
 DEEP = ("env=CartPole", "total_steps=256", "agent.n_envs=2")
 DQN_LIKE = (*DEEP, "agent.learning_starts=64", "agent.buffer_size=500", "agent.batch_size=16",
@@ -45,9 +46,13 @@ SETTINGS = {
     "ibc": (*IMITATION, "agent.n_counter_examples=4", "agent.dfo_samples=16"),
     "diffusion": (*IMITATION, "agent.diffusion_steps=10", "agent.horizon=2"),
     "gail": (*PPO_LIKE, "agent.disc_batch_size=32"),
+    "dppo": ("env=Avoid", "total_steps=64", "agent.n_envs=2", "agent.n_steps=16", "agent.batch_size=8",
+             "agent.n_epochs=1", "agent.ft_denoising_steps=3"),
     "dpo": DIRECT, "ipo": DIRECT, "kto": DIRECT, "grpo": GROUP, "rloo": GROUP,
 }
 LANGUAGE_MODELS = ("rlhf", "dpo", "ipo", "kto", "grpo", "rloo")
+FOUNDATIONS = {"init": ("agent=diffusion", *IMITATION, "agent.diffusion_steps=10", "agent.sampling_steps=5")}
+"""the run an agent that builds on one (Agent.builds_on) is handed, by its setting"""
 
 
 def test_every_registered_agent_has_settings_here():
@@ -66,7 +71,13 @@ def trained(name: str, run_dir: Path):
     run_dir.mkdir(parents=True)
     agent = build_agent(cfg)
     if agent.builds_on is not None and agent.needs_foundation():
-        agent.start_from(Demonstrations.load(demonstrations_file(run_dir.parent)))
+        key, start = agent.builds_on[0], run_dir.parent / "foundation"
+        if key == "expert":
+            agent.start_from(Demonstrations.load(demonstrations_file(run_dir.parent)))
+        else:
+            train(load_config([*FOUNDATIONS[key], f"run_dir={start}", "progress=false", "eval_every=0",
+                               "eval_episodes=1"]))
+            start_foundation(replace(cfg, **{key: str(start)}), agent)
     run = Run(cfg, run_dir, agent)
     try:
         agent.learn(cfg.total_steps, run)

@@ -59,6 +59,8 @@ SETUPS: dict[str, tuple[str, ...]] = {
             "agent.inference=langevin", "agent.langevin_steps=3", "agent.langevin_samples=8"),
     "diffusion": ("env=Avoid", "total_steps=300", "eval_every=100", "agent.n_trajectories=10", "agent.batch_size=32",
                   "agent.diffusion_steps=20", "agent.sampler=ddpm", "agent.horizon=3", "agent.execute=2"),
+    "dppo": ("env=Avoid", "total_steps=256", "eval_every=128", "agent.n_envs=2", "agent.n_steps=32",
+             "agent.batch_size=16", "agent.n_epochs=2", "agent.ft_denoising_steps=3", "agent.critic_warmup=1"),
     # direct alignment counts gradient steps; grpo and rloo count generated tokens, as rlhf does
     "gail": ("env=CartPole", "total_steps=2048", "eval_every=512", "agent.n_steps=64", "agent.n_envs=4",
              "agent.disc_batch_size=64", "agent.grad_penalty=1"),
@@ -69,6 +71,9 @@ SETUPS: dict[str, tuple[str, ...]] = {
     "rloo": ("env=TextPreference", "total_steps=1200", "eval_every=400", *TINY_LM, *TINY_GROUP),
 }
 LANGUAGE_MODELS = ("rlhf", "dpo", "ipo", "kto", "grpo", "rloo")
+FOUNDATIONS = {"init": ("agent=diffusion", "env=Avoid", "total_steps=30", "agent.n_trajectories=3",
+                        "agent.batch_size=16", "agent.diffusion_steps=20", "agent.sampling_steps=5", "agent.horizon=2")}
+"""the run an agent that builds on one (Agent.builds_on) is handed, by its setting: trained once per test"""
 
 
 def test_every_registered_agent_has_a_setup():
@@ -78,9 +83,22 @@ def test_every_registered_agent_has_a_setup():
 def _config(agent: str, run_dir: Path):
     # the language models' SFT model and labels are cached beside the runs, not in the user's cache
     cache = (f"agent.cache_dir={run_dir.parent / 'cache'}",) if agent in LANGUAGE_MODELS else ()
-    expert = (f"expert={demonstrations_file(run_dir.parent)}",) if agent_class(agent).builds_on == ("expert", "ppo") \
-        and not agent_class(agent).learns_from_expert else ()
-    return load_config([f"agent={agent}", *SETUPS[agent], *COMMON, f"run_dir={run_dir}", *cache, *expert])
+    return load_config([f"agent={agent}", *SETUPS[agent], *COMMON, f"run_dir={run_dir}", *cache,
+                        *_foundation(agent, run_dir.parent)])
+
+
+def _foundation(agent: str, root: Path) -> tuple[str, ...]:
+    """init= or expert= for an agent that must be handed a trained run (Agent.builds_on): a tiny diffusion
+    run trained on first use, or a small demonstrations file (the imitation agents have a scripted expert)."""
+    builds_on = agent_class(agent).builds_on
+    if builds_on is None or agent_class(agent).learns_from_expert and builds_on[0] == "expert":
+        return ()
+    key = builds_on[0]
+    if key == "expert":
+        return (f"expert={demonstrations_file(root)}",)
+    if not (root / key / "summary.json").exists():
+        train(load_config([*FOUNDATIONS[key], *COMMON, f"run_dir={root / key}"]))
+    return (f"{key}={root / key}",)
 
 
 def _interrupt_at(monkeypatch, step: int) -> None:

@@ -64,6 +64,10 @@ INVALID: list[tuple[str, list[str]]] = [
     (r"^diffusion\.sampling_steps$", ["0", "101"]),  # DDIM's levels: 1 .. diffusion_steps (100)
     (r"^diffusion\.execute$", ["0", "2"]),  # 1 .. horizon (1)
     (r"^diffusion\.eta$", ["-0.1"]),
+    (r"^dppo\.(ft_denoising_steps|min_sampling_std|min_logprob_std)$", ["0", "-1"]),
+    (r"^dppo\.gamma_denoising$", ["-0.01", "1.01"]),  # a discount over the denoising steps
+    (r"^dppo\.(eta|critic_warmup)$", ["-1"]),
+    (r"^dppo\.critic_net_arch$", ["[0]", "[64,-1]"]),
     (r"\.ema_power$", ["-0.1"]),
     (r"\.ema_max_decay$", ["-0.1", "1"]),
     (r"\.(initial_value|log_std_init)$", []),  # any number
@@ -93,6 +97,7 @@ VALID: list[tuple[str, list[str]]] = [
     (r"\.seed$", ["0", "2147483647"]),
     (r"^diffusion\.sampling_steps$", ["1", "100"]),
     (r"^diffusion\.eta$", ["0", "1", "2"]),
+    (r"^dppo\.(eta|critic_warmup)$", ["0"]),
     (r"\.ema_power$", ["0"]),
     (r"\.ema_max_decay$", ["0", "0.99999"]),
     (r"^(grpo|rloo)\.beta$", ["0"]),
@@ -190,8 +195,9 @@ ONE_HOT = gym.spaces.Box(0.0, 1.0, (16,), np.float32)
 @pytest.mark.parametrize(
     ("agent", "obs", "actions", "fragments"),
     [
-        ("dqn", BOX, BOX, ["dqn needs Discrete actions; this env's are Box; use ppo, sb3_ppo or sb3_a2c; with a "
-                           "scripted expert (Particle, Avoid, Step): bc, mdn, ibc, diffusion"]),
+        ("dqn", BOX, BOX, ["dqn needs Discrete actions; this env's are Box; use ppo, sb3_ppo or sb3_a2c; from an "
+                           "expert, not rewards (a run given as expert= or init=, or the scripted expert of Particle, "
+                           "Avoid, Step): bc, mdn, ibc, diffusion, gail, dppo"]),
         ("sb3_dqn", BOX, gym.spaces.MultiBinary(4), ["sb3_dqn needs Discrete actions", "use sb3_ppo or sb3_a2c"]),
         ("ppo", BOX, gym.spaces.MultiDiscrete([2, 3]), ["ppo needs Discrete or Box actions", "use sb3_ppo or sb3_a2c"]),
         ("sb3_ppo", BOX, gym.spaces.Tuple([gym.spaces.Discrete(2)] * 2),

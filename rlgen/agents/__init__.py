@@ -49,8 +49,9 @@ AGENTS: dict[str, str] = {
     "mdn": "rlgen.agents.bc:MDN",
     "ibc": "rlgen.agents.ibc:IBC",
     "diffusion": "rlgen.agents.diffusion:Diffusion",
-    # generative models in RL: a discriminator as the reward (GAIL)
+    # generative models in RL: a discriminator as the reward (GAIL), PPO through a diffusion chain (DPPO)
     "gail": "rlgen.agents.gail:GAIL",
+    "dppo": "rlgen.agents.dppo:DPPO",
 }
 
 

@@ -41,7 +41,7 @@ class Agent:
         gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
     """the kinds of observation space it can read (deep agents see discrete ones one-hot encoded)"""
     learns_from_expert: ClassVar[bool] = False
-    """learns from the demonstrations of an env's scripted expert, not from rewards: it needs such an env"""
+    """learns from an expert's demonstrations, not from rewards: an env's scripted expert's or a run's (expert=)"""
     builds_on: ClassVar[tuple[str, str] | None] = None
     """(the run setting, the agent trained for it when it is unset): what this agent starts from, a
     trained run it is handed before learning (start_from), e.g. ("expert", "ppo") or ("init", "diffusion")"""
@@ -153,10 +153,11 @@ def agents_for(observation_space: gym.Space, action_space: gym.Space) -> str:
     """'use a, b or c': the registered agents that can learn on these spaces (each module is
     imported to ask it, which only a mistake pays for)."""
     fitting = [name for name in AGENTS if agent_class(name).misfit(observation_space, action_space) is None]
-    imitators = [name for name in fitting if agent_class(name).learns_from_expert]
+    imitators = [name for name in fitting if agent_class(name).learns_from_expert or agent_class(name).builds_on]
     fit = [name for name in fitting if name not in imitators]
-    # an agent that learns from an expert fits only an env that has one, which the spaces do not tell
-    also = f"; with a scripted expert ({', '.join(EXPERT_TASKS)}): {', '.join(imitators)}" if imitators else ""
+    # an agent that learns from an expert needs one (a run, or an env's scripted one), which the spaces do not tell
+    also = (f"; from an expert, not rewards (a run given as expert= or init=, or the scripted expert of "
+            f"{', '.join(EXPERT_TASKS)}): {', '.join(imitators)}") if imitators else ""
     if not fitting:
         return "no rlgen agent handles these spaces"
     if not fit:
