@@ -140,14 +140,8 @@ def plot_imitation(table: dict[str, Any], env: str, path: Path) -> bool:
     ax.axhline(0.0, color="black", linewidth=0.8, label=f"random ({table['random']:.1f})")
     ax.set_xscale("log")
     ax.set_xticks(sorted({r["trajectories"] for r in rows}), labels=map(str, sorted({r["trajectories"] for r in rows})))
-    ax.set_xlabel("expert trajectories")
-    ax.set_ylabel("normalised return (IQM over seeds)")
-    ax.set_title(f"{env}: imitation from few trajectories")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, ax, path, "expert trajectories", "normalised return (IQM over seeds)",
+          f"{env}: imitation from few trajectories")
     return True
 
 
@@ -170,15 +164,22 @@ def plot_curves(records: Records, env: str, labels: list[str], path: Path) -> bo
         mean, lo, hi = bs.curve_band(curves)
         ax.plot(x, mean, color=f"C{i}", label=f"{label} (n={len(curves)})")
         ax.fill_between(x, lo, hi, color=f"C{i}", alpha=0.2, linewidth=0)
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("evaluation return (the env's)")
-    ax.set_title(f"{env}: GAIL's true return while it learns from the discriminator")
+    _save(fig, ax, path, "environment steps", "evaluation return (the env's)",
+          f"{env}: GAIL's true return while it learns from the discriminator")
+    return True
+
+
+def _save(fig: Any, ax: Any, path: Path, xlabel: str, ylabel: str, title: str) -> None:
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-    return True
 
 
 # -- the report -----------------------------------------------------------------------------------------
