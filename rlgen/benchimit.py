@@ -253,18 +253,22 @@ def conclusions(info: dict[str, Any]) -> list[str]:
             if ok:
                 first = min(ok, key=lambda r: r["trajectories"])
                 lines.append(f"- {env}: {method.upper()} reaches {TARGET:.0%} of the expert's normalised return on "
-                             f"{first['reached']} of {first['n']} seeds from {first['trajectories']} trajectories.")
+                             f"{first['reached']} of {first['n']} seeds from {_trajectories(first['trajectories'])}.")
             else:
                 best = max(rows, key=lambda r: r["normalised_iqm"])
                 lines.append(f"- {env}: {method.upper()} does not reach {TARGET:.0%} of the expert on 80% of the "
                              f"seeds from any number of trajectories tried (best: IQM {best['normalised_iqm']:.2f} "
-                             f"from {best['trajectories']}, {best['reached']} of {best['n']} seeds).")
+                             f"from {_trajectories(best['trajectories'])}, {best['reached']} of {best['n']} seeds).")
     for env, rows in info["dppo"].items():
         for r in rows:
             lines.append(f"- {env}: DPPO ({r['label']}) takes the success rate from {r['before_iqm']:.2f} to "
                          f"{r['after_iqm']:.2f} (IQM); {r['improved']} of {len(r['seeds'])} seeds gain at least "
                          f"{DPPO_GAIN * 100:.0f} points.")
     return lines
+
+
+def _trajectories(n: int) -> str:
+    return f"{n} trajectory" if n == 1 else f"{n} trajectories"
 
 
 METHOD = [
