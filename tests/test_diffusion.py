@@ -289,8 +289,8 @@ def test_rlgen_evaluate_plays_the_chunks_and_reports_success(tmp_path, capsys, m
     (("env=Step", "agent.horizon=4", "agent.execute=5"), ("agent.execute must be in [1, 4]",)),
     (("env=Step", "agent.schedule=cosin"), ("agent.schedule='cosin' is not one of cosine, linear", "'cosine'")),
     (("env=Step", "agent.sampler=ddm"), ("agent.sampler='ddm' is not one of ddpm, ddim",)),
-    (("env=CartPole",), ("agent=diffusion needs continuous (Box) actions",)),
-    (("env=Pendulum",), ("Pendulum-v1 has no scripted expert", "Particle, Avoid, Step")),
+    (("env=CartPole",), ("diffusion needs Box actions; this env's are Discrete", "bc, gail")),
+    (("env=Pendulum", "expert=no/run"), ("no such run directory 'no/run'",)),
 ])
 def test_bad_settings_are_one_line_and_no_run(overrides, fragments, tmp_path, main_in_process):
     out = main_in_process("agent=diffusion", *overrides, f"runs_root={tmp_path}", "total_steps=10", "progress=false")

@@ -216,8 +216,8 @@ def test_a_cli_run_writes_success_rate_and_its_losses(env, inference, tmp_path):
     (("agent.langevin_steps=-1",), ("langevin_steps",)),
     (("agent.dfo_shrink=1.5",), ("dfo_shrink",)),
     (("agent.inference=langevin", "agent.n_counter_examples=4"), ("langevin_counter_examples=8 must be at most",)),
-    (("env=CartPole",), ("agent=ibc needs continuous (Box) actions", "Discrete")),
-    (("env=Pendulum",), ("Pendulum-v1 has no scripted expert",)),
+    (("env=CartPole",), ("ibc needs Box actions", "Discrete")),
+    (("env=Pendulum", "expert=no/run"), ("no such run directory 'no/run'",)),
 ])
 def test_bad_input_is_one_line_and_no_run(overrides, fragments, tmp_path, main_in_process):
     overrides = overrides if any(o.startswith("env=") for o in overrides) else ("env=Step", *overrides)
