@@ -17,7 +17,7 @@ import numpy as np
 
 from rlgen.checkpoint import one_line, write_atomic
 from rlgen.config import AgentConfig, EnvConfig, check_positive, check_seed, named
-from rlgen.envs import make_env
+from rlgen.envs import make_env, vector_view
 from rlgen.envs.imitation_tasks import EXPERT_TASKS
 from rlgen.errors import UserError
 
@@ -143,7 +143,7 @@ def demonstrations_of(source: Any, config: Any, one_hot: bool = False) -> Demons
     config.demo_env_kwargs) from config.demo_seed. A UserError if a file's do not fit the env."""
     if not isinstance(source, Demonstrations):
         return policy_demonstrations(source.episode_policy(True), config.demo_env, config.n_trajectories,
-                                     config.demo_seed, one_hot, **config.demo_env_kwargs)
+                                     config.demo_seed, source.one_hot, **config.demo_env_kwargs)
     env = make_env(EnvConfig(name=config.demo_env, id=config.demo_env, kwargs=dict(config.demo_env_kwargs)),
                    one_hot=one_hot)
     obs_space, action_space = env.observation_space, env.action_space
@@ -177,24 +177,28 @@ def expert_demonstrations(env_id: str, n_episodes: int, seed: int, **env_kwargs:
 
 
 def policy_demonstrations(policy: Callable[[np.ndarray], np.ndarray], env_id: str, n_episodes: int, seed: int,
-                          one_hot: bool = False, **env_kwargs: Any) -> Demonstrations:
+                          policy_one_hot: bool = True, **env_kwargs: Any) -> Demonstrations:
     """n_episodes of a trained agent's policy (`policy` acts on a batch, as Agent.episode_policy
-    returns it), a function of the policy, (env_id, env_kwargs) and seed (see `play`). The observations
-    are what the policy saw (one_hot: as agents with one-hot observations see them)."""
-    env = make_env(EnvConfig(name=env_id, id=env_id, kwargs=dict(env_kwargs)), one_hot=one_hot)
+    returns it), a function of the policy, (env_id, env_kwargs) and seed (see `play`). The policy sees
+    observations as its agent does (policy_one_hot: as a deep agent, Agent.one_hot); they are kept as
+    deep agents see them, the agents that learn from demonstrations (a tabular expert's too)."""
+    env = make_env(EnvConfig(name=env_id, id=env_id, kwargs=dict(env_kwargs)), one_hot=False)
+    as_vector = vector_view(env, env_id)
+    seen = as_vector if policy_one_hot else np.asarray
     if hasattr(policy, "reset"):  # a policy that remembers the episode: plays episodes one after another
         policy.reset()
     try:
-        return play(env, lambda obs: np.asarray(policy(np.asarray(obs)[None]))[0], n_episodes, seed,
-                    on_reset=getattr(policy, "reset", None))
+        return play(env, lambda obs: np.asarray(policy(np.asarray(seen(obs))[None]))[0], n_episodes, seed,
+                    on_reset=getattr(policy, "reset", None), record=as_vector)
     finally:
         env.close()
 
 
 def play(env: gym.Env, act: Callable[[np.ndarray], Any], n_episodes: int, seed: int,
-         on_reset: Callable[[], None] | None = None) -> Demonstrations:
-    """n_episodes of `act` on `env`, every (observation, action) pair kept: the first reset is seeded
-    with `seed`, the next ones continue the env's own random stream."""
+         on_reset: Callable[[], None] | None = None, record: Callable[[Any], np.ndarray] = np.asarray
+         ) -> Demonstrations:
+    """n_episodes of `act` on `env`, every (observation, action) pair kept (the observation as `record`
+    shows it): the first reset is seeded with `seed`, the next ones continue the env's own random stream."""
     if n_episodes <= 0:
         raise UserError(f"the number of demonstration episodes must be positive, got {n_episodes}")
     obs_rows, actions, episode = [], [], []
@@ -208,7 +212,7 @@ def play(env: gym.Env, act: Callable[[np.ndarray], Any], n_episodes: int, seed: 
                 on_reset()
         while True:
             action = act(obs)
-            obs_rows.append(np.asarray(obs, dtype=np.float32).ravel())
+            obs_rows.append(np.asarray(record(obs), dtype=np.float32).ravel())
             actions.append(np.asarray(action, dtype=np.float32).ravel())
             episode.append(i)
             obs, reward, terminated, truncated, info = env.step(action)

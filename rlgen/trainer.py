@@ -168,11 +168,21 @@ def start_foundation(cfg: TrainConfig, agent: Agent) -> TrainConfig:
     source_cfg, source = load_trained(path, trust=cfg.trust_checkpoint)
     if source_cfg.env.id != cfg.env.id:
         raise UserError(f"{key}={path} is a run on {source_cfg.env.id}; this run's env is {cfg.env.id}")
-    if (source.observation_space, source.action_space) != (agent.observation_space, agent.action_space):
-        raise UserError(f"{key}={path} acts on {source.action_space} from {source.observation_space}; this env "
-                        f"has {agent.action_space} from {agent.observation_space} (its env.kwargs differ?)")
+    theirs, ours = env_spaces(source_cfg), env_spaces(cfg)  # as the envs give them, whatever each agent's view
+    if theirs != ours:
+        raise UserError(f"{key}={path} acts on {theirs[1]} from {theirs[0]}; this env has {ours[1]} from {ours[0]} "
+                        "(its env.kwargs differ?)")
     agent.start_from(source)
     return replace(cfg, **{key: str(path)})
+
+
+def env_spaces(cfg: TrainConfig) -> tuple[Any, Any]:
+    """The (observation, action) spaces of a config's env, as the env gives them."""
+    env = make_env(cfg.env, one_hot=False)
+    try:
+        return env.observation_space, env.action_space
+    finally:
+        env.close()
 
 
 def train_foundation(cfg: TrainConfig, key: str, agent_name: str) -> Path:

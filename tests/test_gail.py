@@ -205,3 +205,15 @@ def test_evaluate_writes_demonstrations_that_gail_learns_from(ppo_expert, tmp_pa
     run = main_in_process("agent=gail", "env=CartPole", f"expert={demos_file}", "total_steps=256",
                           f"run_dir={tmp_path / 'gail'}", *TINY)
     assert run.returncode == 0 and read_json(tmp_path / "gail" / "summary.json")["demo_episodes"] == 3
+
+
+def test_a_tabular_expert_acts_on_its_states_and_the_learner_sees_them_one_hot(tmp_path, main_in_process):
+    expert = tmp_path / "q"
+    assert main_in_process("agent=q_learning", "env=FrozenLake-v1", "total_steps=500", "eval_every=0",
+                           "eval_episodes=1", "progress=false", f"run_dir={expert}").returncode == 0
+    out = main_in_process("agent=gail", "env=FrozenLake-v1", f"expert={expert}", "agent.n_trajectories=3",
+                          "total_steps=256", f"run_dir={tmp_path / 'gail'}", *TINY)
+    assert out.returncode == 0, out.stderr
+    demos = Demonstrations.load(tmp_path / "gail" / "demonstrations.npz")
+    assert demos.obs.shape[1] == 16 and set(np.unique(demos.obs)) <= {0.0, 1.0}  # FrozenLake's 16 states, one-hot
+    assert (demos.obs.sum(axis=1) == 1).all() and demos.n_episodes == 3

@@ -73,6 +73,17 @@ def vector_observations(env: gym.Env, env_id: str) -> gym.Env:
                                              lambda obs: obs.astype(np.float32), box)
 
 
+def vector_view(env: gym.Env, env_id: str) -> Callable[[Any], np.ndarray]:
+    """One observation of `env` as vector_observations shows it to a deep agent."""
+    wrapped = vector_observations(env, env_id)
+    if isinstance(wrapped, OneHot):
+        return wrapped.observation
+    if wrapped is env:
+        return lambda obs: np.asarray(obs, dtype=np.float32)
+    space = env.observation_space
+    return lambda obs: gym.spaces.utils.flatten(space, obs).astype(np.float32)
+
+
 def registered_id(env_id: str) -> str | None:
     """The registry key of `env_id`, or None when no env of that id is registered. Gymnasium's
     `module:Id` form imports the module first, as gymnasium.make does, so an env that a user's own
