@@ -124,6 +124,8 @@ def load_trained(run_dir: Path, trust: bool = False) -> tuple[TrainConfig, Agent
     """The config and agent of a run directory, its checkpoint loaded; a UserError for a directory
     that holds no policy (none, not a run, failed, no checkpoint yet)."""
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir} is a file, not a run directory")
     if not run_dir.is_dir():
         raise UserError(f"no such run directory '{run_dir}'")
     summary = read_summary(run_dir)
