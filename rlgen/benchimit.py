@@ -38,12 +38,10 @@ def _done(records: Records, label: str, env: str) -> Records:
 def random_return(run_dir: Path) -> float:
     """The mean return of a uniformly random policy on a run's env (its config), seeded."""
     from rlgen.evaluation import evaluate_episodes
-    from rlgen.trainer import load_run_config
+    from rlgen.trainer import env_spaces, load_run_config
 
     cfg = load_run_config(Path(run_dir))
-    from rlgen.envs import make_env
-
-    space = make_env(cfg.env).action_space
+    _, space = env_spaces(cfg)
     rng = np.random.default_rng(0)
     draw = (lambda n: rng.integers(0, space.n, n)) if hasattr(space, "n") else (
         lambda n: rng.uniform(space.low, space.high, (n, *space.shape)).astype(np.float32))

@@ -23,6 +23,8 @@ from rlgen.errors import UserError
 
 DEMONSTRATIONS_FILE = "demonstrations.npz"
 """where a run keeps the demonstrations it learned from, when they came from another run or a file"""
+OPTIONAL_FIELDS = ("terminated",)
+"""fields a file written before they were recorded lacks"""
 NO_MODE = -1
 """the mode of an episode whose env reports none"""
 
@@ -68,6 +70,12 @@ class Demonstrations:
 
         write_atomic(Path(path), write)
 
+    def obs_normalisation(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std) of the observations, float32, for a learner to normalise by; a constant feature's
+        std is 1, so it stays as it is."""
+        std = self.obs.std(axis=0)
+        return self.obs.mean(axis=0).astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
+
     def arrays(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
@@ -81,8 +89,8 @@ class Demonstrations:
         """A file Demonstrations.save wrote; a UserError for anything else (never unpickled)."""
         try:
             with np.load(Path(path), allow_pickle=False) as data:
-                return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data or
-                              name != "terminated"})
+                return cls(**{name: data[name] for name in cls.__dataclass_fields__
+                              if name in data or name not in OPTIONAL_FIELDS})
         except (OSError, ValueError, KeyError) as err:
             raise UserError(f"{path} is not a demonstrations file rlgen wrote ({one_line(err)})") from None
 
@@ -125,16 +133,6 @@ def scripted_expert(env_id: str, env_kwargs: dict[str, Any] | None = None) -> tu
         return env.observation_space, env.action_space
     finally:
         env.close()
-
-
-def require_expert(env_id: str, env_kwargs: dict[str, Any] | None = None) -> tuple[gym.Space, gym.Space]:
-    """The (observation, action) spaces of `env_id` with these kwargs; a UserError unless it can be
-    made and has a scripted expert."""
-    spaces = scripted_expert(env_id, env_kwargs)
-    if spaces is None:
-        raise UserError(f"env {env_id} has no scripted expert to learn from (no expert_action method); "
-                        f"envs with one: {', '.join(EXPERT_TASKS)}")
-    return spaces
 
 
 def demonstrations_of(source: Any, config: Any, one_hot: bool = False) -> Demonstrations:

@@ -201,15 +201,14 @@ def train_foundation(cfg: TrainConfig, key: str, agent_name: str) -> Path:
     if key == "expert" and cfg.env.name not in tuned:  # an untuned expert would be a poor one to imitate
         raise UserError(f"no expert= given, and rlgen has no tuned {agent_name} for {cfg.env.name} to train one "
                         f"with (it has for {', '.join(tuned)}); train an expert and give expert=<its run dir>")
-    kwargs = [f"env.kwargs.{k}={json.dumps(v)}" for k, v in cfg.env.kwargs.items()]
-    settings = [f"agent={agent_name}", f"env={cfg.env.id}", *kwargs, f"seed={cfg.seed}",
-                f"runs_root={cfg.runs_root}", f"progress={str(cfg.progress).lower()}",
-                f"torch_threads={cfg.torch_threads}"]
     if (run_dir / "checkpoint.json").is_file():
         print(f"no {key}= given: continuing {run_dir}, the {agent_name} run started for it before", flush=True)
         prerequisite = replace(load_run_config(run_dir), resume=str(run_dir), progress=cfg.progress)
     else:
-        prerequisite = load_config([*settings, f"run_dir={run_dir}"])
+        kwargs = [f"env.kwargs.{k}={json.dumps(v)}" for k, v in cfg.env.kwargs.items()]
+        prerequisite = load_config([f"agent={agent_name}", f"env={cfg.env.id}", *kwargs, f"seed={cfg.seed}",
+                                    f"runs_root={cfg.runs_root}", f"progress={str(cfg.progress).lower()}",
+                                    f"torch_threads={cfg.torch_threads}", f"run_dir={run_dir}"])
         print(f"no {key}= given: training {agent_name} on {cfg.env.name} first (its tuned config, seed "
               f"{cfg.seed}, {prerequisite.total_steps} steps) in {run_dir}", flush=True)
     summary, _ = train(prerequisite)

@@ -91,10 +91,11 @@ class ImitationAgent(Agent):
         self.obs_dim = flat_dim(observation_space.shape)
         self.act_dim = int(action_space.n) if self.discrete else flat_dim(action_space.shape)
         """the action's size (discrete: the number of actions, one logit each)"""
-        self.scripted = scripted_expert(config.demo_env, config.demo_env_kwargs) is not None
+        spaces = scripted_expert(config.demo_env, config.demo_env_kwargs)
+        self.scripted = spaces is not None
         """whether the demonstrations come from the env's scripted expert (else from a run: start_from)"""
-        if self.scripted:
-            demo_obs, demo_actions = scripted_expert(config.demo_env, config.demo_env_kwargs)
+        if spaces is not None:
+            demo_obs, demo_actions = spaces
             if (flat_dim(demo_obs.shape), flat_dim(demo_actions.shape)) != (self.obs_dim, self.act_dim):
                 raise UserError(f"the demonstrations of {config.demo_env} have observations of size "
                                 f"{flat_dim(demo_obs.shape)} and actions of size {flat_dim(demo_actions.shape)}; "
@@ -132,9 +133,7 @@ class ImitationAgent(Agent):
             demos = expert_demonstrations(c.demo_env, c.n_trajectories, c.demo_seed, **c.demo_env_kwargs)
         else:
             raise UserError(f"{c.demo_env} has no scripted expert: give agent={c.name} one with expert=<run dir>")
-        std = demos.obs.std(axis=0)
-        self.obs_mean = torch.as_tensor(demos.obs.mean(axis=0))
-        self.obs_std = torch.as_tensor(np.where(std > 1e-6, std, 1.0).astype(np.float32))  # constant features
+        self.obs_mean, self.obs_std = map(torch.as_tensor, demos.obs_normalisation())
         self.data = (self.normalize(demos.obs), torch.as_tensor(self.scale(demos.actions)))
         self.demos = demos
         return demos

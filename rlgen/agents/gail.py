@@ -106,9 +106,7 @@ class GAIL(PPO):
         """Keep the demonstrations; the discriminator reads observations normalised by their mean and
         spread (a constant feature is left as it is)."""
         self.demos = demos
-        std = demos.obs.std(axis=0)
-        self.obs_mean = torch.as_tensor(demos.obs.mean(axis=0), dtype=torch.float32)
-        self.obs_std = torch.as_tensor(np.where(std > 1e-6, std, 1.0), dtype=torch.float32)
+        self.obs_mean, self.obs_std = map(torch.as_tensor, demos.obs_normalisation())
         self.expert_pairs = self.with_absorbing(self.pairs(demos.obs, demos.actions), int(demos.terminated.sum()))
 
     def pairs(self, obs: np.ndarray, actions: np.ndarray) -> torch.Tensor:
