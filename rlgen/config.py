@@ -133,6 +133,10 @@ class TrainConfig:
     env: EnvConfig = MISSING
     seed: int = 0
     """seeds the env, the agent's networks and its sampling"""
+    seeds: int = 1
+    """train seeds seed .. seed+seeds-1 together in this process, one ordinary run directory each (PPO
+    and DQN update them as one stacked network; other agents train them one after another); with
+    run_dir, put {seed} in it"""
     total_steps: int = 100_000
     """budget in environment steps (planning agents: sweeps)"""
     eval_every: int = 10_000
@@ -163,7 +167,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         """Also on resume (dataclasses.replace) and for a saved config.yaml: no path skips them."""
         check_seed(seed=self.seed)
-        check_positive(torch_threads=self.torch_threads, eval_episodes=self.eval_episodes)
+        check_positive(torch_threads=self.torch_threads, eval_episodes=self.eval_episodes, seeds=self.seeds)
+        if self.seed + self.seeds - 1 > MAX_SEED:
+            raise UserError(f"seeds={self.seeds} from seed={self.seed} goes past the largest seed, {MAX_SEED}")
+        if self.seeds > 1 and self.run_dir is not None and "{seed}" not in self.run_dir:
+            raise UserError(f"run_dir={self.run_dir} with seeds={self.seeds}: each seed needs its own directory; "
+                            "put {seed} in run_dir (e.g. run_dir=out/ppo-{seed})")
         if self.total_steps <= 0:
             raise UserError(f"total_steps must be a positive number of steps, got {self.total_steps}")
         if self.eval_every < 0:

@@ -19,6 +19,7 @@ resets it, ignoring the action. `EpisodeStats.valid` marks the steps that are re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -26,6 +27,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlgen.envs import EpisodeStats
+from rlgen.run import Diverged
 
 if TYPE_CHECKING:
     from rlgen.run import Run
@@ -34,6 +36,48 @@ if TYPE_CHECKING:
 def flat(obs: np.ndarray) -> np.ndarray:
     """A batch of observations as float32 rows (N, obs_dim)."""
     return np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
+
+
+# -- a group of seeds ------------------------------------------------------------------------------
+
+
+@dataclass
+class Member:
+    """One seed of a group of runs trained in lockstep in one process (python -m rlgen.train seeds=S):
+    an ordinary agent and its run. A single run is a group of one."""
+
+    agent: Any
+    run: Run
+    envs: Any = None
+    obs: Any = None
+    failure: Diverged | None = None
+    """why the member left the group early (its loss or statistics diverged); the others go on"""
+
+
+GroupUpdate = Callable[[list[Any], list["Rollout"], float], list[dict[str, float]]]
+GroupObserve = Callable[[list[Any], list["Transition"], int], list[dict[str, float] | None]]
+
+
+def go_on(members: list[Member], stats: list[dict[str, float] | None]) -> list[Member]:
+    """Log each member's statistics and let its run evaluate and checkpoint (`run.tick`); returns the
+    members that go on. One that diverged or was asked to stop leaves; the others are not touched."""
+    staying = []
+    for m, s in zip(members, stats, strict=True):
+        try:
+            if s:
+                m.run.log(m.agent.num_steps, s)
+            if m.run.tick(m.agent.num_steps):
+                staying.append(m)
+        except Diverged as err:
+            m.failure = err
+    return staying
+
+
+def alone(loop: Callable[..., None], members: list[Member], *args: Any) -> None:
+    """A group loop run for one agent: its divergence is raised, as the trainer expects of a single run."""
+    loop(members, *args)
+    if members[0].failure is not None:
+        raise members[0].failure
 
 
 # -- on-policy rollouts ---------------------------------------------------------------------------
@@ -95,13 +139,28 @@ def collect_rollout(agent: OnPolicyAgent, envs: EpisodeStats, obs: np.ndarray, n
 
 def on_policy(agent: OnPolicyAgent, run: Run, total_steps: int, n_steps: int) -> None:
     """Collect a rollout, update on it, repeat until the budget is spent (SB3's learn loop)."""
-    envs, obs = run.make_envs(agent.n_envs)
-    while agent.num_steps < total_steps:
-        rollout, obs = collect_rollout(agent, envs, obs, n_steps)
-        agent.num_steps += n_steps * agent.n_envs
-        run.log(agent.num_steps, agent.update(rollout, 1.0 - agent.num_steps / total_steps))
-        if not run.tick(agent.num_steps):
-            break
+    alone(on_policy_group, [Member(agent, run)], total_steps, n_steps, each_update)
+
+
+def each_update(agents: list[Any], rollouts: list[Rollout], progress_remaining: float) -> list[dict[str, float]]:
+    """Every member's own update on its own rollout (the group update of agents that have no stacked one)."""
+    return [a.update(r, progress_remaining) for a, r in zip(agents, rollouts, strict=True)]
+
+
+def on_policy_group(members: list[Member], total_steps: int, n_steps: int, update: GroupUpdate) -> None:
+    """`on_policy` for a group of seeds in lockstep: each collects its rollout in its own envs, then
+    `update` takes all of them at once (PPO: one stacked update, rlgen/nets/stack.py)."""
+    for m in members:
+        m.envs, m.obs = m.run.make_envs(m.agent.n_envs)
+    live = members
+    while live and live[0].agent.num_steps < total_steps:
+        rollouts = []
+        for m in live:
+            rollout, m.obs = collect_rollout(m.agent, m.envs, m.obs, n_steps)
+            m.agent.num_steps += n_steps * m.agent.n_envs
+            rollouts.append(rollout)
+        stats = update([m.agent for m in live], rollouts, 1.0 - live[0].agent.num_steps / total_steps)
+        live = go_on(live, stats)
 
 
 # -- one step at a time ---------------------------------------------------------------------------
@@ -136,20 +195,31 @@ class PerStepAgent(Protocol):
 
 def per_step(agent: PerStepAgent, run: Run, total_steps: int) -> None:
     """Act, step, observe; repeat until the budget is spent."""
-    envs, obs = run.make_envs(agent.n_envs)
-    while agent.num_steps < total_steps:
-        actions = agent.explore(obs)
-        next_obs, reward, terminated, truncated, info = envs.step(actions)
-        agent.num_steps += agent.n_envs
-        stats = agent.observe(Transition(obs, actions, reward, next_obs, terminated, truncated, envs.valid, info),
-                              total_steps)
-        if stats:
-            run.log(agent.num_steps, stats)
-        obs = next_obs
-        if agent.n_envs == 1 and (terminated[0] or truncated[0]):
-            obs, _ = envs.reset()  # one env: start the next episode now, not on a step that only resets
-        if not run.tick(agent.num_steps):
-            break
+    alone(per_step_group, [Member(agent, run)], total_steps, each_observe)
+
+
+def each_observe(agents: list[Any], steps: list[Transition], total_steps: int) -> list[dict[str, float] | None]:
+    """Every member observes its own step (the group's observe for agents that have no stacked one)."""
+    return [a.observe(t, total_steps) for a, t in zip(agents, steps, strict=True)]
+
+
+def per_step_group(members: list[Member], total_steps: int, observe: GroupObserve) -> None:
+    """`per_step` for a group of seeds in lockstep: each acts and steps its own envs, then `observe`
+    takes all their transitions at once (DQN: one stacked training phase when one is due)."""
+    for m in members:
+        m.envs, m.obs = m.run.make_envs(m.agent.n_envs)
+    live = members
+    while live and live[0].agent.num_steps < total_steps:
+        steps = []
+        for m in live:
+            actions = m.agent.explore(m.obs)
+            next_obs, reward, terminated, truncated, info = m.envs.step(actions)
+            m.agent.num_steps += m.agent.n_envs
+            steps.append(Transition(m.obs, actions, reward, next_obs, terminated, truncated, m.envs.valid, info))
+            m.obs = next_obs
+            if m.agent.n_envs == 1 and (terminated[0] or truncated[0]):
+                m.obs, _ = m.envs.reset()  # one env: start the next episode now, not on a step that only resets
+        live = go_on(live, observe([m.agent for m in live], steps, total_steps))
 
 
 # -- whole episodes -------------------------------------------------------------------------------

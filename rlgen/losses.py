@@ -14,11 +14,14 @@ import torch.nn.functional as F
 from rlgen.distributions import gaussian_mixture_log_prob
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean of x, over the entries where mask is 1 when a mask is given (0 if there are none)."""
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None = None, dim: int | None = None) -> torch.Tensor:
+    """Mean of x, over the entries where mask is 1 when a mask is given (0 if there are none); with
+    `dim`, one mean per slice along it (the rows of a group of seeds' padded minibatches)."""
     if mask is None:
-        return x.mean()
-    return (x * mask).sum() / mask.sum().clamp(min=1.0)
+        return x.mean() if dim is None else x.mean(dim)
+    if dim is None:
+        return (x * mask).sum() / mask.sum().clamp(min=1.0)
+    return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1.0)
 
 
 def normalize_advantages(advantages: torch.Tensor, mask: torch.Tensor | None = None,
@@ -38,6 +41,15 @@ def normalize_advantages(advantages: torch.Tensor, mask: torch.Tensor | None = N
     return (advantages - mean) * torch.rsqrt(var + eps) * mask
 
 
+def normalize_advantage_rows(advantages: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """SB3's form of `normalize_advantages` (unbiased std) for each row of a padded (S, B) batch, over
+    the entries its mask keeps; a row of fewer than two is left as it is, as PPO leaves a minibatch of one."""
+    count = mask.sum(1, keepdim=True)
+    mean = (advantages * mask).sum(1, keepdim=True) / count.clamp(min=1.0)
+    var = ((advantages - mean) ** 2 * mask).sum(1, keepdim=True) / (count - 1).clamp(min=1.0)
+    return torch.where(count > 1, (advantages - mean) / (var.sqrt() + eps), advantages)
+
+
 def clipped_surrogate(advantages: torch.Tensor, ratio: torch.Tensor, clip: float) -> torch.Tensor:
     """min(r A, clip(r, 1 - clip, 1 + clip) A) per sample: the PPO-Clip objective's terms (Schulman
     et al. 2017, eq. 7), to be averaged as the caller's loss says."""
@@ -45,19 +57,20 @@ def clipped_surrogate(advantages: torch.Tensor, ratio: torch.Tensor, clip: float
 
 
 def clipped_surrogate_loss(advantages: torch.Tensor, ratio: torch.Tensor, clip: float,
-                           mask: torch.Tensor | None = None) -> torch.Tensor:
+                           mask: torch.Tensor | None = None, dim: int | None = None) -> torch.Tensor:
     """-E[min(r A, clip(r, 1 - clip, 1 + clip) A)]: the PPO-Clip objective, negated to be minimised."""
-    return -masked_mean(clipped_surrogate(advantages, ratio, clip), mask)
+    return -masked_mean(clipped_surrogate(advantages, ratio, clip), mask, dim)
 
 
-def clip_fraction(ratio: torch.Tensor, clip: float, mask: torch.Tensor | None = None) -> torch.Tensor:
+def clip_fraction(ratio: torch.Tensor, clip: float, mask: torch.Tensor | None = None,
+                  dim: int | None = None) -> torch.Tensor:
     """Fraction of the samples whose ratio lies outside [1 - clip, 1 + clip] (SB3's train/clip_fraction)."""
-    return masked_mean(((ratio - 1).abs() > clip).float(), mask)
+    return masked_mean(((ratio - 1).abs() > clip).float(), mask, dim)
 
 
 def value_loss(values: torch.Tensor, returns: torch.Tensor, old_values: torch.Tensor | None = None,
                clip: float | None = None, mask: torch.Tensor | None = None,
-               pessimistic: bool = False) -> torch.Tensor:
+               pessimistic: bool = False, dim: int | None = None) -> torch.Tensor:
     """Mean squared error of the value prediction against the returns, optionally clipped.
 
     With `clip`, the prediction may move at most `clip` away from `old_values`:
@@ -68,12 +81,13 @@ def value_loss(values: torch.Tensor, returns: torch.Tensor, old_values: torch.Te
     rlgen's PPO takes SB3's form, so that `agent=sb3_ppo` is a like-for-like check; the language-model
     PPO takes the pessimistic one of the RLHF code it reproduces.
     """
+    plain = mask is None and dim is None
     if clip is None:
-        return F.mse_loss(values, returns) if mask is None else masked_mean((values - returns) ** 2, mask)
+        return F.mse_loss(values, returns) if plain else masked_mean((values - returns) ** 2, mask, dim)
     clipped = old_values + (values - old_values).clamp(-clip, clip)
     if not pessimistic:
-        return F.mse_loss(clipped, returns) if mask is None else masked_mean((clipped - returns) ** 2, mask)
-    return masked_mean(torch.max((values - returns) ** 2, (clipped - returns) ** 2), mask)
+        return F.mse_loss(clipped, returns) if plain else masked_mean((clipped - returns) ** 2, mask, dim)
+    return masked_mean(torch.max((values - returns) ** 2, (clipped - returns) ** 2), mask, dim)
 
 
 def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:

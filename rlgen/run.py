@@ -109,7 +109,8 @@ class Run:
     LOG_EVERY = 1000  # env steps between writes of averaged training scalars
     last_evaluation: Evaluation | None = None
 
-    def __init__(self, cfg: TrainConfig, run_dir: Path, agent: Learner, state: dict[str, Any] | None = None):
+    def __init__(self, cfg: TrainConfig, run_dir: Path, agent: Learner, state: dict[str, Any] | None = None,
+                 show_progress: bool = True):
         from torch.utils.tensorboard import SummaryWriter
 
         self.cfg = cfg
@@ -146,7 +147,7 @@ class Run:
         self.stop_signal: signal.Signals | None = None
         self.previous_handlers: dict[signal.Signals, Any] = {}
         self.closed = False
-        self.bar = ProgressBar(cfg.total_steps, start, enabled=cfg.progress)
+        self.bar = ProgressBar(cfg.total_steps, start, enabled=cfg.progress and show_progress)
 
     # -- what agents call ---------------------------------------------------------------------------
 
@@ -374,18 +375,24 @@ class Run:
             signal.signal(sig, previous)
 
     def catch_interrupt(self) -> None:
-        """The first SIGINT or SIGTERM: finish the current step, checkpoint, stop (`stop_signal` says
-        which). A second one of either stops the process at once (the default action of a signal);
-        the last checkpoint is whole, its files being written atomically. close() restores the handlers."""
+        catch_interrupt([self])
 
-        def handler(signum: int, frame: Any) -> None:
-            self.stop_requested = True
-            self.stop_signal = signal.Signals(signum)
-            for sig in STOP_SIGNALS:
-                signal.signal(sig, signal.SIG_DFL)
 
+def catch_interrupt(runs: list[Run]) -> None:
+    """The first SIGINT or SIGTERM: each run finishes the current step, checkpoints and stops
+    (`stop_signal` says which). A second one of either stops the process at once (the default action
+    of a signal); the last checkpoint is whole, its files being written atomically. The first run's
+    close() restores the handlers."""
+
+    def handler(signum: int, frame: Any) -> None:
+        for run in runs:
+            run.stop_requested = True
+            run.stop_signal = signal.Signals(signum)
         for sig in STOP_SIGNALS:
-            self.previous_handlers[sig] = signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_DFL)
+
+    for sig in STOP_SIGNALS:
+        runs[0].previous_handlers[sig] = signal.signal(sig, handler)
 
 
 def versions() -> dict[str, str]:

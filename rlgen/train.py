@@ -16,8 +16,6 @@ from rlgen.compose import expand_overrides, list_choices, load_config, tuned_pai
 from rlgen.config import TrainConfig
 from rlgen.errors import UserError, cli_main, did_you_mean
 
-RESUMABLE_OVERRIDES = ("total_steps", "progress", "torch_threads", "eval_episodes", "trust_checkpoint")
-
 HELP = """usage: python -m rlgen.train [agent=NAME] [env=NAME] [key=value ...] [-m]
 
 Train one agent on one environment; the run directory (config, TensorBoard logs, CSVs, checkpoint,
@@ -125,17 +123,17 @@ def _tuned_list() -> str:
 
 def _resume_config(overrides: list[str]):
     """A resumed run keeps its saved config; only the budget and a few run settings may change."""
-    from rlgen.trainer import load_run_config
+    from rlgen.trainer import RESUMABLE, load_run_config
 
     given = dict(o.split("=", 1) for o in overrides)
     run_dir = Path(given.pop("resume"))
     if not run_dir.is_dir():
         raise UserError(f"resume: no such run directory '{run_dir}'")
-    extra = [k for k in given if k not in RESUMABLE_OVERRIDES]
+    extra = [k for k in given if k not in RESUMABLE]
     if extra:
         raise UserError(
             f"resume continues a run with its saved config; {', '.join(extra)} cannot change "
-            f"(allowed: {', '.join(RESUMABLE_OVERRIDES)})"
+            f"(allowed: {', '.join(RESUMABLE)})"
         )
     cfg = load_run_config(run_dir)
     changes = {k: _typed(k, v, getattr(cfg, k)) for k, v in given.items()}
@@ -179,28 +177,32 @@ def main(argv: list[str]) -> int:
         return 0
     if multirun and len({c.run_dir for c in configs if c.run_dir}) < sum(1 for c in configs if c.run_dir):
         raise UserError("run_dir is the same for several jobs of the sweep; drop it or sweep it too")
-    from rlgen.trainer import AlreadyCompleted, TrainingFailed, train
+    from rlgen.trainer import train_seeds
 
     code = 0
     for i, cfg in enumerate(configs):
         if len(configs) > 1:
-            print(f"[{i + 1}/{len(configs)}] agent={cfg.agent.name} env={cfg.env.name} seed={cfg.seed}")
-        try:
-            summary, run_dir = train(cfg)
-        except AlreadyCompleted as done:
-            # exit 0: the run is as asked, as after SB3's learn() asked for no more steps; and a job
-            # scheduler re-running the same resume command (SLURM --requeue) must not see it fail
-            print(done)
-            continue
-        except TrainingFailed as err:
-            print(f"error: {err}", file=sys.stderr)
-            code = 1
-            continue
-        _report(summary, run_dir)
-        if summary["status"] == "interrupted":
-            stopped_by = signal.Signals[summary.get("stopped_by", "SIGINT")]
-            print(f"interrupted by {stopped_by.name} at step {summary['total_steps']}; continue with: "
-                  f"python -m rlgen.train resume={run_dir}")
+            print(f"[{i + 1}/{len(configs)}] agent={cfg.agent.name} env={cfg.env.name} seed={cfg.seed}"
+                  + (f" seeds={cfg.seeds}" if cfg.seeds > 1 else ""))
+        outcomes = train_seeds(cfg)
+        stopped = None
+        for outcome in outcomes:
+            if outcome.note is not None:
+                # exit 0: the run is as asked, as after SB3's learn() asked for no more steps; and a job
+                # scheduler re-running the same resume command (SLURM --requeue) must not see it fail
+                print(outcome.note)
+            elif outcome.error is not None:
+                print(f"error: {outcome.error}", file=sys.stderr)
+                code = 1
+            else:
+                _report(outcome.summary, outcome.run_dir)
+                if outcome.summary["status"] == "interrupted" and stopped is None:
+                    stopped = outcome
+        if stopped is not None:
+            stopped_by = signal.Signals[stopped.summary.get("stopped_by", "SIGINT")]
+            print(f"interrupted by {stopped_by.name} at step {stopped.summary['total_steps']}; continue with: "
+                  f"python -m rlgen.train resume={stopped.run_dir}"
+                  + (" (the runs of its group with it)" if len(outcomes) > 1 else ""))
             return 128 + stopped_by  # the shell's status of a process the signal ended: 130, 143
     return code
 

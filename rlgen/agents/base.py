@@ -19,6 +19,7 @@ from rlgen.errors import UserError
 
 if TYPE_CHECKING:
     from rlgen.demos import Demonstrations
+    from rlgen.loops import Member
     from rlgen.run import Run
 
 
@@ -69,6 +70,18 @@ class Agent:
         return None
 
     def learn(self, total_steps: int, run: Run) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def learns_in_groups(cls) -> bool:
+        """Whether `learn_group` trains a group of seeds in lockstep (python -m rlgen.train seeds=S);
+        otherwise the trainer trains them one after another."""
+        return False
+
+    @classmethod
+    def learn_group(cls, members: list[Member], total_steps: int) -> None:
+        """`learn` for the members of a group (rlgen/loops.py: Member), each an agent of this class and
+        its run; a member that diverges leaves the group (`Member.failure`), the others go on."""
         raise NotImplementedError
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:

@@ -47,11 +47,19 @@ from rlgen.distributions import (
     np_log_softmax,
 )
 from rlgen.errors import UserError
-from rlgen.loops import Rollout, flat, on_policy
-from rlgen.losses import clip_fraction, clipped_surrogate_loss, normalize_advantages, value_loss
+from rlgen.loops import Member, Rollout, each_update, flat, on_policy, on_policy_group
+from rlgen.losses import (
+    clip_fraction,
+    clipped_surrogate_loss,
+    masked_mean,
+    normalize_advantage_rows,
+    normalize_advantages,
+    value_loss,
+)
 from rlgen.nets.cnn import image_encoder, torch_forward
 from rlgen.nets.mlp import ACTIVATIONS, flat_dim, mlp, numpy_forward
 from rlgen.nets.optim import FlatAdam
+from rlgen.nets.stack import Stack, stacked_forward
 from rlgen.returns import explained_variance, gae, linear_schedule
 from rlgen.run import Run
 
@@ -180,6 +188,14 @@ class PPO(Agent):
     def learn(self, total_steps: int, run: Run) -> None:
         on_policy(self, run, total_steps, self.config.n_steps)
 
+    @classmethod
+    def learns_in_groups(cls) -> bool:
+        return cls.learn is PPO.learn
+
+    @classmethod
+    def learn_group(cls, members: list[Member], total_steps: int) -> None:
+        on_policy_group(members, total_steps, members[0].agent.config.n_steps, cls.update_group)
+
     def policy_step(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Sampled actions, the actions the env gets (Box: clipped to its bounds), their
         log-probabilities and V(obs), for a batch of flat observations."""
@@ -195,11 +211,26 @@ class PPO(Agent):
 
     def update(self, rollout: Rollout, progress_remaining: float) -> dict[str, float]:
         """GAE on the rollout, then PPO's epochs of minibatch updates on its real transitions."""
+        return self.train(self.rollout_batch(rollout), progress_remaining)
+
+    @classmethod
+    def update_group(cls, agents: list[PPO], rollouts: list[Rollout], progress_remaining: float
+                     ) -> list[dict[str, float]]:
+        """The update of a group of seeds (python -m rlgen.train seeds=S): one stacked update
+        (`train_stacked`) where every member is a plain PPO on flat observations, each member's own
+        update otherwise (GAIL's rewards, image encoders)."""
+        if not all(stackable(a) for a in agents):
+            return each_update(agents, rollouts, progress_remaining)
+        return train_stacked(agents, [a.rollout_batch(r) for a, r in zip(agents, rollouts, strict=True)],
+                             progress_remaining)
+
+    def rollout_batch(self, rollout: Rollout) -> dict[str, np.ndarray]:
+        """The rollout's real transitions with their GAE advantages and returns."""
         advantages = gae(rollout.rewards, rollout.values, rollout.terminated, rollout.done, self.config.gamma,
                          self.config.gae_lambda)
         valid = rollout.valid
         values = rollout.values[:-1]
-        batch = {
+        return {
             "obs": rollout.obs[valid],
             "actions": rollout.actions[valid].astype(np.float32),
             "logp": rollout.log_probs[valid],
@@ -207,21 +238,49 @@ class PPO(Agent):
             "advantages": advantages[valid],
             "returns": (advantages + values)[valid],
         }
-        return self.train(batch, progress_remaining)
 
-    def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Log-probability and entropy of `actions` under the current policy, and V(obs)."""
-        features = obs if self.encoder is None else self.encoder(obs)
-        out = self.actor(features)
+    def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor, stack: Stack | None = None
+                         ) -> tuple[torch.Tensor, ...]:
+        """Log-probability and entropy of `actions` under the current policy, and V(obs); with `stack`,
+        of each member of a group on its own rows of (S, B, ...) batches."""
+        if stack is None:
+            features = obs if self.encoder is None else self.encoder(obs)
+            actor, critic, log_std = self.actor(features), self.critic(features), self.log_std
+        else:
+            actor, critic = stacked_forward(self.actor, stack, obs), stacked_forward(self.critic, stack, obs)
+            log_std = None if self.discrete else stack.of(self.log_std).unsqueeze(1)
         if self.discrete:
-            logp = categorical_log_probs(out).gather(1, actions.long().unsqueeze(1)).squeeze(1)
+            logp = categorical_log_probs(actor).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
             # without an entropy bonus the entropy is only reported: keep it out of the backward pass
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.ent_coef != 0):
-                entropy = categorical_entropy(out)
+                entropy = categorical_entropy(actor)
         else:
-            logp = gaussian_log_prob(out, self.log_std, actions)
-            entropy = gaussian_entropy(self.log_std).expand(len(obs))
-        return logp, entropy, self.critic(features).squeeze(1)
+            logp = gaussian_log_prob(actor, log_std, actions)
+            entropy = gaussian_entropy(log_std).expand(logp.shape)
+        return logp, entropy, critic.squeeze(-1)
+
+    def minibatch_loss(self, mb: dict[str, torch.Tensor], logp: torch.Tensor, entropy: torch.Tensor,
+                       value: torch.Tensor, clip: float, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """PPO's loss on a minibatch and its statistics; with `mask`, one of each per row of a group's
+        padded (S, B) minibatches, over the entries the mask keeps."""
+        c = self.config
+        dim = None if mask is None else 1
+        adv = mb["advantages"]
+        if c.normalize_advantage:
+            if mask is not None:
+                adv = normalize_advantage_rows(adv, mask)
+            elif len(adv) > 1:
+                adv = normalize_advantages(adv)
+        ratio = (logp - mb["logp"]).exp()
+        pg_loss = clipped_surrogate_loss(adv, ratio, clip, mask, dim)
+        vf_loss = value_loss(value, mb["returns"], mb["values"], c.clip_range_vf, mask=mask, dim=dim)  # SB3's form
+        ent_loss = -masked_mean(entropy, mask, dim)
+        with torch.no_grad():
+            # KL(old || new) from samples of the old policy, as SB3 estimates it
+            kl = masked_mean(kl_k3(mb["logp"], logp), mask, dim)
+            clipfrac = clip_fraction(ratio, clip, mask, dim)
+        return {"loss": pg_loss + c.ent_coef * ent_loss + c.vf_coef * vf_loss, "pg": pg_loss, "vf": vf_loss,
+                "ent": ent_loss, "kl": kl, "clipfrac": clipfrac}
 
     def _minibatches(self, data: dict[str, torch.Tensor], n: int, size: int):
         perm = torch.as_tensor(self.rng.permutation(n))
@@ -237,50 +296,44 @@ class PPO(Agent):
         self.optimizer.lr = lr
         data = {k: torch.as_tensor(v) for k, v in batch.items()}
         n = len(data["obs"])
-        stats: dict[str, list[float]] = {k: [] for k in ("pg", "vf", "ent", "loss", "kl", "clipfrac")}
+        stats: dict[str, list[float]] = {k: [] for k in STATS}
         stop = False
         for _ in range(c.n_epochs):
             # one minibatch holding the whole rollout needs no shuffle: every statistic is a mean over it
             minibatches = [data] if n <= c.batch_size else self._minibatches(data, n, c.batch_size)
             for mb in minibatches:
                 logp, entropy, value = self.evaluate_actions(mb["obs"], mb["actions"])
-                adv = mb["advantages"]
-                if c.normalize_advantage and len(adv) > 1:
-                    adv = normalize_advantages(adv)
-                ratio = (logp - mb["logp"]).exp()
-                pg_loss = clipped_surrogate_loss(adv, ratio, clip)
-                vf_loss = value_loss(value, mb["returns"], mb["values"], c.clip_range_vf)  # SB3's clipped form
-                ent_loss = -entropy.mean()
-                loss = pg_loss + c.ent_coef * ent_loss + c.vf_coef * vf_loss
-                with torch.no_grad():
-                    # KL(old || new) from samples of the old policy, as SB3 estimates it
-                    approx_kl = kl_k3(mb["logp"], logp).mean().item()
+                terms = self.minibatch_loss(mb, logp, entropy, value, clip)
+                approx_kl = terms["kl"].item()
                 if c.target_kl is not None and approx_kl > 1.5 * c.target_kl:
                     stop = True  # as SB3: skip this step and end the update
                     break
                 self.optimizer.zero_grad()
-                loss.backward()
+                terms["loss"].backward()
                 self.optimizer.clip_grad_norm(c.max_grad_norm)
                 self.optimizer.step()
                 self.n_updates += 1
-                stats["pg"].append(pg_loss.item())
-                stats["vf"].append(vf_loss.item())
-                stats["ent"].append(ent_loss.item())
-                stats["loss"].append(loss.item())
-                stats["kl"].append(approx_kl)
-                stats["clipfrac"].append(clip_fraction(ratio, clip).item())
+                for key in STATS:
+                    stats[key].append(approx_kl if key == "kl" else terms[key].item())
             if stop:
                 break
         self._snapshot = None  # weights changed: rebuild the acting copy
-        if not stats["loss"]:  # target_kl stopped the update before its first step
-            return {"train/approx_kl": approx_kl, "train/learning_rate": lr, "train/clip_range": clip}
+        means = {k: float(np.mean(v)) for k, v in stats.items()} if stats["loss"] else None
+        return self.report(means, approx_kl, lr, clip, batch)
+
+    def report(self, means: dict[str, float] | None, approx_kl: float, lr: float, clip: float,
+               batch: dict[str, np.ndarray]) -> dict[str, float]:
+        """The update's statistics as SB3 logs them: `means` over its minibatch steps (None if target_kl
+        stopped it before the first, whose `approx_kl` is then reported)."""
+        if means is None:
+            return {"train/approx_kl": float(approx_kl), "train/learning_rate": lr, "train/clip_range": clip}
         out = {
-            "train/policy_gradient_loss": np.mean(stats["pg"]),
-            "train/value_loss": np.mean(stats["vf"]),
-            "train/entropy_loss": np.mean(stats["ent"]),
-            "train/loss": np.mean(stats["loss"]),
-            "train/approx_kl": np.mean(stats["kl"]),
-            "train/clip_fraction": np.mean(stats["clipfrac"]),
+            "train/policy_gradient_loss": means["pg"],
+            "train/value_loss": means["vf"],
+            "train/entropy_loss": means["ent"],
+            "train/loss": means["loss"],
+            "train/approx_kl": means["kl"],
+            "train/clip_fraction": means["clipfrac"],
             "train/learning_rate": lr,
             "train/clip_range": clip,
             "train/n_updates": self.n_updates,
@@ -316,3 +369,86 @@ class PPO(Agent):
         self.optimizer.load_state_dict(state["optimizer"])
         self.n_updates = int(state["n_updates"])
         self._snapshot = None
+
+
+STATS = ("pg", "vf", "ent", "loss", "kl", "clipfrac")
+"""the statistics of a minibatch step (PPO.minibatch_loss), averaged over an update"""
+
+
+def stackable(agent: PPO) -> bool:
+    """A plain PPO on flat observations: its update is `train_stacked`'s for a member."""
+    plain = all(getattr(type(agent), name) is getattr(PPO, name)
+                for name in ("update", "rollout_batch", "train", "evaluate_actions", "minibatch_loss"))
+    return plain and agent.encoder is None
+
+
+def train_stacked(agents: list[PPO], batches: list[dict[str, np.ndarray]], progress_remaining: float
+                  ) -> list[dict[str, float]]:
+    """`PPO.train` for a group of seeds at once, on their stacked networks (rlgen/nets/stack.py): member
+    k draws its minibatches from its own generator, as its own update would, and a minibatch step is one
+    stacked step over the members' (S, B) rows, padded where the members' rollouts have different
+    numbers of real transitions. A member whose epoch has fewer minibatches, or that target_kl stopped,
+    waits: its Adam state is left as it is. Returns each member's statistics."""
+    first, c = agents[0], agents[0].config
+    lr = schedule(c.lr_schedule, c.learning_rate, progress_remaining)
+    clip = schedule(c.clip_range_schedule, c.clip_range, progress_remaining)
+    for a in agents:
+        a.optimizer.lr = lr
+    stack = Stack([a.optimizer for a in agents])
+    s, counts = len(agents), [len(b["obs"]) for b in batches]
+    data = {key: torch.from_numpy(_padded([b[key] for b in batches], max(counts))) for key in batches[0]}
+    rows = torch.arange(s)[:, None]
+    stopped = torch.zeros(s, dtype=torch.bool)
+    sums = {key: torch.zeros(s) for key in STATS}
+    taken = torch.zeros(s)
+    last_kl = torch.zeros(s)
+    for _ in range(c.n_epochs):
+        chunks = []
+        for k, a in enumerate(agents):
+            n = counts[k]
+            if stopped[k]:
+                chunks.append([])
+            elif n <= c.batch_size:  # as PPO.train: the whole rollout, no shuffle
+                chunks.append([np.arange(n)])
+            else:
+                perm = a.rng.permutation(n)
+                chunks.append([perm[i : i + c.batch_size] for i in range(0, n, c.batch_size)])
+        for i in range(max(len(ch) for ch in chunks)):
+            width = max(len(ch[i]) for ch in chunks if i < len(ch))
+            idx = np.zeros((s, width), dtype=np.int64)
+            mask = np.zeros((s, width), dtype=np.float32)
+            for k, ch in enumerate(chunks):
+                if i < len(ch) and not stopped[k]:
+                    idx[k, : len(ch[i])], mask[k, : len(ch[i])] = ch[i], 1.0
+            active = torch.from_numpy(mask.any(axis=1))
+            mb = {key: v[rows, torch.from_numpy(idx)] for key, v in data.items()}
+            logp, entropy, value = first.evaluate_actions(mb["obs"], mb["actions"], stack)
+            terms = first.minibatch_loss(mb, logp, entropy, value, clip, torch.from_numpy(mask))
+            last_kl = torch.where(active, terms["kl"], last_kl)
+            if c.target_kl is not None:  # as SB3: a member over it skips this step and ends its update
+                over = active & (terms["kl"] > 1.5 * c.target_kl)
+                stopped |= over
+                active &= ~over
+            stack.zero_grad()
+            stack.backward((terms["loss"] * active).sum())
+            stack.clip_grad_norm(c.max_grad_norm)
+            stack.step(active)
+            for key in STATS:
+                sums[key] += terms[key].detach() * active
+            taken += active
+    stack.store()
+    out = []
+    for k, a in enumerate(agents):
+        a.n_updates += int(taken[k])
+        a._snapshot = None
+        means = {key: float(sums[key][k] / taken[k]) for key in STATS} if taken[k] else None
+        out.append(a.report(means, float(last_kl[k]), lr, clip, batches[k]))
+    return out
+
+
+def _padded(arrays: list[np.ndarray], width: int) -> np.ndarray:
+    """(S, width, ...) from arrays of at most `width` rows, zeros after each one's own."""
+    out = np.zeros((len(arrays), width, *arrays[0].shape[1:]), dtype=arrays[0].dtype)
+    for k, a in enumerate(arrays):
+        out[k, : len(a)] = a
+    return out
