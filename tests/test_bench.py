@@ -51,8 +51,9 @@ def test_smoke_suite_end_to_end_through_the_process_pool(tmp_path, capsys):
         # rlgen's PPO seeds were trained as one group: each counts its share of the group's time
         groups = [r.get("group_size", 1) for r in mine]
         assert groups == ([3, 3, 3] if row["agent"] == "ppo" else [1, 1, 1])
-        assert row["sps"] == pytest.approx(np.mean([r["steps_per_second"] * g for r, g in zip(mine, groups)]))
-        assert row["wall"] == pytest.approx(np.mean([r["wall_seconds"] / g for r, g in zip(mine, groups)]))
+        shares = list(zip(mine, groups, strict=True))
+        assert row["sps"] == pytest.approx(np.mean([r["steps_per_second"] * g for r, g in shares]))
+        assert row["wall"] == pytest.approx(np.mean([r["wall_seconds"] / g for r, g in shares]))
         peaks = [json.loads((r["dir"] / "bench.json").read_text())["peak_rss_mb"] for r in mine]
         assert row["peak_mb"] == pytest.approx(max(peaks)) and 50 < row["peak_mb"] < 4000
         assert row["solved"] == sum(r["solved_at_step"] is not None for r in mine)
