@@ -103,3 +103,31 @@ def test_stacked_phase_equals_each_members_own(name, overrides):
             assert g[key] == pytest.approx(e[key], rel=1e-4, abs=1e-6), key
         for p in b.q_net.parameters():  # the member's network is its own again after the phase
             assert p.untyped_storage().data_ptr() == b.optimizer.data.untyped_storage().data_ptr()
+
+
+@pytest.mark.parametrize("vectorization", ["sync", "auto"])  # auto: CartPole's own vector env, one per policy
+def test_evaluations_made_together_equal_each_made_alone(vectorization):
+    from rlgen.config import EnvConfig
+    from rlgen.evaluation import evaluate_episodes, evaluate_together
+
+    env = EnvConfig(name="CartPole", id="CartPole-v1", vectorization=vectorization)
+    calls: dict[int, int] = {}
+
+    def policy(k: int):
+        w = np.random.default_rng(k).standard_normal(4)
+
+        def act(obs: np.ndarray) -> np.ndarray:
+            calls[k] = calls.get(k, 0) + 1
+            return (np.asarray(obs) @ w > 0).astype(np.int64)  # a linear policy: episodes of many lengths
+
+        return act
+
+    seeds = [0, 7, 3]
+    together = evaluate_together([policy(k) for k in range(3)], env, 6, seeds)
+    called_together, calls = dict(calls), {}
+    alone = [evaluate_episodes(policy(k), env, 6, seed) for k, seed in enumerate(seeds)]
+    assert called_together == calls  # each policy acted as often as alone
+    for t, a in zip(together, alone, strict=True):
+        np.testing.assert_array_equal(t.returns, a.returns)
+        np.testing.assert_array_equal(t.lengths, a.lengths)
+    assert len({tuple(a.lengths) for a in alone}) == 3 and len(set(alone[1].lengths)) > 1
