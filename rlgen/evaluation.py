@@ -77,8 +77,10 @@ def evaluate_together(
     outcome: dict[str, np.ndarray] = {}
     act_seconds, calls = np.zeros(n), np.zeros(n)
     try:
-        # a vector env seeds sub-env i with seed + i (gymnasium.vector.SyncVectorEnv.reset)
-        obs, _ = envs.reset(seed=[s + EVAL_SEED_OFFSET + i for s in seeds for i in range(episodes)])
+        # a vector env of copies seeds copy i with seed + i (gymnasium.vector.SyncVectorEnv.reset); an env's
+        # own vector version takes one seed
+        first = seeds[0] + EVAL_SEED_OFFSET
+        obs, _ = envs.reset(seed=first if n == 1 else [s + EVAL_SEED_OFFSET + i for s in seeds for i in range(episodes)])
         for act in acts:
             if hasattr(act, "reset"):
                 act.reset()
