@@ -79,8 +79,8 @@ def evaluate_together(
     try:
         # a vector env of copies seeds copy i with seed + i (gymnasium.vector.SyncVectorEnv.reset); an env's
         # own vector version takes one seed
-        first = seeds[0] + EVAL_SEED_OFFSET
-        obs, _ = envs.reset(seed=first if n == 1 else [s + EVAL_SEED_OFFSET + i for s in seeds for i in range(episodes)])
+        each = [s + EVAL_SEED_OFFSET + i for s in seeds for i in range(episodes)]
+        obs, _ = envs.reset(seed=each[0] if n == 1 else each)
         for act in acts:
             if hasattr(act, "reset"):
                 act.reset()
