@@ -68,43 +68,6 @@ def test_stack_step_leaves_waiting_members_alone():
     assert not torch.equal(opts[0].data, before[0]) and opts[0].steps == 1
 
 
-@pytest.mark.parametrize("name, overrides", [
-    ("dqn", {}),
-    ("dqn", {"double_q": True, "net_arch": [32]}),
-    ("sql", {"auto_ent_coef": True}),
-    ("sql", {"auto_ent_coef": False}),
-])
-def test_stacked_phase_equals_each_members_own(name, overrides):
-    from rlgen.agents import agent_class
-    from rlgen.agents.dqn import train_stacked as dqn_stacked
-
-    cls = agent_class(name)
-    config = cls.Config(batch_size=32, **overrides)
-    obs_space, action_space = gym.spaces.Box(-np.inf, np.inf, (3,)), gym.spaces.Discrete(3)
-
-    def filled(seed: int):
-        agent = cls(obs_space, action_space, config, seed)
-        rng = np.random.default_rng(100 + seed)
-        n = 200
-        agent.buffer.add(rng.standard_normal((n, 3)).astype(np.float32), rng.integers(0, 3, n),
-                         rng.standard_normal(n).astype(np.float32), rng.standard_normal((n, 3)).astype(np.float32),
-                         (rng.random(n) < 0.1).astype(np.float32))
-        return agent
-
-    alone = [filled(seed) for seed in range(3)]
-    group = [filled(seed) for seed in range(3)]
-    expected = [a.train(12) for a in alone]
-    got = dqn_stacked(group, 12)
-    for a, b, e, g in zip(alone, group, expected, got, strict=True):
-        torch.testing.assert_close(b.optimizer.data, a.optimizer.data, rtol=0, atol=1e-6)
-        assert b.n_updates == a.n_updates and b.rng.bit_generator.state == a.rng.bit_generator.state
-        assert g.keys() == e.keys()
-        for key in e:
-            assert g[key] == pytest.approx(e[key], rel=1e-4, abs=1e-6), key
-        for p in b.q_net.parameters():  # the member's network is its own again after the phase
-            assert p.untyped_storage().data_ptr() == b.optimizer.data.untyped_storage().data_ptr()
-
-
 @pytest.mark.parametrize("vectorization", ["sync", "auto"])  # auto: CartPole's own vector env, one per policy
 def test_evaluations_made_together_equal_each_made_alone(vectorization):
     from rlgen.config import EnvConfig
