@@ -134,9 +134,9 @@ class TrainConfig:
     seed: int = 0
     """seeds the env, the agent's networks and its sampling"""
     seeds: int = 1
-    """train seeds seed .. seed+seeds-1 together in this process, one ordinary run directory each (PPO,
-    DQN and SQL update them as one stacked network; other agents train them one after another); with
-    run_dir=DIR, seed k's run goes to DIR/seed<k>"""
+    """train seeds seed .. seed+seeds-1 together in this process, one ordinary run directory each (PPO
+    updates them as one stacked network, DQN and SQL in lockstep; other agents train them one after
+    another); with run_dir=DIR, seed k's run goes to DIR/seed<k>"""
     total_steps: int = 100_000
     """budget in environment steps (planning agents: sweeps)"""
     eval_every: int = 10_000
