@@ -94,3 +94,24 @@ def test_evaluations_made_together_equal_each_made_alone(vectorization):
         np.testing.assert_array_equal(t.returns, a.returns)
         np.testing.assert_array_equal(t.lengths, a.lengths)
     assert len({tuple(a.lengths) for a in alone}) == 3 and len(set(alone[1].lengths)) > 1
+
+
+@pytest.mark.parametrize("agent", ["dqn", "sql"])
+def test_a_dqn_group_member_is_its_single_run_exactly(tmp_path, agent):
+    from rlgen.checkpoint import load_state
+    from rlgen.compose import load_config
+    from rlgen.trainer import train_seeds
+
+    common = [f"agent={agent}", "env=Acrobot", "total_steps=1200", "eval_every=600", "eval_episodes=3",
+              "progress=false", "agent.learning_starts=300", "agent.train_freq=4", "agent.gradient_steps=2",
+              "agent.net_arch=[32]", "agent.batch_size=16"]
+    group = train_seeds(load_config([*common, "seed=4", "seeds=2", f"run_dir={tmp_path / 'group'}"]))
+    assert [o.summary["status"] for o in group] == ["completed", "completed"]
+    alone = train_seeds(load_config([*common, "seed=5", f"run_dir={tmp_path / 'alone'}"]))[0]
+    member = tmp_path / "group" / "seed5"
+    assert (member / "eval.csv").read_text() == (alone.run_dir / "eval.csv").read_text()
+    assert (member / "episodes.csv").read_text() == (alone.run_dir / "episodes.csv").read_text()
+    ours, theirs = load_state(member / "checkpoint"), load_state(alone.run_dir / "checkpoint")
+    for key in ("q_net", "q_target"):
+        for name, value in theirs[key].items():
+            assert torch.equal(ours[key][name], value), (key, name)
