@@ -134,8 +134,8 @@ class TrainConfig:
     seed: int = 0
     """seeds the env, the agent's networks and its sampling"""
     seeds: int = 1
-    """train seeds seed .. seed+seeds-1 together in this process, one ordinary run directory each (PPO
-    and DQN update them as one stacked network; other agents train them one after another); with
+    """train seeds seed .. seed+seeds-1 together in this process, one ordinary run directory each (PPO,
+    DQN and SQL update them as one stacked network; other agents train them one after another); with
     run_dir, put {seed} in it"""
     total_steps: int = 100_000
     """budget in environment steps (planning agents: sweeps)"""
