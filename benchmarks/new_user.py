@@ -1,6 +1,6 @@
-"""A new user's mistakes, tried as a user would: each command runs in a fresh process, in an empty
-folder, and must end with exit status 2 and one line on stderr (no traceback), leaving no run
-directory behind and no file of the repository changed.
+"""A new user's mistakes, tried as a user would: each command runs in a fresh process, in a folder
+that holds only a file and a run in the way (IN_THE_WAY), and must end with exit status 2 and one
+line on stderr (no traceback), leaving nothing else behind and no file of the repository changed.
 
     python benchmarks/new_user.py [--out benchmarks/results/new_user]
 
@@ -77,18 +77,28 @@ MISTAKES: list[tuple[str, list[str]]] = [
     (T, ["agent=grpo", "env=TextPreference", "agent.loss=drgrpo"]),
     (T, ["agent=rloo", "env=TextPreference", "agent.group_size=3"]), (T, ["agent=kto", "env=CartPole"]),
     (B, ["alignment", "agents=dpo"]), (T, ["agent=dpo", "env=TextPreference", "env.max_len=20"]),
+    # seeds trained together
+    (T, ["seeds=0"]), (T, ["seeds=abc"]), (T, ["seeds=1.5"]),
+    (T, ["seed=2147483647", "seeds=2"]), (T, ["resume=run-1", "seeds=3"]), (T, ["seeds=3", "run_dir=group"]),
+    (T, ["agent=q_learning", "env=FrozenLake", "seeds=3", "run_dir=group"]), (T, ["seeds=2", "run_dir=run-1"]),
 ]
+IN_THE_WAY = {"afile": "in the way\n", "run-1/summary.json": '{"status": "completed"}\n',
+              "group/seed1/summary.json": '{"status": "completed"}\n'}
+"""what each command's folder holds: a file, a run, and a run where run_dir=group seeds=3 puts seed 1's"""
 
 
 def try_one(module: str, args: list[str], repo: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, "afile").write_text("in the way\n")
+        for name, text in IN_THE_WAY.items():
+            Path(tmp, name).parent.mkdir(exist_ok=True)
+            Path(tmp, name).write_text(text)
         env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
         start = time.perf_counter()
         out = subprocess.run([sys.executable, "-m", module, *args], cwd=tmp, capture_output=True, text=True,
                              env=env, timeout=300, check=False)
         lines = out.stderr.strip().splitlines()
-        left = sorted(str(p.relative_to(tmp)) for p in Path(tmp).rglob("*") if p.name != "afile")
+        placed = {Path(name) for name in IN_THE_WAY} | {Path(name).parent for name in IN_THE_WAY}
+        left = sorted(str(p.relative_to(tmp)) for p in Path(tmp).rglob("*") if p.relative_to(tmp) not in placed)
         return {"command": f"python -m {module} {' '.join(args)}", "exit": out.returncode,
                 "stderr_lines": len(lines), "line": lines[-1] if lines else "", "left_behind": left,
                 "traceback": "Traceback" in out.stderr, "seconds": round(time.perf_counter() - start, 1),
@@ -105,8 +115,8 @@ def main() -> None:
     status_after = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout
     ok = sum(r["ok"] for r in results)
     lines = ["# A new user's mistakes", "", f"Command: `python benchmarks/new_user.py` ({time.strftime('%Y-%m-%d')}).",
-             "Each command runs in a fresh process in an empty folder; it passes when it exits with status 2 "
-             "and one line on stderr, without a traceback, leaving nothing behind.", "",
+             "Each command runs in a fresh process in a folder holding only a file and a run in the way; it passes "
+             "when it exits with status 2 and one line on stderr, without a traceback, leaving nothing behind.", "",
              f"**{ok} of {len(results)}** mistakes give one clear line and exit 2 "
              f"({100 * ok / len(results):.0f}%); repository files changed: "
              f"{'none' if status_before == status_after else 'YES'}.", "",

@@ -129,7 +129,8 @@ def run_group(jobs: list[Job]) -> list[dict[str, Any]]:
 
     from rlgen.checkpoint import write_json_atomic
     from rlgen.compose import load_config
-    from rlgen.trainer import load_run_config, read_group, train_seeds
+    from rlgen.seed_groups import read_group, train_seeds
+    from rlgen.trainer import load_run_config
 
     if len(jobs) == 1:
         return [run_job(jobs[0])]

@@ -40,6 +40,7 @@ examples:
   python -m rlgen.train agent=ppo env=CartPole
   python -m rlgen.train agent=dqn env=CartPole seed=3 agent.learning_rate=1e-3 total_steps=80000
   python -m rlgen.train -m agent=ppo,sb3_ppo seed=0,1,2
+  python -m rlgen.train agent=ppo env=CartPole seeds=5 run_dir=out/ppo   # out/ppo/seed0 .. seed4
   python -m rlgen.train agent=ppo env=CartPole --help
   python -m rlgen.train resume=runs/CartPole/ppo/0-20260101-120000
 """
@@ -63,9 +64,11 @@ def _field_lines(prefix: str, schema: type, values: object | None) -> list[str]:
 
 def _entry(text: str, doc: str) -> str:
     """A help entry: the setting in the first column, its docstring wrapped in the second."""
-    column = 26
-    first = f"  {text}".ljust(column) if len(text) < column - 3 else f"  {text}\n" + " " * column
-    return first + textwrap.fill(doc, width=104, subsequent_indent=" " * column) if doc else f"  {text}"
+    column, indent = 26, " " * 26
+    first = f"  {text}".ljust(column) if len(text) < column - 3 else f"  {text}\n" + indent
+    # every line of the docstring in the same 104 columns, the first one too (it starts at the indent)
+    return first + textwrap.fill(doc, width=104, initial_indent=indent, subsequent_indent=indent)[column:] \
+        if doc else f"  {text}"
 
 
 def _as_override(value: object) -> str:
@@ -177,7 +180,7 @@ def main(argv: list[str]) -> int:
         return 0
     if multirun and len({c.run_dir for c in configs if c.run_dir}) < sum(1 for c in configs if c.run_dir):
         raise UserError("run_dir is the same for several jobs of the sweep; drop it or sweep it too")
-    from rlgen.trainer import train_seeds
+    from rlgen.seed_groups import train_seeds
 
     code = 0
     for i, cfg in enumerate(configs):
@@ -201,10 +204,24 @@ def main(argv: list[str]) -> int:
         if stopped is not None:
             stopped_by = signal.Signals[stopped.summary.get("stopped_by", "SIGINT")]
             print(f"interrupted by {stopped_by.name} at step {stopped.summary['total_steps']}; continue with: "
-                  f"python -m rlgen.train resume={stopped.run_dir}"
-                  + (" (the runs of its group with it)" if len(outcomes) > 1 else ""))
+                  f"python -m rlgen.train resume={stopped.run_dir}{_rest_of(cfg, len(outcomes), stopped.run_dir)}")
             return 128 + stopped_by  # the shell's status of a process the signal ended: 130, 143
     return code
+
+
+def _rest_of(cfg: TrainConfig, n_outcomes: int, stopped: Path) -> str:
+    """After a stop signal, what the resume command leaves to do: nothing for a group's run (resuming it
+    resumes the group), the seeds not started yet when seeds=S trained one after another."""
+    from rlgen.seed_groups import GROUP_FILE
+
+    if (stopped / GROUP_FILE).is_file():
+        return " (the runs of its group with it)"
+    left, first = cfg.seeds - n_outcomes, cfg.seed + n_outcomes
+    if cfg.resume is not None or left <= 0:
+        return ""
+    if left == 1:
+        return f"; seed {first} was not started (train it with seed={first})"
+    return f"; seeds {first}..{first + left - 1} were not started (train them with seed={first} seeds={left})"
 
 
 def _report(summary: dict, run_dir: Path) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, is_dataclass, replace
+from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,7 @@ from rlgen.compose import from_yaml, to_yaml
 from rlgen.config import TrainConfig
 from rlgen.envs import make_env
 from rlgen.errors import UserError
-from rlgen.loops import Member
-from rlgen.run import Diverged, Run, catch_interrupt, read_run_state
+from rlgen.run import Diverged, Run, read_run_state
 
 
 class TrainingFailed(Exception):
@@ -39,20 +38,6 @@ class AlreadyCompleted(Exception):
 
 RESUMABLE = ("total_steps", "progress", "torch_threads", "eval_episodes", "trust_checkpoint")
 """the settings a resumed run may change"""
-
-GROUP_FILE = "group.json"
-"""in each run of a group trained together (seeds=S): the group's run directories, relative to it"""
-
-
-@dataclass
-class Outcome:
-    """How one run of a `train_seeds` call ended: its summary, or why it stopped (`error`: failed, the
-    message says what was kept), or why nothing was done (`note`)."""
-
-    run_dir: Path
-    summary: dict[str, Any] | None = None
-    error: str | None = None
-    note: str | None = None
 
 
 def unwritable(target: Path) -> str | None:
@@ -94,6 +79,15 @@ def new_run_dir(cfg: TrainConfig) -> Path:
         raise UserError(f"cannot write the run directory {path} ({err.strerror or one_line(err)}); "
                         f"choose a writable {setting}=") from None
     return path
+
+
+def refuse_place(cfg: TrainConfig) -> None:
+    """A UserError if a new run of cfg cannot be written where it would go, or its run_dir holds a run."""
+    target, setting = _place(cfg)
+    if (why := unwritable(target)) is not None:
+        raise UserError(f"{setting}={target}: {why}; choose another {setting}=")
+    if cfg.run_dir is not None:
+        refuse_taken(target)
 
 
 def refuse_taken(path: Path) -> None:
@@ -261,9 +255,11 @@ def resume_state(cfg: TrainConfig) -> tuple[dict[str, Any], str | None]:
         raise UserError(f"cannot resume {run_dir}: checkpoint.json names step {done}, but the checkpoint/ "
                         "directory it belongs to is missing")
     completed = summary is not None and summary.get("status") == "completed"
-    budget = max(summary.get("budget_steps", done), done) if completed else done  # a rollout may end past the budget
+    asked = summary.get("budget_steps", done) if completed else done
+    budget = max(asked, done)  # a rollout may end past the budget
     longer = f"total_steps above {budget}" if completed else f"total_steps={done} or more"
-    if cfg.total_steps < done:
+    # a completed run asked again for its own budget, which its last rollout went past, has nothing to do
+    if cfg.total_steps < min(asked, done):
         raise UserError(f"cannot resume {run_dir} with total_steps={cfg.total_steps}: it has done {done} steps "
                         f"already; give {longer}")
     if (why := unwritable(run_dir)) is not None:
@@ -279,9 +275,7 @@ def train(cfg: TrainConfig) -> tuple[dict[str, Any], Path]:
     torch.set_num_threads(cfg.torch_threads)
     state, done = resume_state(cfg) if cfg.resume is not None else (None, None)
     if state is None:  # cheap, so before the agent is built
-        target, setting = _place(cfg)
-        if (why := unwritable(target)) is not None:
-            raise UserError(f"{setting}={target}: {why}; choose another {setting}=")
+        refuse_place(cfg)
     check_foundation(cfg)
     agent = build_agent(cfg)
     if state is None and agent.builds_on is not None and (
@@ -296,144 +290,23 @@ def train(cfg: TrainConfig) -> tuple[dict[str, Any], Path]:
         run_dir = new_run_dir(cfg)
     run = Run(cfg, run_dir, agent, state)
     if state is None:
-        run.start_session(to_yaml(cfg), _flat_hparams(cfg))
+        run.start_session(to_yaml(cfg), flat_hparams(cfg))
     run.catch_interrupt()
     try:
         agent.learn(cfg.total_steps, run)
-        return _finish(run, agent, "interrupted" if run.stop_requested else "completed"), run_dir
+        return finish(run, agent, "interrupted" if run.stop_requested else "completed"), run_dir
     except Diverged as err:
-        raise TrainingFailed(_failed(run, agent.num_steps, f"training diverged: {err}")) from None
+        raise TrainingFailed(mark_failed(run, agent.num_steps, f"training diverged: {err}")) from None
     except UserError as err:
-        raise UserError(_failed(run, agent.num_steps, str(err))) from None
+        raise UserError(mark_failed(run, agent.num_steps, str(err))) from None
     except Exception as err:  # an env's or agent's own error: kept as it is (a traceback), the run marked
-        _failed(run, agent.num_steps, f"{type(err).__name__}: {one_line(err)}")
+        mark_failed(run, agent.num_steps, f"{type(err).__name__}: {one_line(err)}")
         raise
     finally:
         run.close()
 
 
-def train_seeds(cfg: TrainConfig) -> list[Outcome]:
-    """Train (or continue) one run, or with cfg.seeds > 1 the runs of seeds seed .. seed+seeds-1: in
-    lockstep in this process when the agent learns in groups (Agent.learn_group; a group's runs know
-    each other by their group.json, so resuming one resumes all), else one after another. Each seed's
-    run directory is what a single run of it writes."""
-    if cfg.resume is not None and (group := read_group(Path(cfg.resume))) is not None:
-        given = {key: getattr(cfg, key) for key in RESUMABLE}
-        return _train_group([replace(load_run_config(d), resume=str(d), **given) for d in group])
-    if cfg.seeds == 1:
-        return [_single(cfg)]
-    if cfg.run_dir is not None and (Path(cfg.run_dir) / "config.yaml").is_file():
-        raise UserError(f"run_dir={cfg.run_dir} holds a run; with seeds={cfg.seeds} it is the directory of the "
-                        "seeds' runs (<run_dir>/seed<k>): pick another")
-    members = [replace(cfg, seed=cfg.seed + k, seeds=1, run_dir=None if cfg.run_dir is None else
-                       str(Path(cfg.run_dir) / f"seed{cfg.seed + k}")) for k in range(cfg.seeds)]
-    cls = agent_class(cfg.agent.name)
-    if not cls.learns_in_groups() or cls.builds_on is not None:
-        print(f"agent={cfg.agent.name} does not learn seeds in a group: training seeds {cfg.seed}.."
-              f"{cfg.seed + cfg.seeds - 1} one after another", flush=True)
-        return [_single(c) for c in members]
-    return _train_group(members)
-
-
-def _single(cfg: TrainConfig) -> Outcome:
-    try:
-        summary, run_dir = train(cfg)
-    except AlreadyCompleted as done:
-        return Outcome(Path(cfg.resume), note=str(done))
-    except TrainingFailed as err:
-        return Outcome(Path(cfg.run_dir or cfg.runs_root), error=str(err))
-    return Outcome(run_dir, summary)
-
-
-def read_group(run_dir: Path) -> list[Path] | None:
-    """The run directories of the group `run_dir` was trained in (None: it was trained alone)."""
-    path = Path(run_dir) / GROUP_FILE
-    if not path.is_file():
-        return None
-    try:
-        names = json.loads(path.read_bytes().decode("utf-8"))["runs"]
-        dirs = [Path(os.path.normpath(Path(run_dir) / name)) for name in names]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UserError(f"{path} is damaged ({one_line(err)}); move it aside to resume {run_dir} on its own") from None
-    missing = [str(d) for d in dirs if not d.is_dir()]
-    if missing:
-        raise UserError(f"{run_dir} was trained in a group with {missing[0]}, which is gone; move {path} aside "
-                        f"to resume {run_dir} on its own")
-    return dirs
-
-
-def _train_group(cfgs: list[TrainConfig]) -> list[Outcome]:
-    """The runs of cfgs (one agent, env and budget; one seed each) trained in lockstep by the agent's
-    learn_group. Resumed runs continue in groups of those checkpointed at the same step."""
-    torch.set_num_threads(cfgs[0].torch_threads)
-    states: list[dict[str, Any] | None] = []
-    outcomes: dict[int, Outcome] = {}
-    for k, c in enumerate(cfgs):  # everything that can be refused, before any file is written
-        if c.resume is not None:
-            state, done = resume_state(c)
-            states.append(state)
-            if done is not None:
-                outcomes[k] = Outcome(Path(c.resume), note=done)
-            continue
-        states.append(None)
-        target, setting = _place(c)
-        if (why := unwritable(target)) is not None:
-            raise UserError(f"{setting}={target}: {why}; choose another {setting}=")
-        if c.run_dir is not None:
-            refuse_taken(Path(c.run_dir))
-    check_foundation(cfgs[0])
-    todo = [k for k in range(len(cfgs)) if k not in outcomes]
-    agents = {k: build_agent(cfgs[k]) for k in todo}  # each seeds torch itself: its weights are its single run's
-    dirs: dict[int, Path] = {}
-    for k in todo:
-        if states[k] is not None:
-            dirs[k] = Path(cfgs[k].resume)
-            agents[k].load(dirs[k] / "checkpoint", trust=cfgs[k].trust_checkpoint)
-        else:
-            dirs[k] = new_run_dir(cfgs[k])
-    if any(s is None for s in states):
-        for k in todo:
-            names = [os.path.relpath(dirs[j], dirs[k]) for j in todo]
-            write_json_atomic(dirs[k] / GROUP_FILE, {"runs": names})
-    runs = {k: Run(cfgs[k], dirs[k], agents[k], states[k], show_progress=i == 0) for i, k in enumerate(todo)}
-    for k in todo:
-        if states[k] is None:
-            runs[k].start_session(to_yaml(cfgs[k]), _flat_hparams(cfgs[k]))
-    catch_interrupt([runs[k] for k in todo])
-    cls = agent_class(cfgs[0].agent.name)
-    try:
-        by_step: dict[int, list[int]] = {}
-        for k in todo:
-            by_step.setdefault(agents[k].num_steps, []).append(k)
-        for ks in by_step.values():
-            members = [Member(agents[k], runs[k]) for k in ks]
-            if not runs[ks[0]].stop_requested:
-                cls.learn_group(members, cfgs[ks[0]].total_steps)
-            for k, m in zip(ks, members, strict=True):
-                if m.failure is not None:
-                    outcomes[k] = Outcome(dirs[k], error=_failed(runs[k], agents[k].num_steps,
-                                                                 f"training diverged: {m.failure}"))
-                else:
-                    status = "interrupted" if runs[k].stop_requested else "completed"
-                    # the group's wall time is each member's: say how many shared it
-                    outcomes[k] = Outcome(dirs[k], _finish(runs[k], agents[k], status, {"group_size": len(todo)}))
-    except UserError as err:
-        for k in todo:
-            if k not in outcomes:
-                _failed(runs[k], agents[k].num_steps, str(err))
-        raise
-    except Exception as err:  # an env's or agent's own error: kept as it is (a traceback), the runs marked
-        for k in todo:
-            if k not in outcomes:
-                _failed(runs[k], agents[k].num_steps, f"{type(err).__name__}: {one_line(err)}")
-        raise
-    finally:
-        for run in runs.values():
-            run.close()
-    return [outcomes[k] for k in range(len(cfgs))]
-
-
-def _failed(run: Run, step: int, reason: str) -> str:
+def mark_failed(run: Run, step: int, reason: str) -> str:
     """After a failure at `step`: a run with a checkpoint can go on from it; one without is marked
     failed in summary.json. Returns the reason and what was kept."""
     if (run.dir / "checkpoint.json").exists():
@@ -443,7 +316,7 @@ def _failed(run: Run, step: int, reason: str) -> str:
     return f"{reason}; no checkpoint was written, so {run.dir} is marked failed"
 
 
-def _finish(run: Run, agent: Agent, status: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def finish(run: Run, agent: Agent, status: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Final evaluation (unless one was just made), checkpoint, artifacts and summary.json."""
     step = agent.num_steps
     last_eval = int(float(run.eval_csv.rows[-1]["step"])) if run.eval_csv.rows else None
@@ -459,7 +332,7 @@ def _finish(run: Run, agent: Agent, status: str, extra: dict[str, Any] | None = 
     return summary
 
 
-def _flat_hparams(cfg: TrainConfig) -> dict[str, Any]:
+def flat_hparams(cfg: TrainConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"seed": cfg.seed, "total_steps": cfg.total_steps, "env": cfg.env.id}
     agent = asdict(cfg.agent) if is_dataclass(cfg.agent) else dict(cfg.agent)
     for key, value in agent.items():

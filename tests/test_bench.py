@@ -237,7 +237,7 @@ def test_runs_are_grouped_by_agent_env_and_budget_in_consecutive_seeds(tmp_path)
 
 def test_a_group_stopped_before_its_budget_goes_on_as_a_group(tmp_path):
     from rlgen.benchsuite import Job
-    from rlgen.trainer import read_group
+    from rlgen.seed_groups import read_group
 
     parent = tmp_path / "CartPole" / "ppo"
     jobs = [Job("ppo", "CartPole", s, 1024, str(parent / f"seed{s}"),

@@ -100,7 +100,7 @@ def test_evaluations_made_together_equal_each_made_alone(vectorization):
 def test_a_dqn_group_member_is_its_single_run_exactly(tmp_path, agent):
     from rlgen.checkpoint import load_state
     from rlgen.compose import load_config
-    from rlgen.trainer import train_seeds
+    from rlgen.seed_groups import train_seeds
 
     common = [f"agent={agent}", "env=Acrobot", "total_steps=1200", "eval_every=600", "eval_episodes=3",
               "progress=false", "agent.learning_starts=300", "agent.train_freq=4", "agent.gradient_steps=2",
