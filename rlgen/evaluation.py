@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gymnasium as gym
@@ -72,7 +72,8 @@ def evaluate_together(
     if n > 1 and native_vector(env_cfg, episodes):
         return [evaluate_together([act], env_cfg, episodes, [seed], one_hot, max_steps)[0]
                 for act, seed in zip(acts, seeds, strict=True)]
-    envs = make_vec_env(env_cfg, n * episodes, one_hot=one_hot)
+    # copies of the single env, as each policy's own episodes would be, however many they are together
+    envs = make_vec_env(env_cfg if n == 1 else replace(env_cfg, vectorization="sync"), n * episodes, one_hot=one_hot)
     rows = [slice(k * episodes, (k + 1) * episodes) for k in range(n)]
     outcome: dict[str, np.ndarray] = {}
     act_seconds, calls = np.zeros(n), np.zeros(n)

@@ -27,7 +27,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlgen.envs import EpisodeStats
-from rlgen.run import Diverged
+from rlgen.run import Diverged, evaluate_runs
 
 if TYPE_CHECKING:
     from rlgen.run import Run
@@ -59,18 +59,20 @@ GroupObserve = Callable[[list[Any], list["Transition"], int], list[dict[str, flo
 
 
 def go_on(members: list[Member], stats: list[dict[str, float] | None]) -> list[Member]:
-    """Log each member's statistics and let its run evaluate and checkpoint (`run.tick`); returns the
-    members that go on. One that diverged or was asked to stop leaves; the others are not touched."""
-    staying = []
+    """Log each member's statistics and let its run evaluate and checkpoint (`run.tick`; the evaluations
+    due are made together, `evaluate_runs`); returns the members that go on. One that diverged or was
+    asked to stop leaves; the others are not touched."""
+    logged = []
     for m, s in zip(members, stats, strict=True):
         try:
             if s:
                 m.run.log(m.agent.num_steps, s)
-            if m.run.tick(m.agent.num_steps):
-                staying.append(m)
+            logged.append(m)
         except Diverged as err:
             m.failure = err
-    return staying
+    step = logged[0].agent.num_steps if logged else 0
+    evaluations = evaluate_runs([m.run for m in logged], step) if len(logged) > 1 else {}
+    return [m for m in logged if m.run.tick(m.agent.num_steps, evaluations.get(id(m.run)))]
 
 
 def alone(loop: Callable[..., None], members: list[Member], *args: Any) -> None:
