@@ -75,6 +75,13 @@ def go_on(members: list[Member], stats: list[dict[str, float] | None]) -> list[M
     return [m for m in logged if m.run.tick(m.agent.num_steps, evaluations.get(id(m.run)))]
 
 
+def started(members: list[Member]) -> list[Member]:
+    """The members, each with its run's training envs made (or restored) and their first observations."""
+    for m in members:
+        m.envs, m.obs = m.run.make_envs(m.agent.n_envs)
+    return members
+
+
 def alone(loop: Callable[..., None], members: list[Member], *args: Any) -> None:
     """A group loop run for one agent: its divergence is raised, as the trainer expects of a single run."""
     loop(members, *args)
@@ -152,9 +159,7 @@ def each_update(agents: list[Any], rollouts: list[Rollout], progress_remaining: 
 def on_policy_group(members: list[Member], total_steps: int, n_steps: int, update: GroupUpdate) -> None:
     """`on_policy` for a group of seeds in lockstep: each collects its rollout in its own envs, then
     `update` takes all of them at once (PPO: one stacked update, rlgen/nets/stack.py)."""
-    for m in members:
-        m.envs, m.obs = m.run.make_envs(m.agent.n_envs)
-    live = members
+    live = started(members)
     while live and live[0].agent.num_steps < total_steps:
         rollouts = []
         for m in live:
@@ -207,10 +212,8 @@ def each_observe(agents: list[Any], steps: list[Transition], total_steps: int) -
 
 def per_step_group(members: list[Member], total_steps: int, observe: GroupObserve) -> None:
     """`per_step` for a group of seeds in lockstep: each acts and steps its own envs, then `observe`
-    takes all their transitions at once (DQN: one stacked training phase when one is due)."""
-    for m in members:
-        m.envs, m.obs = m.run.make_envs(m.agent.n_envs)
-    live = members
+    takes all their transitions at once (DQN: each observes its own, `each_observe`)."""
+    live = started(members)
     while live and live[0].agent.num_steps < total_steps:
         steps = []
         for m in live:
