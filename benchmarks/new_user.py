@@ -90,14 +90,14 @@ IN_THE_WAY = {"afile": "in the way\n", "run-1/summary.json": '{"status": "comple
 def try_one(module: str, args: list[str], repo: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for name, text in IN_THE_WAY.items():
-            Path(tmp, name).parent.mkdir(exist_ok=True)
+            Path(tmp, name).parent.mkdir(parents=True, exist_ok=True)
             Path(tmp, name).write_text(text)
         env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
         start = time.perf_counter()
         out = subprocess.run([sys.executable, "-m", module, *args], cwd=tmp, capture_output=True, text=True,
                              env=env, timeout=300, check=False)
         lines = out.stderr.strip().splitlines()
-        placed = {Path(name) for name in IN_THE_WAY} | {Path(name).parent for name in IN_THE_WAY}
+        placed = {Path(name) for name in IN_THE_WAY} | {parent for name in IN_THE_WAY for parent in Path(name).parents}
         left = sorted(str(p.relative_to(tmp)) for p in Path(tmp).rglob("*") if p.relative_to(tmp) not in placed)
         return {"command": f"python -m {module} {' '.join(args)}", "exit": out.returncode,
                 "stderr_lines": len(lines), "line": lines[-1] if lines else "", "left_behind": left,
