@@ -5,6 +5,15 @@ Importing rlgen registers its envs with Gymnasium (`rlgen/<Name>-v0`): `import r
 imports it for you.
 """
 
-from rlgen import envs as _envs  # noqa: F401  (registers rlgen/<Name>-v0)
+import os
+
+# NumPy's OpenBLAS on one thread, unless the user chose otherwise; this holds when NumPy is first
+# imported after this line (as in every `python -m rlgen.*`). Agents act through small NumPy
+# products between updates, and OpenBLAS's threads, asleep between them, take ~100 us to wake for
+# each: DQN on Acrobot acted at 134 us per layer with them and 3.5 us without, and its runs took
+# 1.5x less time (benchmarks/results/speed/RESULTS.md).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from rlgen import envs as _envs  # noqa: E402, F401  (registers rlgen/<Name>-v0)
 
 __version__ = "0.1.0"

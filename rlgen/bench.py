@@ -118,30 +118,103 @@ def run_job(job: Job) -> dict[str, Any]:
     return {"run_dir": job.run_dir, "status": summary["status"], "seconds": time.perf_counter() - t0}
 
 
+def run_group(jobs: list[Job]) -> list[dict[str, Any]]:
+    """The runs of consecutive seeds of one (agent, env, budget) trained as one group in this process
+    (python -m rlgen.train seeds=S; `groups` chose them); resumed as a group if they were stopped as one,
+    one by one if they were not trained together. Never raises. Each run's seconds are the group's
+    divided by its seeds."""
+    import resource
+
+    import torch
+
+    from rlgen.checkpoint import write_json_atomic
+    from rlgen.compose import load_config
+    from rlgen.trainer import load_run_config, read_group, train_seeds
+
+    if len(jobs) == 1:
+        return [run_job(jobs[0])]
+    torch.set_num_threads(1)
+    dirs = [Path(j.run_dir) for j in jobs]
+    t0 = time.perf_counter()
+    try:
+        if any((d / "checkpoint.json").is_file() for d in dirs):
+            if {d.resolve() for d in read_group(dirs[0]) or []} != {d.resolve() for d in dirs}:
+                return [run_job(j) for j in jobs]  # not stopped as this group: each goes on by itself
+            cfg = load_run_config(dirs[0])
+            outcomes = train_seeds(replace(cfg, resume=str(dirs[0]), total_steps=jobs[0].budget, progress=False))
+        else:
+            for d in dirs:
+                if d.exists():
+                    shutil.rmtree(d)  # started but never checkpointed: nothing worth keeping
+            outcomes = train_seeds(load_config([*_without_seed(jobs[0].overrides), f"seed={jobs[0].seed}",
+                                                f"seeds={len(jobs)}", f"run_dir={dirs[0].parent}"]))
+    except Exception as err:  # a failed group is reported, and the rest of the suite goes on
+        return [{"run_dir": j.run_dir, "status": "failed", "error": f"{type(err).__name__}: {err}"} for j in jobs]
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    seconds = (time.perf_counter() - t0) / len(jobs)
+    results = []
+    for job, outcome in zip(jobs, outcomes, strict=True):
+        if outcome.summary is None:
+            results.append({"run_dir": job.run_dir, "status": "failed", "error": outcome.error or outcome.note})
+            continue
+        write_json_atomic(Path(job.run_dir) / "bench.json", {"peak_rss_mb": peak_mb, "host": os.uname().nodename,
+                                                             "group_size": len(jobs)})
+        results.append({"run_dir": job.run_dir, "status": outcome.summary["status"], "seconds": seconds})
+    return results
+
+
+def groups(jobs: list[Job], size: int) -> list[list[Job]]:
+    """The jobs in units of work: runs of consecutive seeds of one agent, env, budget and overrides, at
+    most `size` of them, together where the agent learns seeds in groups (Agent.learns_in_groups), alone
+    otherwise and for runs that build on or evaluate others."""
+    from rlgen.agents import agent_class
+    from rlgen.compose import load_config
+
+    units: list[list[Job]] = []
+    for job in jobs:
+        last = units[-1][-1] if units else None
+        same = (last is not None and len(units[-1]) < size and not job.source and not job.after
+                and (last.agent, last.env, last.budget, last.seed + 1) == (job.agent, job.env, job.budget, job.seed)
+                and _without_seed(last.overrides) == _without_seed(job.overrides)
+                and Path(last.run_dir).parent == Path(job.run_dir).parent
+                and Path(job.run_dir).name == f"seed{job.seed}")  # where seeds=S with run_dir puts its runs
+        if same and (len(units[-1]) > 1 or agent_class(load_config(job.overrides).agent.name).learns_in_groups()):
+            units[-1].append(job)
+        else:
+            units.append([job])
+    return units
+
+
+def _without_seed(overrides: list[str]) -> list[str]:
+    return [o for o in overrides if not o.startswith("seed=")]
+
+
 def _log(done: int, total: int, result: dict[str, Any]) -> None:
     extra = result.get("error") or f"{result.get('seconds', 0):.0f} s"
     print(f"[{done}/{total}] {result['status']}: {result['run_dir']} ({extra})", flush=True)
 
 
-def _worker(jobs: list[Job], results: Any) -> None:
-    """A spawned process: its jobs one after another; it stops at the first interrupted run."""
-    for job in jobs:
-        result = run_job(job)
-        results.put(result)
-        if result["status"] == "interrupted":
+def _worker(units: list[list[Job]], results: Any) -> None:
+    """A spawned process: its units of work one after another; it stops at the first interrupted run."""
+    for unit in units:
+        unit_results = run_group(unit)
+        for result in unit_results:
+            results.put(result)
+        if any(r["status"] == "interrupted" for r in unit_results):
             return
 
 
-def run_local(jobs: list[Job], workers: int, per_process: int) -> list[dict[str, Any]]:
-    """Up to `workers` spawned processes at once, each running `per_process` jobs (1: a fresh process
-    per run, so peak memory is that run's). A hand-rolled pool: ProcessPoolExecutor's
+def run_local(units: list[list[Job]], workers: int, per_process: int) -> list[dict[str, Any]]:
+    """Up to `workers` spawned processes at once, each running `per_process` units of work (1: a fresh
+    process per run or group, so peak memory is its own). A hand-rolled pool: ProcessPoolExecutor's
     max_tasks_per_child can hang on Python 3.11 when a worker retires (CPython gh-115634)."""
     import multiprocessing as mp
     import queue
 
+    jobs = [j for unit in units for j in unit]
     ctx = mp.get_context("spawn")
     results_q = ctx.Queue()
-    chunks = [jobs[i:i + per_process] for i in range(0, len(jobs), per_process)]
+    chunks = [units[i:i + per_process] for i in range(0, len(units), per_process)]
     running: list[Any] = []
     results: dict[str, dict[str, Any]] = {}
     try:
@@ -165,8 +238,9 @@ def run_local(jobs: list[Job], workers: int, per_process: int) -> list[dict[str,
     return [results.get(j.run_dir, {"run_dir": j.run_dir, **lost}) for j in jobs]
 
 
-def run_ray(jobs: list[Job], address: str, per_process: int) -> list[dict[str, Any]]:
-    """The same jobs as Ray tasks: one CPU each, a worker process replaced after `per_process` tasks."""
+def run_ray(units: list[list[Job]], address: str, per_process: int) -> list[dict[str, Any]]:
+    """The same units of work as Ray tasks: one CPU each, a worker process replaced after `per_process`
+    tasks."""
     try:
         import ray
     except ImportError:
@@ -174,13 +248,15 @@ def run_ray(jobs: list[Job], address: str, per_process: int) -> list[dict[str, A
     if not ray.is_initialized():
         ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
                  log_to_driver=False)
-    remote = ray.remote(num_cpus=1, max_calls=per_process)(run_job)
-    waiting = [remote.remote(job) for job in jobs]
-    results = []
+    remote = ray.remote(num_cpus=1, max_calls=per_process)(run_group)
+    waiting = [remote.remote(unit) for unit in units]
+    total = sum(len(unit) for unit in units)
+    results: list[dict[str, Any]] = []
     while waiting:
         ready, waiting = ray.wait(waiting, num_returns=1)
-        results.append(ray.get(ready[0]))
-        _log(len(results), len(jobs), results[-1])
+        for result in ray.get(ready[0]):
+            results.append(result)
+            _log(len(results), total, result)
     return results
 
 
@@ -225,10 +301,11 @@ def run_suite(suite: Suite, opts: Options, logdir: Path, out: Path, command: str
     phases = ([j for j in todo if not j.source and not j.after], [j for j in todo if j.after],
               [j for j in todo if j.source])
     for phase in phases:
+        units = groups(phase, opts.group)
         if phase and opts.backend == "ray":
-            results += run_ray(phase, opts.ray_address, suite.runs_per_process)
+            results += run_ray(units, opts.ray_address, suite.runs_per_process)
         elif phase:
-            results += run_local(phase, opts.workers or os.cpu_count() or 1, suite.runs_per_process)
+            results += run_local(units, opts.workers or os.cpu_count() or 1, suite.runs_per_process)
     failed = [r for r in results if r["status"] != "completed"]
     records = collect(suite, jobs)
     if not opts.force:

@@ -75,6 +75,10 @@ def collect(suite: Suite, jobs: list[Job]) -> list[dict[str, Any]]:
             # every other figure the run reports (success rates, an env's measures of the policy, ...)
             rec.update({k: v for k, v in summary.items() if k not in rec and isinstance(v, int | float)
                         and not isinstance(v, bool)})
+            group = int(summary.get("group_size", 1))
+            if group > 1:  # trained with other seeds in one process: its share of the group's time
+                rec["wall_seconds"] = summary["wall_seconds"] / group
+                rec["steps_per_second"] = summary["steps_per_second"] * group
             if "evaluated_from" in summary:  # an evaluation-only run: the run whose model it evaluated
                 rec["evaluated_from"] = summary["evaluated_from"]
             bench = run_dir / "bench.json"
@@ -366,8 +370,10 @@ METHOD = [
     "- IQM: mean of the middle 50% of runs; 95% interval: percentile stratified bootstrap over seeds, "
     "10,000 resamples (Agarwal et al. 2021, \"Deep RL at the Edge of the Statistical Precipice\").",
     "- Curve band: 95% percentile bootstrap of the mean over seeds at each evaluation step (or budget).",
-    "- Wall seconds and steps/s are means over runs (one process, one torch thread each); peak MB is "
-    "the largest resident memory of a run's process.",
+    "- Wall seconds and steps/s are means over runs (one torch thread each). A run trained with other seeds "
+    "in one process (seeds=S: rlgen's PPO, DQN and SQL, up to the bench's group=8 consecutive seeds) counts "
+    "the group's wall time divided by its seeds, its steps/s that many times the group's; peak MB is the "
+    "largest resident memory of a run's process (a group's for its runs).",
 ]
 FINAL = {
     "return": ["- Final score: the mean return of the deterministic evaluation at the end of each run's "

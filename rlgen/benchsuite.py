@@ -139,12 +139,17 @@ class Options:
     """replace the report at out even when the new one has fewer completed runs"""
     ray_address: str = ""
     """an existing Ray cluster to join (default: RAY_ADDRESS, else a local instance)"""
+    group: int = 8
+    """train up to this many seeds of one agent, env and budget in one process, where the agent learns
+    seeds in groups (PPO, DQN, SQL; python -m rlgen.train seeds=S); 1: one run per process"""
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise unknown("backend", self.backend, BACKENDS)
         if not 0 < self.budget_scale <= 1:
             raise UserError(f"budget_scale must be in (0, 1], got {self.budget_scale}")
+        if self.group < 1:
+            raise UserError(f"group must be a number of seeds per process, 1 or more, got {self.group}")
         for name in ("workers", "seeds", "evals", "eval_episodes"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")

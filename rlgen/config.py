@@ -135,8 +135,8 @@ class TrainConfig:
     """seeds the env, the agent's networks and its sampling"""
     seeds: int = 1
     """train seeds seed .. seed+seeds-1 together in this process, one ordinary run directory each (PPO
-    and DQN update them as one stacked network; other agents train them one after another); with
-    run_dir, put {seed} in it"""
+    updates them as one stacked network, DQN and SQL in lockstep; other agents train them one after
+    another); with run_dir=DIR, seed k's run goes to DIR/seed<k>"""
     total_steps: int = 100_000
     """budget in environment steps (planning agents: sweeps)"""
     eval_every: int = 10_000
@@ -146,7 +146,8 @@ class TrainConfig:
     """evaluations act deterministically (SB3's EvalCallback default); false samples the policy, which
     is what shows a generative policy's coverage of the expert's modes"""
     run_dir: str | None = None
-    """write the run directory exactly here (default: runs/<env>/<agent>/<seed>-<timestamp>)"""
+    """write the run directory exactly here (default: runs/<env>/<agent>/<seed>-<timestamp>; with seeds > 1,
+    each seed's in <run_dir>/seed<k>)"""
     runs_root: str = "runs"
     resume: str | None = None
     """a run directory to continue to its budget"""
@@ -170,9 +171,6 @@ class TrainConfig:
         check_positive(torch_threads=self.torch_threads, eval_episodes=self.eval_episodes, seeds=self.seeds)
         if self.seed + self.seeds - 1 > MAX_SEED:
             raise UserError(f"seeds={self.seeds} from seed={self.seed} goes past the largest seed, {MAX_SEED}")
-        if self.seeds > 1 and self.run_dir is not None and "{seed}" not in self.run_dir:
-            raise UserError(f"run_dir={self.run_dir} with seeds={self.seeds}: each seed needs its own directory; "
-                            "put {seed} in run_dir (e.g. run_dir=out/ppo-{seed})")
         if self.total_steps <= 0:
             raise UserError(f"total_steps must be a positive number of steps, got {self.total_steps}")
         if self.eval_every < 0:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import load_env_creator
 
 from rlgen.config import EnvConfig
-from rlgen.envs import make_env, make_vec_env, registered_id
+from rlgen.envs import make_env, make_vec_env, native_vector, registered_id
 
 EVAL_SEED_OFFSET = 1_000_003
 """Evaluation envs are seeded apart from training envs, the same way at every evaluation, so
@@ -51,34 +52,73 @@ def evaluate_episodes(
 ) -> Evaluation:
     """Run one episode in each of `episodes` parallel envs (a policy with a `reset()` is reset first:
     rlgen/agents/base.py, episode_policy)."""
-    envs = make_vec_env(env_cfg, episodes, one_hot=one_hot)
+    return evaluate_together([act], env_cfg, episodes, [seed], one_hot, max_steps)[0]
+
+
+def evaluate_together(
+    acts: list[Callable[[np.ndarray], np.ndarray]],
+    env_cfg: EnvConfig,
+    episodes: int,
+    seeds: list[int],
+    one_hot: bool = True,
+    max_steps: int = 100_000,
+) -> list[Evaluation]:
+    """`evaluate_episodes` of several policies (the seeds of a group of runs) in one vector env of
+    len(acts) x episodes copies: policy k acts on its own rows, seeded from seeds[k] as it would be alone,
+    and is called while any of its episodes runs, so each gets the episodes and returns it would alone.
+    An env whose own vector version would run a policy's episodes (one generator for all its copies)
+    cannot be shared so: each policy then has its own, as alone."""
+    n = len(acts)
+    if n > 1 and native_vector(env_cfg, episodes):
+        return [evaluate_together([act], env_cfg, episodes, [seed], one_hot, max_steps)[0]
+                for act, seed in zip(acts, seeds, strict=True)]
+    envs = make_vec_env(env_cfg, n * episodes, one_hot=one_hot)
+    rows = [slice(k * episodes, (k + 1) * episodes) for k in range(n)]
     outcome: dict[str, np.ndarray] = {}
-    act_seconds, calls = 0.0, 0
+    act_seconds, calls = np.zeros(n), np.zeros(n)
     try:
-        obs, _ = envs.reset(seed=seed + EVAL_SEED_OFFSET)
-        if hasattr(act, "reset"):
-            act.reset()
-        returns = np.zeros(episodes)
-        lengths = np.zeros(episodes, dtype=np.int64)
-        running = np.ones(episodes, dtype=bool)
+        # a vector env of copies seeds copy i with seed + i (gymnasium.vector.SyncVectorEnv.reset); an env's
+        # own vector version takes one seed
+        each = [s + EVAL_SEED_OFFSET + i for s in seeds for i in range(episodes)]
+        obs, _ = envs.reset(seed=each[0] if n == 1 else each)
+        for act in acts:
+            if hasattr(act, "reset"):
+                act.reset()
+        returns = np.zeros(n * episodes)
+        lengths = np.zeros(n * episodes, dtype=np.int64)
+        running = np.ones(n * episodes, dtype=bool)
+        actions: list[np.ndarray] = [np.empty(0)] * n
         for _ in range(max_steps):
-            start = time.perf_counter()
-            actions = act(obs)
-            act_seconds, calls = act_seconds + time.perf_counter() - start, calls + 1
-            obs, reward, terminated, truncated, info = envs.step(actions)
+            for k, (act, part) in enumerate(zip(acts, rows, strict=True)):
+                if running[part].any() or not calls[k]:  # a policy whose episodes ended keeps its last actions
+                    start = time.perf_counter()
+                    actions[k] = np.asarray(act(_part(obs, part)))
+                    act_seconds[k], calls[k] = act_seconds[k] + time.perf_counter() - start, calls[k] + 1
+            obs, reward, terminated, truncated, info = envs.step(np.concatenate(actions))
             returns += np.where(running, reward, 0.0)
             lengths += running
             ended = running & (terminated | truncated)
             for key in ("success", "mode"):
                 if key in info:  # the env's report at each episode's last step
-                    seen = outcome.setdefault(key, np.zeros(episodes, dtype=np.asarray(info[key]).dtype))
+                    seen = outcome.setdefault(key, np.zeros(n * episodes, dtype=np.asarray(info[key]).dtype))
                     seen[ended] = np.asarray(info[key])[ended]
             running &= ~ended
             if not running.any():
                 break
     finally:
         envs.close()
-    return Evaluation(returns, lengths, outcome.get("success"), outcome.get("mode"), 1000 * act_seconds / max(calls, 1))
+    return [Evaluation(returns[part], lengths[part], outcome["success"][part] if "success" in outcome else None,
+                       outcome["mode"][part] if "mode" in outcome else None, 1000 * act_seconds[k] / max(calls[k], 1))
+            for k, part in enumerate(rows)]
+
+
+def _part(obs: Any, rows: slice) -> Any:
+    """Some rows of a vector env's observations (a tuple or dict of arrays for Tuple and Dict spaces)."""
+    if isinstance(obs, tuple):
+        return tuple(o[rows] for o in obs)
+    if isinstance(obs, dict):
+        return {key: value[rows] for key, value in obs.items()}
+    return obs[rows]
 
 
 def _env_offers(env_cfg: EnvConfig, method: str) -> bool:

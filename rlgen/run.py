@@ -31,7 +31,7 @@ from rlgen.envs import EpisodeStats, make_env, make_vec_env, reward_threshold
 from rlgen.envs.model import require_model
 from rlgen.envs.snapshot import env_state, set_env_state
 from rlgen.errors import UserError
-from rlgen.evaluation import Evaluation, evaluate_episodes, final_metrics, policy_picture
+from rlgen.evaluation import Evaluation, evaluate_episodes, evaluate_together, final_metrics, policy_picture
 from rlgen.mdp import TabularModel
 from rlgen.progress import ProgressBar
 
@@ -203,21 +203,27 @@ class Run:
             self.recent_returns.append(ret)
             self.recent_lengths.append(int(length))
 
-    def tick(self, step: int) -> bool:
-        """Called by the agent as it goes: evaluates and checkpoints when due; False means stop."""
-        if step >= self.next_eval:
+    def tick(self, step: int, evaluation: Evaluation | None = None) -> bool:
+        """Called by the agent as it goes: evaluates (or takes the `evaluation` of the policy made for it,
+        `evaluate_runs`) and checkpoints when due; False means stop."""
+        if self.eval_due(step):
             while self.next_eval <= step:  # advanced first: the checkpoint records the next one due
                 self.next_eval += self.cfg.eval_every or self.cfg.total_steps
-            self.evaluate(step)
+            self.evaluate(step, evaluation)
             self.checkpoint(step)
         self.bar.update(step, self.recent_returns[-1] if self.recent_returns else None)
         return not self.stop_requested
 
     # -- what the trainer calls ---------------------------------------------------------------------
 
-    def evaluate(self, step: int) -> None:
+    def eval_due(self, step: int) -> bool:
+        return step >= self.next_eval
+
+    def evaluate(self, step: int, result: Evaluation | None = None) -> None:
+        """Evaluate the policy (unless `result` is its evaluation, made with other runs') and record it."""
         policy = self.agent.episode_policy(self.cfg.eval_deterministic)
-        result = evaluate_episodes(policy, self.cfg.env, self.cfg.eval_episodes, self.cfg.seed, self.one_hot)
+        if result is None:
+            result = evaluate_episodes(policy, self.cfg.env, self.cfg.eval_episodes, self.cfg.seed, self.one_hot)
         returns = result.returns
         mean, std = float(returns.mean()), float(returns.std())
         self.last_eval = (mean, std)
@@ -393,6 +399,19 @@ def catch_interrupt(runs: list[Run]) -> None:
 
     for sig in STOP_SIGNALS:
         runs[0].previous_handlers[sig] = signal.signal(sig, handler)
+
+
+def evaluate_runs(runs: list[Run], step: int) -> dict[int, Evaluation]:
+    """The evaluations due at `step` of runs on one env (the seeds of a group), made together in one
+    vector env (evaluation.evaluate_together), keyed by id(run); each is the evaluation its run would
+    make alone, which `Run.tick` then records."""
+    due = [run for run in runs if run.eval_due(step)]
+    if len(due) < 2:
+        return {}
+    cfg = due[0].cfg
+    policies = [run.agent.episode_policy(cfg.eval_deterministic) for run in due]
+    results = evaluate_together(policies, cfg.env, cfg.eval_episodes, [run.cfg.seed for run in due], due[0].one_hot)
+    return {id(run): result for run, result in zip(due, results, strict=True)}
 
 
 def versions() -> dict[str, str]:

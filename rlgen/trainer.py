@@ -322,8 +322,11 @@ def train_seeds(cfg: TrainConfig) -> list[Outcome]:
         return _train_group([replace(load_run_config(d), resume=str(d), **given) for d in group])
     if cfg.seeds == 1:
         return [_single(cfg)]
+    if cfg.run_dir is not None and (Path(cfg.run_dir) / "config.yaml").is_file():
+        raise UserError(f"run_dir={cfg.run_dir} holds a run; with seeds={cfg.seeds} it is the directory of the "
+                        "seeds' runs (<run_dir>/seed<k>): pick another")
     members = [replace(cfg, seed=cfg.seed + k, seeds=1, run_dir=None if cfg.run_dir is None else
-                       cfg.run_dir.replace("{seed}", str(cfg.seed + k))) for k in range(cfg.seeds)]
+                       str(Path(cfg.run_dir) / f"seed{cfg.seed + k}")) for k in range(cfg.seeds)]
     cls = agent_class(cfg.agent.name)
     if not cls.learns_in_groups() or cls.builds_on is not None:
         print(f"agent={cfg.agent.name} does not learn seeds in a group: training seeds {cfg.seed}.."

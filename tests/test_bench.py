@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +48,12 @@ def test_smoke_suite_end_to_end_through_the_process_pool(tmp_path, capsys):
         lo, hi = bs.bootstrap_ci(finals)
         assert row["ci"] == [pytest.approx(lo), pytest.approx(hi)]
         assert lo <= row["iqm"] <= hi
-        assert row["sps"] == pytest.approx(np.mean([r["steps_per_second"] for r in mine]))
-        assert row["wall"] == pytest.approx(np.mean([r["wall_seconds"] for r in mine]))
+        # rlgen's PPO seeds were trained as one group: each counts its share of the group's time
+        groups = [r.get("group_size", 1) for r in mine]
+        assert groups == ([3, 3, 3] if row["agent"] == "ppo" else [1, 1, 1])
+        shares = list(zip(mine, groups, strict=True))
+        assert row["sps"] == pytest.approx(np.mean([r["steps_per_second"] * g for r, g in shares]))
+        assert row["wall"] == pytest.approx(np.mean([r["wall_seconds"] / g for r, g in shares]))
         peaks = [json.loads((r["dir"] / "bench.json").read_text())["peak_rss_mb"] for r in mine]
         assert row["peak_mb"] == pytest.approx(max(peaks)) and 50 < row["peak_mb"] < 4000
         assert row["solved"] == sum(r["solved_at_step"] is not None for r in mine)
@@ -205,3 +210,45 @@ def test_a_tiny_suite_on_a_local_ray_instance(tmp_path):
     results = json.loads((tmp_path / "report" / "results.json").read_text())
     finals = [r["eval_mean_return"] for r in runs.values()]
     assert results["tables"]["CartPole"][0]["iqm"] == pytest.approx(bs.iqm(finals))
+
+
+def test_runs_are_grouped_by_agent_env_and_budget_in_consecutive_seeds(tmp_path):
+    from rlgen.benchsuite import Job
+
+    def job(agent: str, seed: int, budget: int = 1000, env: str = "CartPole", **kw) -> Job:
+        overrides = [f"agent={agent}", f"env={env}", f"seed={seed}", f"total_steps={budget}"]
+        return Job(agent, env, seed, budget, str(tmp_path / env / agent / f"seed{seed}"), overrides, **kw)
+
+    jobs = [job("ppo", s) for s in (0, 1, 2, 4, 5)] + [job("sb3_ppo", s) for s in (0, 1)]
+    jobs += [job("dqn", s) for s in range(5)] + [job("ppo", 0, budget=2000), job("ppo", 1, budget=2000)]
+    jobs += [job("ppo", 0, env="Acrobot"), job("gail", 0, after="x"), job("gail", 1, after="x")]
+    units = [[(j.agent, j.env, j.seed, j.budget) for j in unit] for unit in bench.groups(jobs, size=3)]
+    assert units == [
+        [("ppo", "CartPole", 0, 1000), ("ppo", "CartPole", 1, 1000), ("ppo", "CartPole", 2, 1000)],
+        [("ppo", "CartPole", 4, 1000), ("ppo", "CartPole", 5, 1000)],  # seed 3 is not planned: a new group
+        [("sb3_ppo", "CartPole", 0, 1000)], [("sb3_ppo", "CartPole", 1, 1000)],  # SB3 learns one seed at a time
+        [("dqn", "CartPole", 0, 1000), ("dqn", "CartPole", 1, 1000), ("dqn", "CartPole", 2, 1000)],
+        [("dqn", "CartPole", 3, 1000), ("dqn", "CartPole", 4, 1000)],
+        [("ppo", "CartPole", 0, 2000), ("ppo", "CartPole", 1, 2000)],
+        [("ppo", "Acrobot", 0, 1000)], [("gail", "CartPole", 0, 1000)], [("gail", "CartPole", 1, 1000)],
+    ]
+    assert all(len(unit) == 1 for unit in bench.groups(jobs, size=1))
+
+
+def test_a_group_stopped_before_its_budget_goes_on_as_a_group(tmp_path):
+    from rlgen.benchsuite import Job
+    from rlgen.trainer import read_group
+
+    parent = tmp_path / "CartPole" / "ppo"
+    jobs = [Job("ppo", "CartPole", s, 1024, str(parent / f"seed{s}"),
+                ["agent=ppo", "env=CartPole", f"seed={s}", "total_steps=1024", "eval_every=512",
+                 "agent.n_steps=64", "progress=false"]) for s in (3, 4)]
+    first = bench.run_group([replace(j, budget=512, overrides=[*j.overrides, "total_steps=512"]) for j in jobs])
+    assert [r["status"] for r in first] == ["completed", "completed"]
+    assert sorted(read_group(parent / "seed3")) == [parent / "seed3", parent / "seed4"]
+    results = bench.run_group(jobs)  # resumed, both, to the larger budget
+    assert [r["status"] for r in results] == ["completed", "completed"]
+    for s in (3, 4):
+        summary = json.loads((parent / f"seed{s}" / "summary.json").read_text())
+        assert summary["total_steps"] == 1024 and summary["seed"] == s and summary["group_size"] == 2
+        assert json.loads((parent / f"seed{s}" / "bench.json").read_text())["group_size"] == 2

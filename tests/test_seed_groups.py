@@ -68,38 +68,50 @@ def test_stack_step_leaves_waiting_members_alone():
     assert not torch.equal(opts[0].data, before[0]) and opts[0].steps == 1
 
 
-@pytest.mark.parametrize("name, overrides", [
-    ("dqn", {}),
-    ("dqn", {"double_q": True, "net_arch": [32]}),
-    ("sql", {"auto_ent_coef": True}),
-    ("sql", {"auto_ent_coef": False}),
-])
-def test_stacked_phase_equals_each_members_own(name, overrides):
-    from rlgen.agents import agent_class
-    from rlgen.agents.dqn import train_stacked as dqn_stacked
+@pytest.mark.parametrize("vectorization", ["sync", "auto"])  # auto: CartPole's own vector env, one per policy
+def test_evaluations_made_together_equal_each_made_alone(vectorization):
+    from rlgen.config import EnvConfig
+    from rlgen.evaluation import evaluate_episodes, evaluate_together
 
-    cls = agent_class(name)
-    config = cls.Config(batch_size=32, **overrides)
-    obs_space, action_space = gym.spaces.Box(-np.inf, np.inf, (3,)), gym.spaces.Discrete(3)
+    env = EnvConfig(name="CartPole", id="CartPole-v1", vectorization=vectorization)
+    calls: dict[int, int] = {}
 
-    def filled(seed: int):
-        agent = cls(obs_space, action_space, config, seed)
-        rng = np.random.default_rng(100 + seed)
-        n = 200
-        agent.buffer.add(rng.standard_normal((n, 3)).astype(np.float32), rng.integers(0, 3, n),
-                         rng.standard_normal(n).astype(np.float32), rng.standard_normal((n, 3)).astype(np.float32),
-                         (rng.random(n) < 0.1).astype(np.float32))
-        return agent
+    def policy(k: int):
+        w = np.random.default_rng(k).standard_normal(4)
 
-    alone = [filled(seed) for seed in range(3)]
-    group = [filled(seed) for seed in range(3)]
-    expected = [a.train(12) for a in alone]
-    got = dqn_stacked(group, 12)
-    for a, b, e, g in zip(alone, group, expected, got, strict=True):
-        torch.testing.assert_close(b.optimizer.data, a.optimizer.data, rtol=0, atol=1e-6)
-        assert b.n_updates == a.n_updates and b.rng.bit_generator.state == a.rng.bit_generator.state
-        assert g.keys() == e.keys()
-        for key in e:
-            assert g[key] == pytest.approx(e[key], rel=1e-4, abs=1e-6), key
-        for p in b.q_net.parameters():  # the member's network is its own again after the phase
-            assert p.untyped_storage().data_ptr() == b.optimizer.data.untyped_storage().data_ptr()
+        def act(obs: np.ndarray) -> np.ndarray:
+            calls[k] = calls.get(k, 0) + 1
+            return (np.asarray(obs) @ w > 0).astype(np.int64)  # a linear policy: episodes of many lengths
+
+        return act
+
+    seeds = [0, 7, 3]
+    together = evaluate_together([policy(k) for k in range(3)], env, 6, seeds)
+    called_together, calls = dict(calls), {}
+    alone = [evaluate_episodes(policy(k), env, 6, seed) for k, seed in enumerate(seeds)]
+    assert called_together == calls  # each policy acted as often as alone
+    for t, a in zip(together, alone, strict=True):
+        np.testing.assert_array_equal(t.returns, a.returns)
+        np.testing.assert_array_equal(t.lengths, a.lengths)
+    assert len({tuple(a.lengths) for a in alone}) == 3 and len(set(alone[1].lengths)) > 1
+
+
+@pytest.mark.parametrize("agent", ["dqn", "sql"])
+def test_a_dqn_group_member_is_its_single_run_exactly(tmp_path, agent):
+    from rlgen.checkpoint import load_state
+    from rlgen.compose import load_config
+    from rlgen.trainer import train_seeds
+
+    common = [f"agent={agent}", "env=Acrobot", "total_steps=1200", "eval_every=600", "eval_episodes=3",
+              "progress=false", "agent.learning_starts=300", "agent.train_freq=4", "agent.gradient_steps=2",
+              "agent.net_arch=[32]", "agent.batch_size=16"]
+    group = train_seeds(load_config([*common, "seed=4", "seeds=2", f"run_dir={tmp_path / 'group'}"]))
+    assert [o.summary["status"] for o in group] == ["completed", "completed"]
+    alone = train_seeds(load_config([*common, "seed=5", f"run_dir={tmp_path / 'alone'}"]))[0]
+    member = tmp_path / "group" / "seed5"
+    assert (member / "eval.csv").read_text() == (alone.run_dir / "eval.csv").read_text()
+    assert (member / "episodes.csv").read_text() == (alone.run_dir / "episodes.csv").read_text()
+    ours, theirs = load_state(member / "checkpoint"), load_state(alone.run_dir / "checkpoint")
+    for key in ("q_net", "q_target"):
+        for name, value in theirs[key].items():
+            assert torch.equal(ours[key][name], value), (key, name)

@@ -123,8 +123,8 @@ class SQL(DQN):
         self.ent_coef = float(self.log_ent_coef.detach().exp())
         self._ent_losses.append(loss.item())
 
-    def finish_phase(self, gradient_steps: int, losses: torch.Tensor, q_means: torch.Tensor) -> dict[str, float]:
-        stats = super().finish_phase(gradient_steps, losses, q_means)
+    def train(self, gradient_steps: int) -> dict[str, float]:
+        stats = super().train(gradient_steps)
         stats["train/entropy"] = float(np.mean(self._entropies)) if self._entropies else math.nan
         stats["train/ent_coef"] = self.ent_coef
         if self._ent_losses:

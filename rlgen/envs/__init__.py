@@ -142,15 +142,22 @@ NATIVE_VECTOR_MIN_ENVS = 4
 VECTORIZATION = ("auto", "sync", "async")
 
 
+def native_vector(cfg: EnvConfig, num_envs: int) -> bool:
+    """Whether `num_envs` copies of the env are its own vector version (one generator for all copies,
+    seeded by one seed), not copies of the single env (each seeded seed + i)."""
+    check_choice("env.vectorization", cfg.vectorization, VECTORIZATION)
+    # A native vector env pays a fixed cost per call that only pays off with several copies: on
+    # CartPole-v1 it took 47 us a step for 1 copy and 39 us for 4 or 8, a sync vector env 16, 35 and
+    # 63 us (measured on a 2-core x86 machine, gymnasium 1.4).
+    return (cfg.vectorization == "auto" and env_spec(cfg).vector_entry_point is not None
+            and num_envs >= NATIVE_VECTOR_MIN_ENVS)
+
+
 def make_vec_env(cfg: EnvConfig, num_envs: int, one_hot: bool = True) -> gym.vector.VectorEnv:
     """`num_envs` copies behind the vector API, autoreset mode NEXT_STEP."""
     spec = env_spec(cfg)
     mode = cfg.vectorization
-    check_choice("env.vectorization", mode, VECTORIZATION)
-    # A native vector env pays a fixed cost per call that only pays off with several copies: on
-    # CartPole-v1 it took 47 us a step for 1 copy and 39 us for 4 or 8, a sync vector env 16, 35 and
-    # 63 us (measured on a 2-core x86 machine, gymnasium 1.4).
-    if mode == "auto" and spec.vector_entry_point is not None and num_envs >= NATIVE_VECTOR_MIN_ENVS:
+    if native_vector(cfg, num_envs):
         envs = gym.make_vec(spec.id, num_envs=num_envs, vectorization_mode="vector_entry_point", **cfg.kwargs)
         assert envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP) == AutoresetMode.NEXT_STEP
         return envs

@@ -42,11 +42,9 @@ class Stack:
         self.lr, self.eps, self.beta1, self.beta2 = first.lr, first.eps, first.beta1, first.beta2
         self.params: list[torch.Tensor] = []
         self._of: dict[int, torch.Tensor] = {}
-        self._slices: list[slice] = []
         offset = 0
         for p in first.params:
             k = p.numel()
-            self._slices.append(slice(offset, offset + k))
             stacked = nn.Parameter(torch.empty(0))
             stacked.data = self.data[:, offset : offset + k].view(s, *p.shape)
             stacked.grad = self.grad[:, offset : offset + k].view(s, *p.shape)
@@ -64,30 +62,23 @@ class Stack:
 
     @torch.no_grad()
     def load(self) -> None:
-        """The members' parameters and Adam state into the stack. Until `store`, each member's parameters
-        are views of its row, so a member's own network computes with the weights the stack updates
-        (soft Q-learning's temperature step reads them after every gradient step)."""
+        """The members' parameters and Adam state into the stack."""
         for i, m in enumerate(self.members):
             self.data[i].copy_(m.data)
             self.exp_avg[i].copy_(m.exp_avg)
             self.exp_avg_sq[i].copy_(m.exp_avg_sq)
             self.steps[i] = m.steps
-            for p, part in zip(m.params, self._slices, strict=True):
-                p.data = self.data[i, part].view_as(p)
         self.lr = self.members[0].lr
 
     @torch.no_grad()
     def store(self) -> None:
-        """The stack's parameters and Adam state back into the members, whose parameters are views of
-        their own buffers again."""
+        """The stack's parameters and Adam state back into the members."""
         for i, m in enumerate(self.members):
             m.data.copy_(self.data[i])
             m.exp_avg.copy_(self.exp_avg[i])
             m.exp_avg_sq.copy_(self.exp_avg_sq[i])
             m.steps = int(self.steps[i])
             m.lr = self.lr
-            for p, part in zip(m.params, self._slices, strict=True):
-                p.data = m.data[part].view_as(p)
 
     def zero_grad(self) -> None:
         self.grad.zero_()
