@@ -101,10 +101,10 @@ def _children_cpu() -> float:
 def run_job(job: Job, tmp: Path) -> dict:
     """Runs `job` in a fresh process: its time from outside, its results from its run directories."""
     base = tmp / job.key.replace("/", "-")
-    if len(job.seeds) > 1:  # quoted: unquoted braces are refused by Hydra's override grammar
-        where = [f"seeds={len(job.seeds)}", f"run_dir='{base}/{{seed}}'"]
+    if len(job.seeds) > 1:  # a group puts seed k's run in <run_dir>/seed<k>
+        where = [f"seeds={len(job.seeds)}", f"run_dir={base}"]
     else:
-        where = [f"run_dir={base}/{job.seeds[0]}"]
+        where = [f"run_dir={base}/seed{job.seeds[0]}"]
     cmd = [sys.executable, "-m", "rlgen.train", f"agent={job.agent}", f"seed={job.seeds[0]}", *COMMON, *where,
            *job.overrides]
     load, cpu0, t0 = os.getloadavg()[0], _children_cpu(), time.perf_counter()
@@ -112,7 +112,7 @@ def run_job(job: Job, tmp: Path) -> dict:
     seconds, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
     if done.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed with status {done.returncode}: {done.stderr.strip()[-2000:]}")
-    summaries = [json.loads((base / str(s) / "summary.json").read_text()) for s in job.seeds]
+    summaries = [json.loads((base / f"seed{s}" / "summary.json").read_text()) for s in job.seeds]
     return {"agent": job.agent, "seeds": list(job.seeds), "process_seconds": seconds, "cpu_seconds": cpu,
             "summary_wall_seconds": summaries[0]["wall_seconds"], "steps": [s["total_steps"] for s in summaries],
             "returns": [s["eval_mean_return"] for s in summaries], "loadavg_before": load,
@@ -341,7 +341,7 @@ def report(results: dict, notes: str) -> str:
              "(one final 10-episode evaluation), progress=false. Times are whole processes, startup included; "
              "a group's time is shared by its seeds. Ratios are of seed-steps/s by process wall time, in "
              "brackets by the processes' CPU time (less sensitive to other load). Variants ran interleaved.", "",
-             *[f"Command: `{c}`" for c in results["commands"]], "",
+             *[f"Command: `{c}`" for c in dict.fromkeys(results["commands"])], "",
              f"Machine: {m['cpus']} cores, {m['processor']}; Python {m['python']}, torch {m['torch']}; shared "
              f"with other jobs: 1-minute load average {min(loads):.1f}-{max(loads):.1f} before the jobs "
              f"(median {np.median(loads):.1f}); jobs from {starts[0]} to {starts[-1]}.", ""]
