@@ -5,7 +5,8 @@ thread, eval_every=0 (one final 10-episode evaluation, the same for all) and pro
 
 - sb3:     agent=sb3_ppo / sb3_dqn, one process per seed, seeds one after another;
 - single:  agent=ppo / dqn, one process per seed, seeds one after another;
-- groupS:  agent=ppo / dqn seeds=S: seeds 0..S-1 in one process, one stacked update for all.
+- groupS:  agent=ppo / dqn seeds=S: seeds 0..S-1 in one process (PPO: one stacked update for all;
+           DQN: each seed's own updates, in lockstep).
 
 Each process is timed from outside (startup included); its summary.json wall_seconds and the child's
 CPU seconds are kept too. The variants' jobs are spread over the pair's timeline, so that all see the
@@ -18,9 +19,7 @@ S=16 group learns as the 16 single runs of the same seeds do (solve rate and IQM
 Every finished job is stored in results.json at once and a re-run skips the jobs stored there (--redo
 runs the selected ones again), so an interrupted benchmark is continued by starting it again.
 
-    python benchmarks/speed.py [--pairs ppo dqn] [--variants sb3 single group] [--seeds 0 .. 15]
-        [--sb3-seeds 0 .. 7] [--groups 4 8 16] [--sections limit eval speed] [--eval-reps 3]
-        [--redo] [--report-only] [--out benchmarks/results/speed]
+    python benchmarks/speed.py [--pairs ppo dqn] [--variants sb3 single group] [--seeds ...] [--groups ...]
 """
 
 from __future__ import annotations
@@ -267,6 +266,7 @@ def speed_table(pair: str, a: dict) -> list[str]:
 def limit_section(limit: dict, ppo: dict) -> list[str]:
     f, rates = limit["flops"], limit["rates"]
     peak, small = rates["mm_1024x1024x1024"], rates["mm_256x64x64"]
+    load = f", load average {limit['loadavg_before']:.1f} before" if "loadavg_before" in limit else ""
     lines = ["## The limit (PPO's update arithmetic)", "",
              f"Update FLOPs of one run, from the config: {f['rollouts']} rollouts x {f['n_epochs']} epochs x "
              f"{f['minibatches']} minibatch = {f['steps']} steps, each forward and backward through the "
@@ -275,7 +275,7 @@ def limit_section(limit: dict, ppo: dict) -> list[str]:
              f"{f['step_flop'] / 1e6:.2f} MFLOP a step, **{f['total_flop'] / 1e9:.1f} GFLOP a run** (biases, "
              "activations, loss and Adam left out: elementwise).", "",
              f"This core's single-thread float32 torch.mm: {peak / 1e9:.1f} GFLOP/s for 1024x1024 @ 1024x1024, "
-             f"{small / 1e9:.1f} GFLOP/s for 256x64 @ 64x64 (best of 5). The limit per seed: "
+             f"{small / 1e9:.1f} GFLOP/s for 256x64 @ 64x64 (best of 5{load}). The limit per seed: "
              f"{f['total_flop'] / peak:.2f} s at the large product's rate, {f['total_flop'] / small:.2f} s at "
              "the small one's.", "",
              "| variant | process s / seed | % of the limit (1024 rate) | % of the limit (256x64 rate) |",
@@ -344,7 +344,8 @@ def report(results: dict, notes: str) -> str:
     s, m = results["summary"], results["machine"]
     starts = sorted(r["started"] for r in results["jobs"].values()) or ["-"]
     loads = [r["loadavg_before"] for r in results["jobs"].values()] or [os.getloadavg()[0]]
-    commits = ", ".join(sorted({r.get("commit", "unknown") for r in results["jobs"].values()}))
+    commits = sorted({r["commit"] for r in results["jobs"].values() if "commit" in r})
+    measured = f"; rlgen at {', '.join(commits)}" if commits else ""
     lines = ["# Speed of seed groups: PPO and DQN on CartPole-v1", "",
              "Tuned CartPole configs (RL Zoo's; SB3 twins with the same values), one torch thread, eval_every=0 "
              "(one final 10-episode evaluation), progress=false. Times are whole processes, startup included; "
@@ -353,7 +354,7 @@ def report(results: dict, notes: str) -> str:
              *[f"Command: `{c}`" for c in dict.fromkeys(results["commands"])], "",
              f"Machine: {m['cpus']} cores, {m['processor']}; Python {m['python']}, torch {m['torch']}; shared "
              f"with other jobs: 1-minute load average {min(loads):.1f}-{max(loads):.1f} before the jobs "
-             f"(median {np.median(loads):.1f}); jobs from {starts[0]} to {starts[-1]}; rlgen at {commits}.", ""]
+             f"(median {np.median(loads):.1f}); jobs from {starts[0]} to {starts[-1]}{measured}.", ""]
     for pair, a in s["pairs"].items():
         lines += speed_table(pair, a)
     if results.get("limit") and "ppo" in s["pairs"]:
@@ -432,8 +433,9 @@ def main() -> None:
     if not args.report_only:
         results["commands"].append(" ".join(["python benchmarks/speed.py", *sys.argv[1:]]))
         if "limit" in args.sections and (args.redo or "limit" not in results):
+            load = os.getloadavg()[0]  # other load lowers the rates measured, so the limit is read beside it
             rates = {"mm_1024x1024x1024": matmul_rate(1024, 1024, 1024), "mm_256x64x64": matmul_rate(256, 64, 64)}
-            results["limit"] = {"flops": ppo_update_flops(), "rates": rates}
+            results["limit"] = {"flops": ppo_update_flops(), "rates": rates, "loadavg_before": load}
             save(results, path)
         with tempfile.TemporaryDirectory() as tmp:
             if "eval" in args.sections:
