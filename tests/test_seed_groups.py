@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from rlgen.agents.ppo import PPO, PPOConfig, train_stacked
+from rlgen.agents.ppo import PPO, PPOConfig
+from rlgen.agents.ppo_stacked import train_stacked
 from rlgen.nets.optim import FlatAdam
 from rlgen.nets.stack import Stack
 
@@ -43,7 +44,7 @@ def test_stacked_update_equals_each_members_own(action_space, overrides, counts)
             logp, _, _ = agent.evaluate_actions(torch.from_numpy(batch["obs"]), torch.from_numpy(batch["actions"]))
         batch["logp"] = logp.numpy()
     expected = [a.train(b, 0.7) for a, b in zip(alone, batches, strict=True)]
-    got = train_stacked(group, batches, 0.7)
+    got = train_stacked(group, batches, config.learning_rate, config.clip_range)  # constant schedules
     for a, b, e, g in zip(alone, group, expected, got, strict=True):
         torch.testing.assert_close(b.optimizer.data, a.optimizer.data, rtol=0, atol=1e-6)
         torch.testing.assert_close(b.optimizer.exp_avg_sq, a.optimizer.exp_avg_sq, rtol=1e-4, atol=1e-9)

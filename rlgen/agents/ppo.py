@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from rlgen.agents.base import Agent
+from rlgen.agents.ppo_stacked import STATS, train_stacked
 from rlgen.config import (
     AgentConfig,
     check_choice,
@@ -221,8 +222,10 @@ class PPO(Agent):
         update otherwise (GAIL's rewards, image encoders)."""
         if not all(stackable(a) for a in agents):
             return each_update(agents, rollouts, progress_remaining)
+        c = agents[0].config
         return train_stacked(agents, [a.rollout_batch(r) for a, r in zip(agents, rollouts, strict=True)],
-                             progress_remaining)
+                             schedule(c.lr_schedule, c.learning_rate, progress_remaining),
+                             schedule(c.clip_range_schedule, c.clip_range, progress_remaining))
 
     def rollout_batch(self, rollout: Rollout) -> dict[str, np.ndarray]:
         """The rollout's real transitions with their GAE advantages and returns."""
@@ -371,84 +374,8 @@ class PPO(Agent):
         self._snapshot = None
 
 
-STATS = ("pg", "vf", "ent", "loss", "kl", "clipfrac")
-"""the statistics of a minibatch step (PPO.minibatch_loss), averaged over an update"""
-
-
 def stackable(agent: PPO) -> bool:
     """A plain PPO on flat observations: its update is `train_stacked`'s for a member."""
     plain = all(getattr(type(agent), name) is getattr(PPO, name)
                 for name in ("update", "rollout_batch", "train", "evaluate_actions", "minibatch_loss"))
     return plain and agent.encoder is None
-
-
-def train_stacked(agents: list[PPO], batches: list[dict[str, np.ndarray]], progress_remaining: float
-                  ) -> list[dict[str, float]]:
-    """`PPO.train` for a group of seeds at once, on their stacked networks (rlgen/nets/stack.py): member
-    k draws its minibatches from its own generator, as its own update would, and a minibatch step is one
-    stacked step over the members' (S, B) rows, padded where the members' rollouts have different
-    numbers of real transitions. A member whose epoch has fewer minibatches, or that target_kl stopped,
-    waits: its Adam state is left as it is. Returns each member's statistics."""
-    first, c = agents[0], agents[0].config
-    lr = schedule(c.lr_schedule, c.learning_rate, progress_remaining)
-    clip = schedule(c.clip_range_schedule, c.clip_range, progress_remaining)
-    for a in agents:
-        a.optimizer.lr = lr
-    stack = Stack([a.optimizer for a in agents])
-    s, counts = len(agents), [len(b["obs"]) for b in batches]
-    data = {key: torch.from_numpy(_padded([b[key] for b in batches], max(counts))) for key in batches[0]}
-    rows = torch.arange(s)[:, None]
-    stopped = torch.zeros(s, dtype=torch.bool)
-    sums = {key: torch.zeros(s) for key in STATS}
-    taken = torch.zeros(s)
-    last_kl = torch.zeros(s)
-    for _ in range(c.n_epochs):
-        chunks = []
-        for k, a in enumerate(agents):
-            n = counts[k]
-            if stopped[k]:
-                chunks.append([])
-            elif n <= c.batch_size:  # as PPO.train: the whole rollout, no shuffle
-                chunks.append([np.arange(n)])
-            else:
-                perm = a.rng.permutation(n)
-                chunks.append([perm[i : i + c.batch_size] for i in range(0, n, c.batch_size)])
-        for i in range(max(len(ch) for ch in chunks)):
-            width = max(len(ch[i]) for ch in chunks if i < len(ch))
-            idx = np.zeros((s, width), dtype=np.int64)
-            mask = np.zeros((s, width), dtype=np.float32)
-            for k, ch in enumerate(chunks):
-                if i < len(ch) and not stopped[k]:
-                    idx[k, : len(ch[i])], mask[k, : len(ch[i])] = ch[i], 1.0
-            active = torch.from_numpy(mask.any(axis=1))
-            mb = {key: v[rows, torch.from_numpy(idx)] for key, v in data.items()}
-            logp, entropy, value = first.evaluate_actions(mb["obs"], mb["actions"], stack)
-            terms = first.minibatch_loss(mb, logp, entropy, value, clip, torch.from_numpy(mask))
-            last_kl = torch.where(active, terms["kl"], last_kl)
-            if c.target_kl is not None:  # as SB3: a member over it skips this step and ends its update
-                over = active & (terms["kl"] > 1.5 * c.target_kl)
-                stopped |= over
-                active &= ~over
-            stack.zero_grad()
-            stack.backward((terms["loss"] * active).sum())
-            stack.clip_grad_norm(c.max_grad_norm)
-            stack.step(active)
-            for key in STATS:
-                sums[key] += terms[key].detach() * active
-            taken += active
-    stack.store()
-    out = []
-    for k, a in enumerate(agents):
-        a.n_updates += int(taken[k])
-        a._snapshot = None
-        means = {key: float(sums[key][k] / taken[k]) for key in STATS} if taken[k] else None
-        out.append(a.report(means, float(last_kl[k]), lr, clip, batches[k]))
-    return out
-
-
-def _padded(arrays: list[np.ndarray], width: int) -> np.ndarray:
-    """(S, width, ...) from arrays of at most `width` rows, zeros after each one's own."""
-    out = np.zeros((len(arrays), width, *arrays[0].shape[1:]), dtype=arrays[0].dtype)
-    for k, a in enumerate(arrays):
-        out[k, : len(a)] = a
-    return out
