@@ -88,11 +88,9 @@ def evaluate_run(job: Job) -> dict[str, Any]:
 def run_job(job: Job) -> dict[str, Any]:
     """Train one run (or evaluate one, for an evaluation-only job) in this (fresh) process and record its
     peak memory; never raises."""
-    import resource
 
     import torch
 
-    from rlgen.checkpoint import write_json_atomic
     from rlgen.compose import load_config
     from rlgen.trainer import load_run_config, train
 
@@ -110,12 +108,25 @@ def run_job(job: Job) -> dict[str, Any]:
                 shutil.rmtree(run_dir)  # started but never checkpointed: nothing worth keeping
             summary, _ = train(load_config([*job.overrides, f"run_dir={run_dir}"]))
     except Exception as err:  # a failed run is reported, and the rest of the suite goes on
-        return {"run_dir": job.run_dir, "status": "failed", "error": f"{type(err).__name__}: {err}"}
-    # ru_maxrss is in KiB on Linux: the peak of this process, which ran this job (and, when the suite's
-    # runs_per_process > 1, a few before it)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    write_json_atomic(run_dir / "bench.json", {"peak_rss_mb": peak_mb, "host": os.uname().nodename})
+        return _failed(job, err)
+    _record(run_dir)
     return {"run_dir": job.run_dir, "status": summary["status"], "seconds": time.perf_counter() - t0}
+
+
+def _failed(job: Job, err: Exception) -> dict[str, Any]:
+    return {"run_dir": job.run_dir, "status": "failed", "error": f"{type(err).__name__}: {err}"}
+
+
+def _record(run_dir: Path, group_size: int = 1) -> None:
+    """bench.json: the peak memory of this process, which ran the run (with the others of its group, and,
+    when the suite's runs_per_process > 1, a few before it; ru_maxrss is in KiB on Linux)."""
+    import resource
+
+    from rlgen.checkpoint import write_json_atomic
+
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    write_json_atomic(run_dir / "bench.json", {"peak_rss_mb": peak_mb, "host": os.uname().nodename}
+                      | ({"group_size": group_size} if group_size > 1 else {}))
 
 
 def run_group(jobs: list[Job]) -> list[dict[str, Any]]:
@@ -123,11 +134,9 @@ def run_group(jobs: list[Job]) -> list[dict[str, Any]]:
     (python -m rlgen.train seeds=S; `groups` chose them); resumed as a group if they were stopped as one,
     one by one if they were not trained together. Never raises. Each run's seconds are the group's
     divided by its seeds."""
-    import resource
 
     import torch
 
-    from rlgen.checkpoint import write_json_atomic
     from rlgen.compose import load_config
     from rlgen.seed_groups import read_group, train_seeds
     from rlgen.trainer import load_run_config
@@ -150,16 +159,14 @@ def run_group(jobs: list[Job]) -> list[dict[str, Any]]:
             outcomes = train_seeds(load_config([*_without_seed(jobs[0].overrides), f"seed={jobs[0].seed}",
                                                 f"seeds={len(jobs)}", f"run_dir={dirs[0].parent}"]))
     except Exception as err:  # a failed group is reported, and the rest of the suite goes on
-        return [{"run_dir": j.run_dir, "status": "failed", "error": f"{type(err).__name__}: {err}"} for j in jobs]
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return [_failed(j, err) for j in jobs]
     seconds = (time.perf_counter() - t0) / len(jobs)
     results = []
     for job, outcome in zip(jobs, outcomes, strict=True):
         if outcome.summary is None:
             results.append({"run_dir": job.run_dir, "status": "failed", "error": outcome.error or outcome.note})
             continue
-        write_json_atomic(Path(job.run_dir) / "bench.json", {"peak_rss_mb": peak_mb, "host": os.uname().nodename,
-                                                             "group_size": len(jobs)})
+        _record(Path(job.run_dir), len(jobs))
         results.append({"run_dir": job.run_dir, "status": outcome.summary["status"], "seconds": seconds})
     return results
 

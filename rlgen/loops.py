@@ -70,14 +70,8 @@ def go_on(members: list[Member], stats: list[dict[str, float] | None]) -> list[M
             logged.append(m)
         except Diverged as err:
             m.failure = err
-    step = logged[0].agent.num_steps if logged else 0
-    evaluations = evaluate_runs([m.run for m in logged], step) if len(logged) > 1 else {}
-    return [m for m in logged if _tick(m.run, m.agent.num_steps, evaluations.get(id(m.run)))]
-
-
-def _tick(run: Run, step: int, evaluation: Any) -> bool:
-    """run.tick, handed the evaluation made for it with the group's, if one was."""
-    return run.tick(step) if evaluation is None else run.tick(step, evaluation)
+    evaluations = evaluate_runs([m.run for m in logged], logged[0].agent.num_steps) if logged else {}
+    return [m for m in logged if m.run.tick(m.agent.num_steps, evaluations.get(id(m.run)))]
 
 
 def started(members: list[Member]) -> list[Member]:

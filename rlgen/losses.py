@@ -45,7 +45,7 @@ def normalize_advantage_rows(advantages: torch.Tensor, mask: torch.Tensor, eps: 
     """SB3's form of `normalize_advantages` (unbiased std) for each row of a padded (S, B) batch, over
     the entries its mask keeps; a row of fewer than two is left as it is, as PPO leaves a minibatch of one."""
     count = mask.sum(1, keepdim=True)
-    mean = (advantages * mask).sum(1, keepdim=True) / count.clamp(min=1.0)
+    mean = masked_mean(advantages, mask, 1).unsqueeze(1)
     var = ((advantages - mean) ** 2 * mask).sum(1, keepdim=True) / (count - 1).clamp(min=1.0)
     return torch.where(count > 1, (advantages - mean) / (var.sqrt() + eps), advantages)
 

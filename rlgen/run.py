@@ -11,7 +11,6 @@ The run needs little from its agent, and says so in `Learner`: it never imports 
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import shutil
@@ -27,6 +26,7 @@ import numpy as np
 
 from rlgen.checkpoint import damaged, existing_dir, load_state, one_line, save_state, write_json_atomic
 from rlgen.config import TrainConfig
+from rlgen.csvlog import CsvLog
 from rlgen.envs import EpisodeStats, make_env, make_vec_env, reward_threshold
 from rlgen.envs.model import require_model
 from rlgen.envs.snapshot import env_state, set_env_state
@@ -57,52 +57,6 @@ class Diverged(Exception):
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 """Ctrl-C, and what SLURM, Kubernetes and Docker send before they kill a job"""
-
-
-class CsvLog:
-    """Append-only CSV whose header grows when a new column appears (the file is then rewritten)."""
-
-    def __init__(self, path: Path, columns: list[str] | None = None, keep_until: int | None = None):
-        self.path = path
-        self.columns: list[str] = list(columns or [])
-        self.rows: list[dict[str, Any]] = []
-        if path.exists():  # resuming: keep rows up to the checkpoint's step, drop the rest
-            with open(path, newline="") as f:
-                reader = csv.DictReader(f)
-                self.columns = list(reader.fieldnames or self.columns)
-                # a row a kill cut short has missing fields (None): it comes after the checkpoint anyway
-                self.rows = [r for r in reader if None not in r.values()
-                             and (keep_until is None or int(float(r["step"])) <= keep_until)]
-        self._rewrite()
-
-    def append(self, row: dict[str, Any]) -> None:
-        if any(k not in self.columns for k in row):
-            self.columns += [k for k in row if k not in self.columns]
-            self.rows.append(row)
-            self._rewrite()
-            return
-        self.rows.append(row)
-        self._writer.writerow(row)
-
-    def merge_last(self, values: dict[str, Any]) -> None:
-        """Add columns to the last row (the file is then rewritten)."""
-        self.columns += [k for k in values if k not in self.columns]
-        self.rows[-1] = {**self.rows[-1], **values}
-        self._rewrite()
-
-    def flush(self) -> None:
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-    def _rewrite(self) -> None:
-        if getattr(self, "_file", None):
-            self._file.close()
-        self._file = open(self.path, "w", newline="")
-        self._writer = csv.DictWriter(self._file, fieldnames=self.columns, restval="")
-        self._writer.writeheader()
-        self._writer.writerows(self.rows)
 
 
 class Run:
@@ -405,8 +359,8 @@ def evaluate_runs(runs: list[Run], step: int) -> dict[int, Evaluation]:
     """The evaluations due at `step` of runs on one env (the seeds of a group), made together in one
     vector env (evaluation.evaluate_together), keyed by id(run); each is the evaluation its run would
     make alone, which `Run.tick` then records."""
-    due = [run for run in runs if run.eval_due(step)]
-    if len(due) < 2:
+    due = [run for run in runs if run.eval_due(step)] if len(runs) > 1 else []
+    if len(due) < 2:  # one run evaluates itself
         return {}
     cfg = due[0].cfg
     policies = [run.agent.episode_policy(cfg.eval_deterministic) for run in due]

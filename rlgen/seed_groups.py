@@ -32,6 +32,7 @@ from rlgen.trainer import (
     check_foundation,
     finish,
     flat_hparams,
+    holds_run,
     load_run_config,
     mark_failed,
     new_run_dir,
@@ -56,10 +57,6 @@ class Outcome:
     note: str | None = None
 
 
-RUN_FILES = ("config.yaml", "summary.json", "checkpoint.json")
-"""a directory with one of these holds a run"""
-
-
 def train_seeds(cfg: TrainConfig) -> list[Outcome]:
     """Train (or continue) one run, or with cfg.seeds > 1 the runs of seeds seed .. seed+seeds-1: in
     lockstep in this process when the agent learns in groups (Agent.learn_group; a group's runs know
@@ -69,7 +66,7 @@ def train_seeds(cfg: TrainConfig) -> list[Outcome]:
         return _resume_group(cfg, group)
     if cfg.seeds == 1:
         return [_single(cfg)]
-    if cfg.run_dir is not None and any((Path(cfg.run_dir) / f).is_file() for f in RUN_FILES):
+    if cfg.run_dir is not None and holds_run(Path(cfg.run_dir)):
         raise UserError(f"run_dir={cfg.run_dir} holds a run; with seeds={cfg.seeds} it is the directory of the "
                         "seeds' runs (<run_dir>/seed<k>): pick another")
     members = [replace(cfg, seed=cfg.seed + k, seeds=1, run_dir=None if cfg.run_dir is None else

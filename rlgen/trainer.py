@@ -90,14 +90,20 @@ def refuse_place(cfg: TrainConfig) -> None:
         refuse_taken(target)
 
 
+def holds_run(path: Path) -> bool:
+    """Whether a run ended or checkpointed in `path` (one that never reached either left nothing to keep)."""
+    return (Path(path) / "summary.json").exists() or (Path(path) / "checkpoint.json").exists()
+
+
 def refuse_taken(path: Path) -> None:
     """A UserError if run_dir=path already holds a run."""
+    if not holds_run(path):
+        return
     summary = read_summary(path)
     if summary is not None and summary.get("status") == "failed":
         raise UserError(f"run_dir {path} holds a run that failed ({summary.get('reason')}); "
                         "delete it or pick another run_dir")
-    if summary is not None or (path / "checkpoint.json").exists():
-        raise UserError(f"run_dir {path} already holds a run; continue it with resume={path}, or pick another")
+    raise UserError(f"run_dir {path} already holds a run; continue it with resume={path}, or pick another")
 
 
 def load_run_config(run_dir: Path) -> TrainConfig:

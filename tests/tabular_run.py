@@ -43,7 +43,7 @@ class LocalRun:
     def episodes(self, step: int, returns: Any, lengths: Any) -> None:
         self.returns.extend(float(r) for r in np.atleast_1d(returns))
 
-    def tick(self, step: int) -> bool:
+    def tick(self, step: int, evaluation: Any = None) -> bool:
         return True
 
 

@@ -105,10 +105,10 @@ def _interrupt_at(monkeypatch, step: int) -> None:
     """The next tick at or past `step` asks the run to stop, as Ctrl-C does."""
     original = Run.tick
 
-    def tick(self, now: int) -> bool:
+    def tick(self, now: int, evaluation=None) -> bool:
         if now >= step:
             self.stop_requested = True
-        return original(self, now)
+        return original(self, now, evaluation)
 
     monkeypatch.setattr(Run, "tick", tick)
 

@@ -318,9 +318,9 @@ def test_resuming_below_the_steps_done_changes_nothing(tmp_path, main_in_process
     run = tmp_path / "run"
     original = Run.tick
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    def tick(self: Run, step: int) -> bool:  # stop at step 200, as Ctrl-C would
+    def tick(self: Run, step: int, evaluation=None) -> bool:  # stop at step 200, as Ctrl-C would
         self.stop_requested |= step >= 200
-        return original(self, step)
+        return original(self, step, evaluation)
 
     with monkeypatch.context() as m:
         m.setattr(Run, "tick", tick)
@@ -395,7 +395,7 @@ def test_the_first_stop_signal_asks_to_stop_and_the_second_stops_at_once():
 
 
 def test_a_csv_row_a_kill_cut_short_is_dropped_on_resume(tmp_path):
-    from rlgen.run import CsvLog
+    from rlgen.csvlog import CsvLog
 
     path = tmp_path / "eval.csv"
     whole = "step,mean_return,std_return,n_episodes\r\n100,1.0,0.0,1\r\n200,2.0,0.0,1\r\n"

@@ -81,10 +81,10 @@ def test_a_run_resumed_after_a_crash_shows_what_the_csvs_kept(agent, tmp_path, m
     monkeypatch.setattr(Run, "LOG_EVERY", 256)
     original = Run.tick
 
-    def tick(self: Run, step: int) -> bool:
+    def tick(self: Run, step: int, evaluation=None) -> bool:
         if step > 1400:
             raise Crash
-        return original(self, step)
+        return original(self, step, evaluation)
 
     with monkeypatch.context() as m:
         m.setattr(Run, "tick", tick)
@@ -106,9 +106,9 @@ def test_a_run_interrupted_and_resumed_shows_each_step_once(tmp_path, monkeypatc
     cfg = load_config([*SETUPS["ppo"], f"run_dir={tmp_path / 'run'}"])
     original = Run.tick
 
-    def tick(self: Run, step: int) -> bool:  # Ctrl-C at step 1280, between two logging boundaries
+    def tick(self: Run, step: int, evaluation=None) -> bool:  # Ctrl-C at step 1280, between two logging boundaries
         self.stop_requested |= step >= 1280
-        return original(self, step)
+        return original(self, step, evaluation)
 
     with monkeypatch.context() as m:
         m.setattr(Run, "tick", tick)

@@ -40,7 +40,6 @@ class Stack:
         self.exp_avg_sq = torch.zeros(s, n)
         self.steps = torch.zeros(s, 1, dtype=torch.float64)
         self.lr, self.eps, self.beta1, self.beta2 = first.lr, first.eps, first.beta1, first.beta2
-        self.params: list[torch.Tensor] = []
         self._of: dict[int, torch.Tensor] = {}
         offset = 0
         for p in first.params:
@@ -48,13 +47,9 @@ class Stack:
             stacked = nn.Parameter(torch.empty(0))
             stacked.data = self.data[:, offset : offset + k].view(s, *p.shape)
             stacked.grad = self.grad[:, offset : offset + k].view(s, *p.shape)
-            self.params.append(stacked)
             self._of[id(p)] = stacked
             offset += k
         self.load()
-
-    def __len__(self) -> int:
-        return len(self.members)
 
     def of(self, param: torch.Tensor) -> torch.Tensor:
         """The stacked (S, *shape) tensor of a parameter of the first member."""
