@@ -20,7 +20,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from rlgen.agents.base import Agent
 from rlgen.agents.dqn import DQNConfig
@@ -36,6 +36,7 @@ from rlgen.config import (
     check_probability,
     named,
 )
+from rlgen.envs.snapshot import env_state, set_env_state
 from rlgen.errors import UserError
 from rlgen.nets.cnn import is_image_space
 from rlgen.nets.mlp import ACTIVATIONS
@@ -125,6 +126,7 @@ class _RunCallback(BaseCallback):
     def _on_step(self) -> bool:
         step = self.model.num_timesteps
         self.agent.num_steps = step
+        self.agent.at_step(self.locals["new_obs"], self.locals["dones"])
         finished = [info["episode"] for info in self.locals["infos"] if "episode" in info]
         if finished:
             self.run.episodes(step, np.array([e["r"] for e in finished]), np.array([e["l"] for e in finished]))
@@ -169,20 +171,79 @@ class SB3Agent(Agent):
         venv = DummyVecEnv([partial(_Spaces, observation_space, action_space)] * self.n_envs)
         policy = "CnnPolicy" if is_image_space(observation_space) else "MlpPolicy"  # as agent=ppo/dqn choose
         self.model = self.algo(policy, venv, seed=seed, device="cpu", verbose=0, **self.sb3_kwargs())
+        # VecNormalize with rlgen's normalisation settings (the `normalize` of RL Zoo's configs); this one
+        # keeps the statistics between trainings and normalises observations for act()
+        self.normalize = self._vec_normalize(venv) if getattr(config, "normalizes", False) else None
+        self.envs: VecEnv | None = None
+        self.latest: tuple[np.ndarray, np.ndarray] | None = None
+        self.saved_envs: dict[str, Any] | None = None
 
     def sb3_kwargs(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def _vec_normalize(self, venv: VecEnv) -> VecNormalize:
+        c = self.config
+        return VecNormalize(venv, training=True, norm_obs=c.normalize_obs, norm_reward=c.normalize_reward,
+                            clip_obs=c.clip_obs, clip_reward=c.clip_reward, gamma=c.gamma, epsilon=c.norm_epsilon)
+
     def learn(self, total_steps: int, run: Run) -> None:
-        venv = DummyVecEnv([lambda: Monitor(run.make_env()) for _ in range(self.n_envs)])
-        venv.seed(run.seed)
-        self.model.set_env(venv)
+        venv: VecEnv = DummyVecEnv([lambda: Monitor(run.make_env()) for _ in range(self.n_envs)])
+        if self.normalize is not None:
+            kept, venv = self.normalize, self._vec_normalize(venv)
+            venv.obs_rms, venv.ret_rms, venv.returns = kept.obs_rms, kept.ret_rms, kept.returns
+            self.normalize = venv
+        self.envs = venv
+        restored = self._restore_envs(venv)
+        if not restored:
+            venv.seed(run.seed)
+        self.model.set_env(venv, force_reset=not restored)
         self.model.set_logger(Logger(folder=None, output_formats=[_ToRun(run)]))
-        self.model.learn(total_steps - self.num_steps, callback=_RunCallback(self, run), reset_num_timesteps=False)
-        self.num_steps = self.model.num_timesteps
-        venv.close()
+        try:
+            self.model.learn(total_steps - self.num_steps, callback=_RunCallback(self, run), reset_num_timesteps=False)
+        finally:
+            self.num_steps = self.model.num_timesteps
+            venv.close()
+
+    def at_step(self, new_obs: np.ndarray, dones: np.ndarray) -> None:
+        """Called after each vector step, before SB3 takes in its observations: what a checkpoint then
+        records as the observations to go on from (as the env gave them, before normalisation)."""
+        raw = self.normalize.get_original_obs() if self.normalize is not None else new_obs
+        self.latest = (np.array(raw), np.array(dones, dtype=bool))
+
+    def _envs_state(self) -> dict[str, Any] | None:
+        """The training envs' state at the last step (rlgen/envs/snapshot.py), with the observations and
+        episode starts SB3 goes on from; None when an env's state cannot be recorded (Box2D)."""
+        if self.envs is None or self.latest is None:
+            return None
+        parts = [env_state(env) for env in self.envs.unwrapped.envs]
+        if any(p is None for p in parts):
+            return None
+        return {"parts": parts, "obs": self.latest[0], "episode_starts": self.latest[1]}
+
+    def _restore_envs(self, venv: VecEnv) -> bool:
+        """A resumed run's envs as they were at its checkpoint, so its episodes continue from the same env
+        seeds as an uninterrupted run's (as rlgen's own runs do); False when there is nothing to restore
+        (the caller then seeds new episodes, shifted by the run's resumes: Run.seed)."""
+        saved, self.saved_envs = self.saved_envs, None
+        if saved is None:
+            return False
+        inner = venv.unwrapped  # reset below VecNormalize, which would count the observations
+        inner.reset()  # a reset creates the attributes (generators, counters) the saved state fills in
+        if not all(set_env_state(env, part) for env, part in zip(inner.envs, saved["parts"], strict=True)):
+            return False
+        raw = np.asarray(saved["obs"])
+        m = self.model
+        m._last_obs = self.normalize.normalize_obs(raw) if self.normalize is not None else raw
+        m._last_episode_starts = np.asarray(saved["episode_starts"], dtype=bool)
+        if hasattr(m, "_last_original_obs"):  # off-policy algorithms keep the unnormalised observations too
+            m._last_original_obs = raw
+        if self.normalize is not None:
+            self.normalize.old_obs = raw
+        return True
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        if self.normalize is not None:
+            obs = self.normalize.normalize_obs(np.asarray(obs))
         return self.model.predict(obs, deterministic=deterministic)[0]
 
     # -- checkpoints --------------------------------------------------------------------------------
@@ -193,9 +254,11 @@ class SB3Agent(Agent):
         optimiser's state_dicts, SB3's counters, DQN's replay buffer, and the random states SB3
         draws from (torch's, kept by the base, numpy's global one, the action space's).
 
-        The model is rebuilt from rlgen's config in __init__ and these are loaded into it. What SB3's
-        own load would restore and this does not: the last observations (a resumed run resets its
-        envs, as `set_env` does anyway), SB3's episode-info buffers (rlgen records episodes itself),
+        The model is rebuilt from rlgen's config in __init__ and these are loaded into it, with the
+        normalisation statistics (VecNormalize's) and, where they can be recorded, the training envs'
+        states and the observations SB3 goes on from, so a resumed run continues its episodes. What SB3's
+        own load would restore and this does not: SB3's episode-info buffers (rlgen records episodes
+        itself), the transitions of a rollout cut by the checkpoint (SB3 checkpoints between env steps),
         and attributes changed on the model after construction (rlgen's config is their source).
         Unlike SB3's load, this also restores numpy's global random state and the action space's."""
         m = self.model
@@ -206,6 +269,14 @@ class SB3Agent(Agent):
                  "action_space_rng": m.action_space.np_random.bit_generator.state}
         if self.replay_buffer is not None:
             state["replay_buffer"] = replay_buffer_state(self.replay_buffer)
+        if self.normalize is not None:
+            n = self.normalize
+            state["normalize"] = {"obs_mean": n.obs_rms.mean, "obs_var": n.obs_rms.var, "obs_count": n.obs_rms.count,
+                                  "ret_mean": n.ret_rms.mean, "ret_var": n.ret_rms.var, "ret_count": n.ret_rms.count,
+                                  "returns": n.returns}
+        envs = self._envs_state()
+        if envs is not None:
+            state["envs"] = envs
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -219,6 +290,14 @@ class SB3Agent(Agent):
         m.action_space.np_random.bit_generator.state = state["action_space_rng"]
         if self.replay_buffer is not None:
             load_replay_buffer(self.replay_buffer, state["replay_buffer"])
+        if self.normalize is not None:
+            saved, n = state["normalize"], self.normalize
+            n.obs_rms.mean, n.obs_rms.var, n.obs_rms.count = (np.array(saved["obs_mean"]), np.array(saved["obs_var"]),
+                                                              float(saved["obs_count"]))
+            n.ret_rms.mean, n.ret_rms.var, n.ret_rms.count = (np.array(saved["ret_mean"]), np.array(saved["ret_var"]),
+                                                              float(saved["ret_count"]))
+            n.returns = np.array(saved["returns"], dtype=np.float64)
+        self.saved_envs = state.get("envs")
 
     @property
     def replay_buffer(self) -> ReplayBuffer | None:
