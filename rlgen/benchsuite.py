@@ -60,6 +60,9 @@ class Suite:
     """agents included only when registered (being written); the report says which were absent"""
     envs: list[str] = MISSING
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    agent_seeds: dict[str, list[int]] = field(default_factory=dict)
+    """per agent label: the seeds it runs, when not `seeds` (more where a verdict needs them, fewer for
+    agents that are only shown)"""
     steps: dict[str, int] = field(default_factory=dict)
     """budget per "agent/env", "agent" or "env" (first match); default: the tuned total_steps"""
     step_sweep: dict[str, list[int]] = field(default_factory=dict)
@@ -103,8 +106,13 @@ class Suite:
                 raise UserError(f"variant {label} builds on {v.builds_on}, which builds on another run itself")
         if self.runs_per_process < 1:
             raise UserError(f"runs_per_process must be >= 1, got {self.runs_per_process}")
-        if not self.seeds or min(self.seeds) < 0:
-            raise UserError(f"seeds must be a non-empty list of seeds >= 0, got {self.seeds}")
+        lists = {"seeds": self.seeds, **{f"agent_seeds.{a}": s for a, s in self.agent_seeds.items()}}
+        for label, seeds in lists.items():
+            if not seeds or min(seeds) < 0:
+                raise UserError(f"{label} must be a non-empty list of seeds >= 0, got {seeds}")
+        unknown_agents = sorted(set(self.agent_seeds) - set(self.agents + self.optional_agents))
+        if unknown_agents:
+            raise UserError(f"agent_seeds names {', '.join(unknown_agents)}, not listed in agents or optional_agents")
 
 
 @dataclass
@@ -249,10 +257,11 @@ def plan(suite: Suite, opts: Options, logdir: Path) -> list[Job]:
     An evaluate_only variant's jobs come after its base's, whose runs they evaluate."""
     agents = _subset(opts.agents, suite_agents(suite)[0], "agent")
     envs = _subset(opts.envs, suite.envs, "env")
-    seeds = suite.seeds[: opts.seeds] if opts.seeds else suite.seeds
     jobs: list[Job] = []
     for env in envs:
         for agent in [a for a in agents if not _evaluate_only(suite, a)]:
+            own = suite.agent_seeds.get(agent, suite.seeds)
+            seeds = own[: opts.seeds] if opts.seeds else own
             chosen = [s for s in seeds if s in suite.variants[agent].seeds] if _narrowed(suite, agent) else seeds
             jobs += _training_jobs(suite, opts, logdir, agent, env, chosen)
         for agent in agents:
