@@ -26,7 +26,8 @@ MISTAKES: list[tuple[str, list[str]]] = [
     (T, ["agent=ppp"]), (T, ["agent=PPO"]), (T, ["env=Cartpole"]), (T, ["env=CartPole-v9"]),
     (T, ["env=mymodule:MyEnv-v0"]), (T, ["env=nosuchmodule:Foo-v0"]), (T, ["agent=ppo", "agent.learnin_rate=1e-3"]),
     (T, ["sed=3"]), (T, ["total_step=100"]), (T, ["agent=dqn", "agent.net_arc=[64]"]), (T, ["env.sizee=3"]),
-    (E, ["rn=x"]), (B, ["smok"]), (B, ["smoke", "worker=2"]), (G, ["problem=10"]), (G, ["agents=ucbb"]),
+    (E, ["rn=x"]), (E, ["run=x", "checkpoint=best_model"]), (E, ["run=x", "checkpoint=final"]), (B, ["smok"]),
+    (B, ["smoke", "worker=2"]), (G, ["problem=10"]), (G, ["agents=ucbb"]),
     # types and grammar
     (T, ["seed=abc"]), (T, ["total_steps=1.5"]), (T, ["progress=ture"]), (T, ["progress=yes"]),
     (T, ["agent=ppo", "agent.n_steps=many"]), (T, ["agent=ppo", "agent.net_arch=64"]), (T, ["ppo"]),

@@ -1,9 +1,11 @@
-"""python -m rlgen.evaluate run=<run dir> [episodes=20] [video=true] [seed=0] [deterministic=true] [demos=FILE]
+"""python -m rlgen.evaluate run=<run dir> [episodes=20] [checkpoint=best] [video=true] [seed=0] [deterministic=true]
+[demos=FILE]
 
-Loads a run's checkpoint, plays `episodes` evaluation episodes and prints their mean and spread;
-with video=true it also records the first `video_episodes` of them to <run dir>/videos/; with
-demos=FILE.npz it writes that many episodes of the policy as demonstrations (expert= of gail and bc).
-`python -m rlgen.evaluate --help` lists every setting.
+Loads a run's checkpoint (its last; with checkpoint=best, that of its best training evaluation), plays
+`episodes` evaluation episodes and prints their mean and spread; with video=true it also records the
+first `video_episodes` of them to <run dir>/videos/; with demos=FILE.npz it writes that many episodes
+of the policy as demonstrations (expert= of gail and bc). `python -m rlgen.evaluate --help` lists every
+setting.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import numpy as np
 from omegaconf import MISSING
 
 from rlgen.cli import parse_settings
-from rlgen.config import check_seed
+from rlgen.config import check_choice, check_seed
 from rlgen.errors import UserError, cli_main
 
 COMMAND = "python -m rlgen.evaluate"
+CHECKPOINTS = ("last", "best")
 
 
 @dataclass
@@ -31,6 +34,9 @@ class EvaluateSettings:
     """the run directory a training run wrote"""
     episodes: int = 20
     """evaluation episodes, played at once (one env each)"""
+    checkpoint: str = "last"
+    """which policy: last (where training stopped, checkpoint/) or best (the training evaluation with the
+    highest mean return, checkpoint_best/)"""
     video: bool = False
     """also record the first video_episodes episodes to <run>/videos/"""
     video_episodes: int = 1
@@ -51,6 +57,7 @@ class EvaluateSettings:
         if self.video_episodes <= 0:
             raise UserError(f"video_episodes must be positive, got {self.video_episodes}")
         check_seed(seed=self.seed)
+        check_choice("checkpoint", self.checkpoint, CHECKPOINTS)
         if self.demos is not None and not self.demos.endswith(".npz"):
             raise UserError(f"demos= names a .npz file, got '{self.demos}'")
 
@@ -103,15 +110,16 @@ def main(argv: list[str]) -> int:
         raise UserError(f"evaluation.json cannot be written: {why}; copy the run to a writable place")
     if opts.demos is not None:
         refuse_to_overwrite(Path(opts.demos))
-    cfg, agent = load_trained(run_dir, trust=opts.trust_checkpoint)
+    cfg, agent = load_trained(run_dir, trust=opts.trust_checkpoint, checkpoint=opts.checkpoint)
 
     policy = agent.episode_policy(opts.deterministic)
     measured = evaluate_episodes(policy, cfg.env, opts.episodes, opts.seed, one_hot=agent.one_hot)
     returns, lengths = measured.returns, measured.lengths
     result = {"episodes": len(returns), "mean_return": float(returns.mean()), "std_return": float(returns.std()),
               "mean_length": float(lengths.mean()), "seed": opts.seed, "deterministic": opts.deterministic,
-              "checkpoint_step": agent.num_steps, **measured.rates()}
-    print(f"{cfg.agent.name} on {cfg.env.id} (checkpoint at step {agent.num_steps}): return "
+              "checkpoint": opts.checkpoint, "checkpoint_step": agent.num_steps, **measured.rates()}
+    which = "best checkpoint" if opts.checkpoint == "best" else "checkpoint"
+    print(f"{cfg.agent.name} on {cfg.env.id} ({which} at step {agent.num_steps}): return "
           f"{result['mean_return']:.2f} +- {result['std_return']:.2f} over {len(returns)} episodes"
           + "".join(f", {name.replace('_', ' ')} {value:.2f}" for name, value in measured.rates().items()))
     if opts.video:

@@ -24,13 +24,12 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
-from rlgen.checkpoint import damaged, existing_dir, load_state, one_line, save_state, write_json_atomic
+from rlgen.checkpoint import damaged, existing_dir, load_state, replace_dir_atomic, save_state, write_json_atomic
 from rlgen.config import TrainConfig
 from rlgen.csvlog import CsvLog
 from rlgen.envs import EpisodeStats, make_env, make_vec_env, reward_threshold
 from rlgen.envs.model import require_model
 from rlgen.envs.snapshot import env_state, set_env_state
-from rlgen.errors import UserError
 from rlgen.evaluation import Evaluation, evaluate_episodes, evaluate_together, final_metrics, policy_picture
 from rlgen.mdp import TabularModel
 from rlgen.progress import ProgressBar
@@ -58,6 +57,9 @@ class Diverged(Exception):
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 """Ctrl-C, and what SLURM, Kubernetes and Docker send before they kill a job"""
 
+BEST_CHECKPOINT = "checkpoint_best"
+"""beside checkpoint/: the policy of the evaluation with the highest mean return (RL Zoo's best_model)"""
+
 
 class Run:
     LOG_EVERY = 1000  # env steps between writes of averaged training scalars
@@ -79,6 +81,9 @@ class Run:
         self.next_eval = int(state.get("next_eval", cfg.eval_every or cfg.total_steps))
         self.solved_at: int | None = state.get("solved_at")
         self.last_eval: tuple[float, float] | None = state.get("last_eval")
+        best = state.get("best_eval")  # (mean return, step) of the best evaluation, kept in checkpoint_best/
+        self.best_eval: tuple[float, int] | None = (float(best[0]), int(best[1])) if best else None
+        self.best_unsaved: int | None = None  # the step of an evaluation that beat it, until checkpoint() keeps it
         self.wall_before = float(state.get("wall_seconds", 0.0))
         self.cpu_before = float(state.get("cpu_seconds", 0.0))
         self.n_resumes = int(state.get("n_resumes", -1)) + 1
@@ -182,6 +187,8 @@ class Run:
         mean, std = float(returns.mean()), float(returns.std())
         self.last_eval = (mean, std)
         self.last_evaluation = result
+        if self.best_eval is None or mean > self.best_eval[0]:
+            self.best_eval, self.best_unsaved = (mean, step), step
         rates = result.rates()  # only for envs that report success (and mode) at episode ends
         rates |= self.agent.evaluation_extras()
         self.eval_csv.append({"step": step, "mean_return": mean, "std_return": std, "n_episodes": len(returns)}
@@ -189,6 +196,7 @@ class Run:
         self.eval_csv.flush()
         self.tb.add_scalar("eval/mean_reward", mean, step)
         self.tb.add_scalar("eval/std_reward", std, step)
+        self.tb.add_scalar("eval/best_mean_reward", self.best_eval[0], step)
         for key, value in rates.items():
             self.tb.add_scalar(f"eval/{key}", value, step)
         if "success_rate" in rates:
@@ -226,8 +234,14 @@ class Run:
 
     def checkpoint(self, step: int) -> None:
         """Agent state, the training envs' state and the run's own counters, each written atomically;
-        checkpoint.json last, so it never names a step whose other parts are missing."""
+        checkpoint.json last, so it never names a step whose other parts are missing. After an evaluation
+        that beat the best (always followed by the checkpoint at its step: tick, trainer.finish), the
+        agent's checkpoint is copied to checkpoint_best/ too, as a whole: the agent is not saved twice."""
         self.agent.save(self.dir / "checkpoint")
+        if self.best_unsaved == step:  # no learning since that evaluation: its policy is the one just saved
+            last = self.dir / "checkpoint"
+            replace_dir_atomic(self.dir / BEST_CHECKPOINT, lambda tmp: shutil.copytree(last, tmp, dirs_exist_ok=True))
+            self.best_unsaved = None
         envs = env_state(self.envs) if self.envs is not None else None
         if envs is not None:
             save_state(self.dir / "env_state", {"step": step, "parts": envs})
@@ -252,6 +266,7 @@ class Run:
             "next_eval": self.next_eval,
             "solved_at": self.solved_at,
             "last_eval": self.last_eval,
+            "best_eval": self.best_eval,
             "wall_seconds": self.wall_seconds,
             "cpu_seconds": self.cpu_seconds,
             "n_resumes": self.n_resumes,
@@ -281,6 +296,8 @@ class Run:
             "steps_per_second": step / wall if wall > 0 else None,
             "eval_mean_return": mean,
             "eval_std_return": std,
+            "best_eval_mean_return": self.best_eval[0] if self.best_eval else None,
+            "best_eval_step": self.best_eval[1] if self.best_eval else None,
             "reward_threshold": self.threshold,
             "solved_at_step": self.solved_at,
             "status": status,
@@ -383,34 +400,3 @@ def versions() -> dict[str, str]:
 
 def read_json(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
-
-
-def _count(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-STATE_CHECKS: dict[str, Any] = {
-    "num_steps": _count, "next_eval": _count, "n_resumes": _count, "wall_seconds": _number,
-    "cpu_seconds": _number, "solved_at": lambda v: v is None or _count(v),
-    "last_eval": lambda v: v is None or (isinstance(v, list) and len(v) == 2 and all(map(_number, v))),
-}
-"""what Run.state writes to checkpoint.json"""
-
-
-def read_run_state(run_dir: Path) -> dict[str, Any]:
-    """checkpoint.json, the run's counters at its last checkpoint; a UserError if it is damaged."""
-    path = Path(run_dir) / "checkpoint.json"
-    try:
-        state = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, ValueError) as err:  # ValueError: also invalid UTF-8
-        raise UserError(f"{path} is damaged ({one_line(err)}); the run cannot be resumed from it") from None
-    if not isinstance(state, dict) or "num_steps" not in state:
-        raise UserError(f"{path} is damaged (it is not a run's checkpoint.json); the run cannot be resumed from it")
-    for key, valid in STATE_CHECKS.items():
-        if key in state and not valid(state[key]):
-            raise UserError(f"{path} is damaged ({key} is {repr(state[key])[:40]}); the run cannot be resumed from it")
-    return state

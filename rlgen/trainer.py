@@ -25,7 +25,8 @@ from rlgen.compose import from_yaml, to_yaml
 from rlgen.config import TrainConfig
 from rlgen.envs import make_env
 from rlgen.errors import UserError
-from rlgen.run import Diverged, Run, read_run_state
+from rlgen.run import BEST_CHECKPOINT, Diverged, Run
+from rlgen.run_state import read_run_state
 
 
 class TrainingFailed(Exception):
@@ -144,9 +145,10 @@ def build_agent(cfg: TrainConfig) -> Agent:
         env.close()
 
 
-def load_trained(run_dir: Path, trust: bool = False) -> tuple[TrainConfig, Agent]:
-    """The config and agent of a run directory, its checkpoint loaded; a UserError for a directory
-    that holds no policy (none, not a run, failed, no checkpoint yet)."""
+def load_trained(run_dir: Path, trust: bool = False, checkpoint: str = "last") -> tuple[TrainConfig, Agent]:
+    """The config and agent of a run directory, its last checkpoint loaded (checkpoint="best": the best
+    evaluation's, checkpoint_best/); a UserError for a directory that holds no such policy (none, not a
+    run, failed, no checkpoint yet, never evaluated)."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"{run_dir} is a file, not a run directory")
@@ -158,8 +160,11 @@ def load_trained(run_dir: Path, trust: bool = False) -> tuple[TrainConfig, Agent
     cfg = load_run_config(run_dir)
     agent = build_agent(cfg)
     try:
-        agent.load(run_dir / "checkpoint", trust=trust)
+        agent.load(run_dir / {"last": "checkpoint", "best": BEST_CHECKPOINT}[checkpoint], trust=trust)
     except FileNotFoundError:
+        if checkpoint == "best":
+            raise UserError(f"{run_dir} has no best checkpoint ({BEST_CHECKPOINT}/: the run never evaluated, or "
+                            "an rlgen without best checkpoints ran it); use checkpoint=last") from None
         raise UserError(f"{run_dir} has no checkpoint yet (the run stopped before its first one)") from None
     return cfg, agent
 

@@ -61,6 +61,7 @@ def test_settings_reach_the_evaluation_and_the_loader(run, tmp_path):
     result = json.loads((tmp_path / "evaluation.json").read_text())
     assert result["episodes"] == 3 and result["seed"] == 5 and result["deterministic"] is False
     assert result["checkpoint_step"] == 123 and 8 <= result["mean_return"] <= 11  # always left: falls at once
+    assert result["checkpoint"] == "last"
     assert "push_left on CartPole-v1 (checkpoint at step 123)" in out.stdout
 
 
@@ -72,3 +73,16 @@ def test_a_checkpoint_is_not_trusted_unless_asked(run, tmp_path):
 def test_a_run_without_a_checkpoint_is_one_line(run, tmp_path):
     out, _ = run(agent=PushLeft(checkpoint_exists=False))
     assert_user_error(out, f"{tmp_path} has no checkpoint yet")
+
+
+def test_checkpoint_best_loads_the_best_evaluations_checkpoint(run, tmp_path):
+    out, agent = run("episodes=1", "checkpoint=best")
+    assert out.returncode == 0 and agent.loads == [(tmp_path / "checkpoint_best", False)]
+    result = json.loads((tmp_path / "evaluation.json").read_text())
+    assert (result["checkpoint"], result["checkpoint_step"]) == ("best", 123)
+    assert "push_left on CartPole-v1 (best checkpoint at step 123)" in out.stdout
+
+
+def test_a_run_without_a_best_checkpoint_is_one_line(run, tmp_path):
+    out, _ = run("checkpoint=best", agent=PushLeft(checkpoint_exists=False))
+    assert_user_error(out, f"{tmp_path} has no best checkpoint", "use checkpoint=last")

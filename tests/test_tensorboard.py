@@ -38,11 +38,14 @@ def served_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def measured(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """What the run's CSVs hold, as curves: eval.csv's evaluations and progress.csv's scalars."""
+    """What the run's CSVs hold, as curves: eval.csv's evaluations (and the best mean so far) and
+    progress.csv's scalars."""
     curves: dict[str, list[tuple[int, float]]] = {}
     for row in read_csv(run_dir / "eval.csv")[1]:
         curves.setdefault("eval/mean_reward", []).append((int(row["step"]), float(row["mean_return"])))
         curves.setdefault("eval/std_reward", []).append((int(row["step"]), float(row["std_return"])))
+        best = max(v for _, v in curves["eval/mean_reward"])
+        curves.setdefault("eval/best_mean_reward", []).append((int(row["step"]), best))
     for row in read_csv(run_dir / "progress.csv")[1]:
         for tag, value in row.items():
             if tag != "step" and value != "":
