@@ -266,10 +266,11 @@ class PolicyGradient(Agent):
         self.n_updates += 1
         self._snapshot = None  # weights changed: rebuild the acting copy
 
-    def fit_report(self, values: np.ndarray, returns: np.ndarray) -> dict[str, float]:
-        """How well the values fit the returns, and the Gaussian policy's standard deviation, as SB3 logs them."""
+    def fit_report(self, values: np.ndarray | None, returns: np.ndarray) -> dict[str, float]:
+        """How well the values fit the returns (None: no value network), and the Gaussian policy's standard
+        deviation, as SB3 logs them."""
         out = {}
-        ev = explained_variance(values, returns)
+        ev = float("nan") if values is None else explained_variance(values, returns)
         if np.isfinite(ev):  # undefined when every return is the same
             out["train/explained_variance"] = ev
         if not self.discrete:
