@@ -30,6 +30,7 @@ from rlgen.envs import EpisodeStats
 from rlgen.run import Diverged, evaluate_runs
 
 if TYPE_CHECKING:
+    from rlgen.normalize import Normalizer
     from rlgen.run import Run
 
 
@@ -113,6 +114,9 @@ class Rollout:
 
 
 class OnPolicyAgent(Protocol):
+    """An agent of the on-policy loop; one that normalises observations and rewards also has a
+    `normalizer` (rlgen/normalize.py), which the loop feeds (`normalizer_of`)."""
+
     n_envs: int
     num_steps: int
 
@@ -125,20 +129,40 @@ class OnPolicyAgent(Protocol):
     def update(self, rollout: Rollout, progress_remaining: float) -> dict[str, float]: ...
 
 
+def normalizer_of(agent: Any) -> Normalizer | None:
+    """The agent's observation and reward normaliser (rlgen/normalize.py); None for an agent without one."""
+    return getattr(agent, "normalizer", None)
+
+
+def _seen(normalizer: Normalizer | None, obs: np.ndarray) -> np.ndarray:
+    """A batch of observations as the agent's networks read them: flat, and normalised if it normalises."""
+    x = flat(obs)
+    return x if normalizer is None else normalizer.obs(x)
+
+
 def collect_rollout(agent: OnPolicyAgent, envs: EpisodeStats, obs: np.ndarray, n_steps: int
                     ) -> tuple[Rollout, np.ndarray]:
-    """n_steps vector steps with the agent's current policy; returns the rollout and the next obs."""
+    """n_steps vector steps with the agent's current policy; returns the rollout and the next obs.
+
+    With a normaliser, every observation the policy and the value network read is normalised (also the
+    true final observation of an episode, whose value bootstraps a truncation, and the rollout's last),
+    each step is counted in its statistics, and the rollout holds the scaled rewards; the episodes the
+    run records (EpisodeStats) keep the env's own."""
+    normalizer = normalizer_of(agent)
     buf: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "actions", "log_probs", "rewards", "terminated",
                                                          "done", "valid", "values")}
     for _ in range(n_steps):
-        x = flat(obs)
+        x = _seen(normalizer, obs)
         actions, env_actions, log_probs, values = agent.policy_step(x)
         obs, reward, terminated, truncated, _ = envs.step(env_actions)
+        done = terminated | truncated
+        if normalizer is not None:
+            reward = normalizer.step(flat(obs), reward, done, envs.valid)
         for key, value in (("obs", x), ("actions", actions), ("log_probs", log_probs), ("values", values),
-                           ("rewards", reward), ("terminated", terminated), ("done", terminated | truncated),
+                           ("rewards", reward), ("terminated", terminated), ("done", done),
                            ("valid", envs.valid)):
             buf[key].append(value)
-    buf["values"].append(agent.value(flat(obs)))
+    buf["values"].append(agent.value(_seen(normalizer, obs)))
     arrays = {k: np.stack(v) for k, v in buf.items()}
     for key in ("obs", "log_probs", "rewards", "values"):
         arrays[key] = arrays[key].astype(np.float32)
@@ -159,6 +183,10 @@ def on_policy_group(members: list[Member], total_steps: int, n_steps: int, updat
     """`on_policy` for a group of seeds in lockstep: each collects its rollout in its own envs, then
     `update` takes all of them at once (PPO: one stacked update, rlgen/nets/stack.py)."""
     live = started(members)
+    for m in live:
+        normalizer = normalizer_of(m.agent)
+        if normalizer is not None and m.agent.num_steps == 0:  # a resumed run's were counted before
+            normalizer.count_first(flat(m.obs))
     while live and live[0].agent.num_steps < total_steps:
         rollouts = []
         for m in live:

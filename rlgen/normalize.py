@@ -11,7 +11,9 @@ episode returns its true final observation and the next step of that env only re
 sees instead the first observation of the next episode at once, and the final one in `infos`, which it
 normalises but does not count. So the final observations are normalised but not counted here either,
 and a step that only reset its env counts its first observation but has no reward: the statistics are
-those VecNormalize would have after the same episodes.
+those VecNormalize would have after the same episodes (tests/test_normalize.py). One step differs: an
+episode's final observation (whose value bootstraps a truncation) is normalised before the next episode's
+first observation is counted, VecNormalize normalises it after; a difference of one batch of observations.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from rlgen.config import check_nonnegative, check_positive, named
+from rlgen.config import check_positive, named
 
 
 class RunningMeanStd:
@@ -51,7 +53,7 @@ class RunningMeanStd:
         return {"mean": self.mean.copy(), "var": self.var.copy(), "count": self.count}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        mean, var = np.asarray(state["mean"], dtype=np.float64), np.asarray(state["var"], dtype=np.float64)
+        mean, var = np.array(state["mean"], dtype=np.float64), np.array(state["var"], dtype=np.float64)  # copies
         if mean.shape != self.mean.shape or var.shape != self.var.shape:
             raise ValueError(f"normalisation statistics of shape {mean.shape}, this agent's are {self.mean.shape}")
         self.mean, self.var, self.count = mean, var, float(state["count"])
@@ -126,7 +128,7 @@ class Normalizer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.obs_rms.load_state_dict(state["obs_rms"])
         self.ret_rms.load_state_dict(state["ret_rms"])
-        returns = np.asarray(state["returns"], dtype=np.float64)
+        returns = np.array(state["returns"], dtype=np.float64)
         if returns.shape != self.returns.shape:
             raise ValueError(f"discounted returns of {returns.shape} envs, this agent has {self.returns.shape}")
         self.returns = returns

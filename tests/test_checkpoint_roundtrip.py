@@ -38,6 +38,8 @@ GROUP = (*LM, "total_steps=40", "agent.batch_size=8", "agent.group_size=4", "age
 
 SETTINGS = {
     "ppo": PPO_LIKE, "sb3_ppo": PPO_LIKE, "sb3_a2c": (*DEEP, "agent.n_steps=8"),
+    "a2c": (*DEEP, "agent.n_steps=8", "agent.normalize_obs=true", "agent.normalize_reward=true"),
+    "reinforce": (*DEEP, "agent.n_steps=32"),
     "dqn": DQN_LIKE, "sb3_dqn": DQN_LIKE, "sql": DQN_LIKE,
     "policy_evaluation": SWEEPS, "policy_iteration": SWEEPS, "value_iteration": SWEEPS,
     "soft_value_iteration": SWEEPS,

@@ -42,6 +42,7 @@ INVALID: list[tuple[str, list[str]]] = [
     (r"^(sql|soft_\w+)\.ent_coef$", ["0", "-0.1"]),  # temperatures divide Q
     (r"\.(ent_coef|vf_coef|kl_coef|rationality|c|tol)$", ["-0.1"]),
     (r"\.(max_grad_norm|clip_range_vf|target_kl|kl_target|rms_prop_eps)$", ["0", "-1"]),
+    (r"\.(clip_obs|clip_reward|norm_epsilon)$", ["0", "-1"]),  # normalisation's clipping bounds, its epsilon
     (r"\.step_power$", ["-0.5", "1.5"]),
     (r"\.(n_envs|n_steps|batch_size|minibatch_size|n_epochs|epochs|buffer_size|train_freq|target_update_interval"
      r"|n_layer|n_head|n_embd|n_reviews|steps|n_pairs|n_eval_pairs|kl_horizon|n_eval_prompts|bon_\w+|n"
@@ -88,9 +89,10 @@ VALID: list[tuple[str, list[str]]] = [
     (r"learning_rate$", ["1", "1e-8", "1e30"]),  # 1e30 diverges, and test_run.py sees the run stop
     (r"^gradient_bandit\.alpha$", ["3"]),
     (r"^(mc_\w+|epsilon_greedy|ucb)\.alpha$", ["0", "1"]),
+    (r"^reinforce\.gae_lambda$", ["1"]),  # whole episodes' returns: lambda = 1 only
     (r"\.(epsilon|epsilon_final|exploration_\w+|gae_lambda|p_not)$", ["0", "1"]),
     (r"\.(clip_range|tau)$", ["1"]),
-    (r"^(ppo|sb3_\w+)\.(ent_coef|vf_coef)$|\.tol$", ["0"]),
+    (r"^(ppo|a2c|reinforce|sb3_\w+)\.(ent_coef|vf_coef)$|\.tol$", ["0"]),
     (r"\.net_arch$", ["[]", "[1]"]),
     (r"\.(learning_starts|epsilon_decay_steps)$", ["0"]),
     (r"\.gradient_steps$", ["-1"]),
@@ -195,9 +197,9 @@ ONE_HOT = gym.spaces.Box(0.0, 1.0, (16,), np.float32)
 @pytest.mark.parametrize(
     ("agent", "obs", "actions", "fragments"),
     [
-        ("dqn", BOX, BOX, ["dqn needs Discrete actions; this env's are Box; use ppo, sb3_ppo or sb3_a2c; from an "
-                           "expert, not rewards (a run given as expert= or init=, or the scripted expert of Particle, "
-                           "Avoid, Step): bc, mdn, ibc, diffusion, gail, dppo"]),
+        ("dqn", BOX, BOX, ["dqn needs Discrete actions; this env's are Box; use ppo, sb3_ppo, sb3_a2c, a2c or "
+                           "reinforce; from an expert, not rewards (a run given as expert= or init=, or the scripted "
+                           "expert of Particle, Avoid, Step): bc, mdn, ibc, diffusion, gail, dppo"]),
         ("sb3_dqn", BOX, gym.spaces.MultiBinary(4), ["sb3_dqn needs Discrete actions", "use sb3_ppo or sb3_a2c"]),
         ("ppo", BOX, gym.spaces.MultiDiscrete([2, 3]), ["ppo needs Discrete or Box actions", "use sb3_ppo or sb3_a2c"]),
         ("sb3_ppo", BOX, gym.spaces.Tuple([gym.spaces.Discrete(2)] * 2),
@@ -205,7 +207,8 @@ ONE_HOT = gym.spaces.Box(0.0, 1.0, (16,), np.float32)
           "no rlgen agent handles these spaces"]),
         ("ppo", gym.spaces.Dict({"x": BOX}), gym.spaces.Discrete(2), ["observations; this env's are Dict"]),
         ("q_learning", BOX, gym.spaces.Discrete(2), ["q_learning is tabular", "use ppo, dqn, sb3_ppo"]),
-        ("value_iteration", gym.spaces.Discrete(4), BOX, ["needs Discrete actions", "use ppo, sb3_ppo or sb3_a2c"]),
+        ("value_iteration", gym.spaces.Discrete(4), BOX, ["needs Discrete actions",
+                                                           "use ppo, sb3_ppo, sb3_a2c, a2c or reinforce"]),
         ("ucb", gym.spaces.Discrete(16), gym.spaces.Discrete(4), ["needs a bandit env", "Discrete(16)"]),
         ("rlhf", ONE_HOT, gym.spaces.Discrete(2), ["rlhf needs env=TextPreference", "use ppo, dqn"]),
     ],
@@ -280,7 +283,8 @@ def committed_state() -> str:
         (["agent=rlhf", "env=TextPreference", "agent.n_embd=65"], ["agent.n_embd=65 is not divisible", "64 or 68"]),
         (["agent=rlhf", "env=TextPreference", "agent.n_head=0"], ["agent.n_head must be positive"]),
         (["agent=ppo", "agent.net_arch=[64,0]"], ["agent.net_arch=[64, 0]", "positive number of units"]),
-        (["agent=sb3_dqn", "env=Pendulum"], ["sb3_dqn needs Discrete actions", "Box", "use ppo, sb3_ppo or sb3_a2c"]),
+        (["agent=sb3_dqn", "env=Pendulum"], ["sb3_dqn needs Discrete actions", "Box",
+                                                  "use ppo, sb3_ppo, sb3_a2c, a2c or reinforce"]),
         (["agent=q_learning", "env=CartPole"], ["q_learning is tabular", "Box", "use ppo, dqn"]),
         (["agent=ucb", "env=GridWorld4x4"], ["ucb needs a bandit env", "env=Bandit10"]),
         (["agent=sb3_ppo", "agent.learning_rate=1e300"], ["agent.learning_rate must be in (0, 3.40282e+38]", "1e+300"]),

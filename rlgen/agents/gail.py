@@ -74,6 +74,9 @@ class GAILConfig(PPOConfig, DemonstrationsConfig):
         check_learning_rate(**named(self, "disc_learning_rate"))
         check_positive(**named(self, "disc_updates", "disc_batch_size"))
         check_nonnegative(**named(self, "grad_penalty"))
+        if self.normalizes:  # the discriminator reads observations as the demonstrations hold them
+            raise UserError("gail learns from its discriminator's reward, on observations as the expert's "
+                            "demonstrations hold them: set agent.normalize_obs=false and agent.normalize_reward=false")
 
 
 class GAIL(PPO):

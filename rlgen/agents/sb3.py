@@ -8,7 +8,7 @@ comparison changes nothing but the code that learns.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar
 
@@ -22,20 +22,10 @@ from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
+from rlgen.agents.a2c import A2CConfig
 from rlgen.agents.base import Agent
 from rlgen.agents.dqn import DQNConfig
-from rlgen.agents.ppo import SCHEDULES, PPOConfig
-from rlgen.config import (
-    AgentConfig,
-    check_choice,
-    check_discount,
-    check_layers,
-    check_learning_rate,
-    check_nonnegative,
-    check_positive,
-    check_probability,
-    named,
-)
+from rlgen.agents.ppo import PPOConfig
 from rlgen.envs.snapshot import env_state, set_env_state
 from rlgen.errors import UserError
 from rlgen.nets.cnn import is_image_space
@@ -60,36 +50,8 @@ class SB3DQNConfig(DQNConfig):
 
 
 @dataclass
-class SB3A2CConfig(AgentConfig):
-    """SB3's A2C defaults (Mnih et al. 2016, synchronous variant)."""
-
+class SB3A2CConfig(A2CConfig):
     name: str = "sb3_a2c"
-    n_envs: int = 8
-    n_steps: int = 5
-    learning_rate: float = 7e-4
-    lr_schedule: str = "constant"
-    gamma: float = 0.99
-    gae_lambda: float = 1.0
-    ent_coef: float = 0.0
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    rms_prop_eps: float = 1e-5
-    use_rms_prop: bool = True
-    normalize_advantage: bool = False
-    net_arch: list[int] = field(default_factory=lambda: [64, 64])
-    activation: str = "tanh"
-    ortho_init: bool = True
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_choice("agent.lr_schedule", self.lr_schedule, SCHEDULES)
-        check_choice("agent.activation", self.activation, tuple(ACTIVATIONS))
-        check_positive(**named(self, "n_envs", "n_steps", "max_grad_norm", "rms_prop_eps"))
-        check_learning_rate(**named(self, "learning_rate"))
-        check_discount(**named(self, "gamma"))
-        check_probability(**named(self, "gae_lambda"))
-        check_nonnegative(**named(self, "ent_coef", "vf_coef"))
-        check_layers(**named(self, "net_arch"))
 
 
 def _schedule(kind: str, value: float) -> float | Any:
