@@ -4,6 +4,10 @@ VecNormalize's with the agent's settings, saved in the checkpoint and used whene
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 from conftest import cli, read_csv, train_run
 
 
@@ -20,3 +24,17 @@ def test_a_resumed_sb3_run_continues_the_same_episodes(tmp_path):
     _, got = read_csv(cut / "episodes.csv")
     assert len(expected) > 100 and any(int(r["step"]) > 1000 for r in expected)
     assert got == expected
+
+
+def test_a_normalised_sb3_run_acts_on_its_saved_statistics(tmp_path):
+    """VecNormalize's statistics are saved in the checkpoint: the reloaded agent's evaluation, with the
+    seed and episodes of the run's own last one, equals the evaluation it logged."""
+    run = train_run(tmp_path / "run", "agent=sb3_ppo", "env=CartPole", "total_steps=2048", "eval_every=1024",
+                    "eval_episodes=3", "agent.n_envs=2", "agent.n_steps=256", "agent.normalize_obs=true",
+                    "agent.normalize_reward=true")
+    _, logged = read_csv(run / "eval.csv")
+    out = subprocess.run([sys.executable, "-m", "rlgen.evaluate", f"run={run}", "episodes=3", "seed=0"],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    result = json.loads((run / "evaluation.json").read_text())
+    assert abs(result["mean_return"] - float(logged[-1]["mean_return"])) < 1e-9
