@@ -121,8 +121,9 @@ def _resample_counts(n: int, reps: int, rng: np.random.Generator) -> np.ndarray:
 # -- verdicts: a permutation test of P(X > Y) = 1/2 and Holm's correction ------------------------------
 #
 # Deciding by whether the bootstrap interval of P(X > Y) excludes 1/2 is not a test at a known level: with
-# 5 runs a side and both samples from one distribution it says better or worse in 7-9% of draws, not 5%
-# (benchmarks/results/calibration/RESULTS.md). The permutation test below holds its level exactly: under
+# 5 runs a side and both samples from one distribution it says better or worse in up to 9% of draws (9.3%
+# for normal returns), not 5%, and a report of 12 such comparisons holds a false verdict in 39-68% of
+# reports (benchmarks/results/calibration/RESULTS.md). The permutation test below holds its level: under
 # "ours and the baseline's runs come from one distribution" every split of a task's pooled runs into
 # n_x and n_y is equally likely, so the observed statistic's rank among all splits is a valid p-value
 # (Good 2005, "Permutation, Parametric and Bootstrap Tests of Hypotheses", 3rd ed.). The statistic is
