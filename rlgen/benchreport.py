@@ -1,9 +1,10 @@
 """A suite's report, read from its run directories alone: REPORT.md, PNG figures and results.json.
 
 Per env: learning curves (evaluation return against env steps, mean over seeds with a 95% bootstrap
-band), a table (final IQM with a 95% stratified-bootstrap interval, steps to the threshold, wall
-seconds, steps/s, peak memory) and, for each (ours, SB3) pair, the probability of improvement and
-a verdict. Tabular suites report the error to the dynamic-programming optimum instead of return.
+band), a table (IQMs with 95% stratified-bootstrap intervals of the final return, of the area under
+the evaluation curve and of the best evaluation; steps to the threshold, wall seconds, steps/s, peak
+memory) and, for each (ours, SB3) pair, the verdicts of rlgen.benchcompare. Tabular suites report the
+error to the dynamic-programming optimum instead of return.
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ from typing import Any
 import numpy as np
 
 from rlgen import benchstats as bs
+from rlgen.benchcompare import SCORE, VERDICT_METHOD, comparisons, comparisons_md
 from rlgen.benchsuite import Job, Suite
 from rlgen.errors import UserError
-
-SCORE = {"return": "eval_mean_return", "dp_error": "policy_gap"}
 
 
 def _read_eval(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -130,6 +130,11 @@ def env_table(suite: Suite, records: Records, env: str, agents: list[str]) -> Re
         if suite.metric == "dp_error":
             errs = np.array([r["value_error"] for r in runs])
             row.update(value_error_iqm=bs.iqm(errs), value_error_ci=bs.bootstrap_ci(errs))
+        else:  # sample efficiency, and what keeping each run's best checkpoint gives
+            aucs = np.array([bs.normalised_auc(*r["curve"]) for r in runs])
+            best = np.array([max(r["curve"][1]) for r in runs])
+            row.update(auc_iqm=bs.iqm(aucs), auc_ci=bs.bootstrap_ci(aucs), best_iqm=bs.iqm(best),
+                       best_ci=bs.bootstrap_ci(best))
         solved = [s for s in _steps_to_threshold(suite, records, agent, env) if s is not None]
         row.update(solved=len(solved), solved_median=float(np.median(solved)) if solved else None,
                    wall=float(np.mean([r["wall_seconds"] for r in runs])),
@@ -137,34 +142,6 @@ def env_table(suite: Suite, records: Records, env: str, agents: list[str]) -> Re
                    peak_mb=max((r["peak_rss_mb"] or 0.0) for r in runs))
         rows.append(row)
     return rows
-
-
-def comparisons(suite: Suite, records: list[dict[str, Any]], envs: list[str]) -> list[dict[str, Any]]:
-    """P(ours > SB3) per env and over all envs (tasks = envs, seeds matched by position), with verdicts.
-
-    For dp_error lower is better, so scores are negated."""
-    sign = -1.0 if suite.metric == "dp_error" else 1.0
-    final = _final(records)
-    out = []
-    for ours, theirs in suite.pairs.items():
-        per_env = {}
-        for env in envs:
-            x = [sign * r[SCORE[suite.metric]] for r in final if r["agent"] == ours and r["env"] == env]
-            y = [sign * r[SCORE[suite.metric]] for r in final if r["agent"] == theirs and r["env"] == env]
-            if x and y:
-                per_env[env] = (np.array(x), np.array(y))
-        for env, (x, y) in per_env.items():
-            ci = bs.probability_of_improvement_ci(x, y)
-            out.append({"ours": ours, "baseline": theirs, "env": env,
-                        "poi": bs.probability_of_improvement(x, y), "poi_ci": ci, "verdict": bs.verdict(ci)})
-        n = min((min(len(x), len(y)) for x, y in per_env.values()), default=0)
-        if len(per_env) > 1 and n > 0:
-            x = np.stack([v[0][:n] for v in per_env.values()], axis=1)
-            y = np.stack([v[1][:n] for v in per_env.values()], axis=1)
-            ci = bs.probability_of_improvement_ci(x, y)
-            out.append({"ours": ours, "baseline": theirs, "env": "all envs",
-                        "poi": bs.probability_of_improvement(x, y), "poi_ci": ci, "verdict": bs.verdict(ci)})
-    return out
 
 
 # -- figures ----------------------------------------------------------------------------------------
@@ -273,7 +250,7 @@ def write_report(suite: Suite, jobs: list[Job], records: Records, out: Path, log
     for env in envs:
         if tables[env]:
             plot_env(suite, records, env, agents, out / f"curves_{env}.png")
-    comps = comparisons(suite, records, envs)
+    comps = comparisons(suite, _final(records), envs)
     info = report_info(suite, records, absent, cut, command, failures) | {"tables": tables, "comparisons": comps}
     return save_report(out, info, render(suite, info, str(logdir)))
 
@@ -297,14 +274,13 @@ def _versions(runs: list[dict[str, Any]]) -> dict[str, str]:
 def _table_md(metric: str, rows: list[dict[str, Any]]) -> list[str]:
     name = "final return" if metric == "return" else "policy gap"
     head = f"| agent | runs | {name} IQM [95% CI] |"
-    if metric == "dp_error":
-        head += " value error IQM [95% CI] |"
+    extra = {"dp_error": {"value_error": "value error"}, "return": {"auc": "AUC", "best": "best return"}}[metric]
+    head += "".join(f" {label} IQM [95% CI] |" for label in extra.values())
     head += " reached threshold | median steps to threshold | wall s | steps/s | peak MB |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         cells = [r["agent"], str(r["n"]), _with_ci(r["iqm"], r["ci"], metric)]
-        if metric == "dp_error":
-            cells.append(_with_ci(r["value_error_iqm"], r["value_error_ci"], metric))
+        cells += [_with_ci(r[f"{key}_iqm"], r[f"{key}_ci"], metric) for key in extra]
         med = f"{r['solved_median']:,.0f}" if r["solved_median"] is not None else "-"
         cells += [f"{r['solved']}/{r['n']}", med, f"{r['wall']:.1f}", f"{r['sps']:.0f}",
                   f"{r['peak_mb']:.0f}"]
@@ -314,22 +290,6 @@ def _table_md(metric: str, rows: list[dict[str, Any]]) -> list[str]:
 
 def _with_ci(value: float, ci: tuple[float, float] | list[float], metric: str) -> str:
     return f"{fmt(value, metric)} [{fmt(ci[0], metric)}, {fmt(ci[1], metric)}]"
-
-
-def _comparisons_md(comps: list[dict[str, Any]]) -> list[str]:
-    lines = ["", "## Verdicts: ours against Stable-Baselines3", "",
-             "Verdict from the probability of improvement P(ours > SB3) over seeds (Agarwal et al. 2021): "
-             "**better** when its 95% interval lies above 0.5, **worse** when below, else **matches**.", "",
-             "| ours | SB3 | env | P(ours > SB3) [95% CI] | verdict |", "|---|---|---|---|---|"]
-    for c in comps:
-        lo, hi = c["poi_ci"]
-        lines.append(f"| {c['ours']} | {c['baseline']} | {c['env']} | {c['poi']:.2f} [{lo:.2f}, {hi:.2f}] "
-                     f"| **{c['verdict']}** |")
-    for c in comps:
-        if c["verdict"] == "worse":
-            lines.append(f"\n**rlgen's {c['ours']} is worse than SB3's {c['baseline']} on {c['env']}** "
-                         f"(P(ours > SB3) = {c['poi']:.2f}, its whole interval below 0.5).")
-    return lines
 
 
 def _header(suite: Suite, info: dict[str, Any], logdir: str) -> list[str]:
@@ -378,6 +338,11 @@ METHOD = [
 FINAL = {
     "return": ["- Final score: the mean return of the deterministic evaluation at the end of each run's "
                "budget.",
+               "- AUC (sample efficiency): the area under a run's evaluation curve (trapezoid rule over its "
+               "evaluation steps, from the first to the last) divided by that span: its mean evaluation "
+               "return over training.",
+               "- Best return: a run's highest evaluation, what keeping its best checkpoint gives (the "
+               "highest of noisy evaluations, so a little above that checkpoint's true mean return).",
                "- Steps to threshold: the first evaluation at or above the env's threshold (Gymnasium's "
                "reward_threshold); the median is over the runs that reached it."],
     "dp_error": ["- Final score at the largest budget: policy gap = E_s0[V*(s0) - V^pi(s0)] for the greedy "
@@ -405,9 +370,11 @@ def _machine_section(info: dict[str, Any]) -> list[str]:
 def render(suite: Suite, info: dict[str, Any], logdir: str) -> str:
     lines = _header(suite, info, logdir)
     if info["comparisons"]:
-        lines += _comparisons_md(info["comparisons"])
+        lines += comparisons_md(info["metric"], info["comparisons"])
     lines += _env_sections(suite, info)
     lines += ["", "## Method", "", *FINAL[info["metric"]], *METHOD]
+    if info["comparisons"]:
+        lines += VERDICT_METHOD
     if suite.runs_per_process > 1:
         lines.append(f"- This suite runs {suite.runs_per_process} runs per worker process: peak MB is the "
                      "peak of the process up to that run.")

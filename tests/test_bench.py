@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -60,10 +61,20 @@ def test_smoke_suite_end_to_end_through_the_process_pool(tmp_path, capsys):
         line = next(ln for ln in report.splitlines() if ln.startswith(f"| {row['agent']} | 3 |"))
         assert f"{bs.iqm(finals):.2f} [{lo:.2f}, {hi:.2f}]" in line
         assert f"| {row['solved']}/3 |" in line and f"| {max(peaks):.0f} |" in line
-    x = [runs[("ppo", s)]["eval_mean_return"] for s in range(3)]
-    y = [runs[("sb3_ppo", s)]["eval_mean_return"] for s in range(3)]
-    poi, ci = bs.probability_of_improvement(x, y), bs.probability_of_improvement_ci(x, y)
-    assert f"| ppo | sb3_ppo | CartPole | {poi:.2f} [{ci[0]:.2f}, {ci[1]:.2f}] | **{bs.verdict(ci)}** |" in report
+    # the verdicts: final return and AUC, each a permutation test, Holm over both (the report's family)
+    cells, tests = [], []
+    for measure in ("final", "auc"):
+        x, y = ([runs[(a, s)]["eval_mean_return"] if measure == "final" else _auc(runs[(a, s)]["dir"])
+                 for s in range(3)] for a in ("ppo", "sb3_ppo"))
+        tests.append((bs.probability_of_improvement(x, y), bs.permutation_pvalue(x, y)))
+        ci = bs.probability_of_improvement_ci(x, y)
+        cells.append(f"{tests[-1][0]:.2f} [{ci[0]:.2f}, {ci[1]:.2f}] | {tests[-1][1]:.3f}")
+    verdicts = bs.verdicts(*zip(*tests, strict=True))
+    holm = bs.holm([p for _, p in tests])
+    row = " | ".join(f"{c} | {h:.3f} | **{v}**" for c, h, v in zip(cells, holm, verdicts, strict=True))
+    assert f"| ppo | sb3_ppo | CartPole | 3 / 3 | {row} |" in report
+    assert verdicts == ["matches", "matches"]  # 3 runs a side: no split gives p below 2 / C(6, 3) = 0.1
+    assert "family holds **2 comparisons**" in report
     assert (out / "curves_CartPole.png").stat().st_size > 10_000
     assert "seeds: 0, 1, 2" in report and "torch: " in report and "cores: " in report
 
@@ -79,6 +90,13 @@ def test_smoke_suite_end_to_end_through_the_process_pool(tmp_path, capsys):
     assert "6 runs, 5 already done" in printed and "[1/1] completed" in printed
     assert json.loads(interrupted.read_text())["status"] == "completed"
     assert untouched.stat().st_mtime_ns == before
+
+
+def _auc(run_dir: Path) -> float:
+    """The normalised area under a run's eval.csv curve."""
+    with open(run_dir / "eval.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return bs.normalised_auc([float(r["step"]) for r in rows], [float(r["mean_return"]) for r in rows])
 
 
 def options(*args: str) -> Options:
