@@ -14,6 +14,7 @@ from rlgen import bench
 from rlgen import benchstats as bs
 from rlgen.benchsuite import Options, _lookup, find_suite, load_suite, plan
 from rlgen.cli import parse_settings
+from rlgen.compose import load_config
 from rlgen.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,14 +111,20 @@ def test_classic_suite_plans_rl_zoo_budgets(tmp_path):
     assert budget[("ppo", "CartPole")] == budget[("sb3_ppo", "CartPole")] == 100_000
     assert budget[("dqn", "MountainCar")] == budget[("sb3_dqn", "MountainCar")] == 120_000
     assert budget[("dqn", "Acrobot")] == 100_000 and budget[("sb3_a2c", "LunarLander")] == 200_000
-    # the cuts this machine needed, said in the report's notes; ours and SB3's share every budget
-    assert budget[("ppo", "Acrobot")] == budget[("sb3_ppo", "MountainCar")] == 250_000
-    assert budget[("sb3_a2c", "MountainCar")] == 250_000 and budget[("ppo", "LunarLander")] == 250_000
-    assert all(budget[(a, env)] == budget[(f"sb3_{a}", env)] for a in ("ppo", "dqn") for env in suite.envs)
-    assert any("Budgets cut" in note and "Acrobot 1e6 -> 2.5e5" in note for note in suite.notes)
-    assert len(jobs) == len(budget) * 5 and {j.seed for j in jobs} == {0, 1, 2, 3, 4}
+    # RL Zoo's budgets, uncut; ours and SB3's share every budget
+    assert budget[("ppo", "Acrobot")] == budget[("sb3_ppo", "MountainCar")] == 1_000_000
+    assert budget[("sb3_a2c", "MountainCar")] == 1_000_000 and budget[("ppo", "LunarLanderContinuous")] == 1_000_000
+    assert budget[("ppo", "Pendulum")] == budget[("sb3_ppo", "Pendulum")] == 100_000
+    assert all(budget[(a, env)] == budget[(f"sb3_{a}", env)] for a in ("ppo", "dqn", "a2c") for env in suite.envs
+               if (a, env) in budget)
+    assert ("dqn", "Pendulum") not in budget and ("reinforce", "Acrobot") in budget
+    seeds = {a: {j.seed for j in jobs if j.agent == a} for a in ("ppo", "sb3_dqn", "a2c", "reinforce")}
+    assert seeds["ppo"] == seeds["sb3_dqn"] == set(range(10)) and seeds["a2c"] == seeds["reinforce"] == set(range(5))
     a2c = next(j for j in jobs if j.agent == "sb3_a2c" and j.env == "LunarLander")
-    assert "agent.gamma=0.995" in a2c.overrides
+    config = load_config(a2c.overrides)
+    assert config.agent.gamma == 0.995 and config.agent.lr_schedule == "linear"
+    normalised = load_config(next(j for j in jobs if j.agent == "sb3_ppo" and j.env == "MountainCar").overrides)
+    assert normalised.agent.normalize_obs and normalised.agent.normalize_reward
     cut = plan(suite, options("seeds=2", "budget_scale=0.1", "envs=CartPole"), tmp_path)
     assert {j.seed for j in cut} == {0, 1} and {j.env for j in cut} == {"CartPole"}
     assert {(j.agent, j.budget) for j in cut if j.agent == "dqn"} == {("dqn", 5000)}
@@ -125,7 +132,7 @@ def test_classic_suite_plans_rl_zoo_budgets(tmp_path):
     few_evals = options("budget_scale=0.1", "evals=4", "eval_episodes=3", "envs=LunarLander")
     few = plan(suite, few_evals, tmp_path)
     ppo = next(j for j in few if j.agent == "ppo" and j.env == "LunarLander")
-    assert ppo.budget == 25_000 and "eval_every=6250" in ppo.overrides and "eval_episodes=3" in ppo.overrides
+    assert ppo.budget == 100_000 and "eval_every=25000" in ppo.overrides and "eval_episodes=3" in ppo.overrides
     assert options("eval_episodes=3").cut and not options("evals=4").cut
 
 
