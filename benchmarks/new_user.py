@@ -82,6 +82,11 @@ MISTAKES: list[tuple[str, list[str]]] = [
     (T, ["seeds=0"]), (T, ["seeds=abc"]), (T, ["seeds=1.5"]),
     (T, ["seed=2147483647", "seeds=2"]), (T, ["resume=run-1", "seeds=3"]), (T, ["seeds=3", "run_dir=group"]),
     (T, ["agent=q_learning", "env=FrozenLake", "seeds=3", "run_dir=group"]), (T, ["seeds=2", "run_dir=run-1"]),
+    # policy gradients (A2C, REINFORCE) and observation / reward normalisation
+    (T, ["agent=a2c", "agent.clip_obs=0"]), (T, ["agent=reinforce", "agent.baseline=maybe"]),
+    (T, ["agent=reinforce", "agent.gae_lambda=0.95"]), (T, ["agent=a2c", "agent.rms_prop_eps=0"]),
+    (T, ["agent=gail", "env=CartPole", "agent.normalize_obs=true"]),
+    (T, ["agent=ppo", "env=CarRacing-v3", "agent.normalize_obs=true"]),
 ]
 IN_THE_WAY = {"afile": "in the way\n", "run-1/summary.json": '{"status": "completed"}\n',
               "group/seed1/summary.json": '{"status": "completed"}\n'}

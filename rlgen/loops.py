@@ -4,7 +4,7 @@ An agent writes only its update; the loop steps the envs, counts steps, records 
 the `EpisodeStats` wrapper that `Run.make_envs` puts around every training env), logs what the update
 returns, and asks the run whether to go on (`run.tick`: evaluation, checkpoints, Ctrl-C).
 
-- `on_policy`:  rollouts of n_steps x n_envs, then an update on them (PPO).
+- `on_policy`:  rollouts of n_steps x n_envs, then an update on them (PPO, A2C, REINFORCE).
 - `per_step`:   one vector step, then the agent observes the transition (DQN, SQL, tabular TD, bandits).
 - `episodes`:   one whole episode, then the agent learns from it (Monte Carlo).
 - `sweeps`:     one synchronous sweep of a tabular model per budget step (dynamic programming).

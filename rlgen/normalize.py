@@ -50,7 +50,7 @@ class RunningMeanStd:
         self.count = total
 
     def state_dict(self) -> dict[str, Any]:
-        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": self.count}
+        return {"mean": np.array(self.mean), "var": np.array(self.var), "count": self.count}  # 0-d: arrays too
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         mean, var = np.array(state["mean"], dtype=np.float64), np.array(state["var"], dtype=np.float64)  # copies

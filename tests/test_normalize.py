@@ -255,3 +255,18 @@ def test_a_normalised_run_evaluates_and_resumes_with_its_saved_statistics(tmp_pa
             assert np.array_equal(resumed[part][key], state["normalizer"][part][key]), (part, key)
         assert resumed[part]["count"] == state["normalizer"][part]["count"]
     assert (tmp_path / "halted" / "eval.csv").read_text() == (run / "eval.csv").read_text()
+
+
+def test_each_seed_of_a_group_keeps_its_own_normalizer(tmp_path):
+    """seeds=2 of A2C: each member normalises with statistics of its own envs, those its single run has."""
+    common = ("agent=a2c", "env=CartPole", "total_steps=2000", "eval_every=1000", "agent.n_envs=4",
+              "agent.normalize_obs=true", "agent.normalize_reward=true", "eval_episodes=2")
+    group = train_run(tmp_path / "group", *common, "seeds=2")
+    single = train_run(tmp_path / "single", *common, "seed=1")
+    states = [load_state(group / f"seed{k}" / "checkpoint")["normalizer"] for k in (0, 1)]
+    alone = load_state(single / "checkpoint")["normalizer"]
+    for part in ("obs_rms", "ret_rms"):
+        assert np.array_equal(states[1][part]["mean"], alone[part]["mean"]), part
+        assert np.array_equal(states[1][part]["var"], alone[part]["var"]), part
+        assert not np.array_equal(states[0][part]["mean"], states[1][part]["mean"]), part
+    assert (group / "seed1" / "eval.csv").read_text() == (single / "eval.csv").read_text()
