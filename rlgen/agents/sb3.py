@@ -319,7 +319,8 @@ class SB3A2C(SB3Agent):
             gae_lambda=c.gae_lambda, ent_coef=c.ent_coef, vf_coef=c.vf_coef, max_grad_norm=c.max_grad_norm,
             rms_prop_eps=c.rms_prop_eps, use_rms_prop=c.use_rms_prop, normalize_advantage=c.normalize_advantage,
             policy_kwargs=dict(net_arch=dict(pi=list(c.net_arch), vf=list(c.net_arch)),
-                               activation_fn=ACTIVATIONS[c.activation], ortho_init=c.ortho_init),
+                               activation_fn=ACTIVATIONS[c.activation], ortho_init=c.ortho_init,
+                               log_std_init=c.log_std_init),
         )
 
 
