@@ -70,6 +70,20 @@ def eval_steps(run_dir: Path) -> list[int]:
     return [int(r["step"]) for r in read_csv(Path(run_dir) / "eval.csv")[1]]
 
 
+def stop_at(monkeypatch, step: int) -> None:
+    """The first tick at or past `step` asks the run to stop, as Ctrl-C does."""
+    from rlgen.run import Run
+
+    original = Run.tick
+
+    def tick(self, now: int, evaluation=None) -> bool:
+        if now >= step:
+            self.stop_requested = True
+        return original(self, now, evaluation)
+
+    monkeypatch.setattr(Run, "tick", tick)
+
+
 class Exit:
     """What the CLI's entry point did when called in-process: exit status, stdout, stderr."""
 

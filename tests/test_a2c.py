@@ -3,8 +3,6 @@ RMSprop is torch's, the returns are n-step returns, and it learns CartPole from 
 
 from __future__ import annotations
 
-import copy
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -13,12 +11,9 @@ from conftest import eval_means, train_run
 from stable_baselines3 import A2C as SB3A2C
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv
-from torch import nn
 
 from rlgen.agents.a2c import A2C, A2CConfig
 from rlgen.loops import Rollout
-from rlgen.nets.mlp import mlp
-from rlgen.nets.optim import FlatRMSprop
 
 N_STEPS, N_ENVS, OBS_DIM = 5, 4, 3
 OBS = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
@@ -101,32 +96,6 @@ def test_one_update_equals_sb3_a2c(action_space, overrides):
     assert not torch.equal(before, agent.actor[0].weight)
     for ours, theirs in _same_parameters(model, agent):
         torch.testing.assert_close(ours.detach(), theirs.detach(), rtol=0, atol=1e-6)
-
-
-@pytest.mark.parametrize("max_norm", [None, 0.5])
-def test_flat_rmsprop_matches_torch_rmsprop(max_norm):
-    torch.manual_seed(0)
-    net = mlp(3, [16, 16], 2, "tanh", ortho_init=True)
-    ref = copy.deepcopy(net)
-    ours = FlatRMSprop(net.parameters(), lr=1e-2, alpha=0.99, eps=1e-5)
-    theirs = torch.optim.RMSprop(ref.parameters(), lr=1e-2, alpha=0.99, eps=1e-5)
-    x, y = torch.randn(32, 3), torch.randn(32, 2)
-    for _ in range(25):
-        for model, opt in ((net, ours), (ref, theirs)):
-            opt.zero_grad()
-            ((model(x) - y) ** 2).mean().backward()
-            if max_norm is not None:
-                if opt is ours:
-                    ours.clip_grad_norm(max_norm)
-                else:
-                    nn.utils.clip_grad_norm_(ref.parameters(), max_norm)
-            opt.step()
-    for p, q in zip(net.parameters(), ref.parameters(), strict=True):
-        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
-    state = ours.state_dict()
-    fresh = FlatRMSprop(mlp(3, [16, 16], 2).parameters(), lr=0.5)
-    fresh.load_state_dict(state)
-    assert torch.equal(fresh.square_avg, ours.square_avg) and fresh.steps == 25 and fresh.lr == 1e-2
 
 
 def test_lambda_one_gives_n_step_returns_bootstrapped_at_truncation():

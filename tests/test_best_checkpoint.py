@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_user_error, in_process, read_csv, read_json
+from conftest import assert_user_error, in_process, read_csv, read_json, stop_at
 from test_tensorboard import assert_tensorboard_shows_what_was_measured
 
 from rlgen.checkpoint import load_state, save_state
@@ -76,18 +76,6 @@ def test_summary_checkpoint_json_and_tensorboard_name_the_best(swinging):
     assert (summary["best_eval_mean_return"], summary["best_eval_step"]) == (mean, step)
     assert read_json(swinging / "checkpoint.json")["best_eval"] == [mean, step]
     assert_tensorboard_shows_what_was_measured(swinging)  # eval/best_mean_reward: the running maximum
-
-
-def stop_at(monkeypatch, step: int) -> None:
-    """The first tick at or past `step` asks the run to stop, as Ctrl-C does."""
-    original = Run.tick
-
-    def tick(self, now: int, evaluation=None) -> bool:
-        if now >= step:
-            self.stop_requested = True
-        return original(self, now, evaluation)
-
-    monkeypatch.setattr(Run, "tick", tick)
 
 
 def test_a_resumed_run_keeps_its_best(swinging, tmp_path, monkeypatch):

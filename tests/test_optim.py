@@ -7,22 +7,29 @@ import torch
 from torch import nn
 
 from rlgen.nets.mlp import mlp
-from rlgen.nets.optim import FlatAdam
+from rlgen.nets.optim import FlatAdam, FlatRMSprop
+
+PAIRS = {
+    "adam": (lambda ps: FlatAdam(ps, lr=1e-2, eps=1e-5), lambda ps: torch.optim.Adam(ps, lr=1e-2, eps=1e-5)),
+    "rmsprop": (lambda ps: FlatRMSprop(ps, lr=1e-2, alpha=0.99, eps=1e-5),
+                lambda ps: torch.optim.RMSprop(ps, lr=1e-2, alpha=0.99, eps=1e-5)),
+}
+"""each flat optimiser and the torch optimiser whose steps it must take"""
 
 
+@pytest.mark.parametrize("kind", sorted(PAIRS))
 @pytest.mark.parametrize("max_norm", [None, 0.5])
-def test_flat_adam_matches_torch_adam(max_norm):
+def test_flat_optimisers_match_torch(kind, max_norm):
     torch.manual_seed(0)
     net = mlp(3, [16, 16], 2, "tanh", ortho_init=True)
     ref = copy.deepcopy(net)
-    ours = FlatAdam(net.parameters(), lr=1e-2, eps=1e-5)
-    theirs = torch.optim.Adam(ref.parameters(), lr=1e-2, eps=1e-5)
+    make_ours, make_theirs = PAIRS[kind]
+    ours, theirs = make_ours(net.parameters()), make_theirs(ref.parameters())
     x, y = torch.randn(32, 3), torch.randn(32, 2)
     for _ in range(25):
         for model, opt in ((net, ours), (ref, theirs)):
             opt.zero_grad()
-            loss = ((model(x) - y) ** 2).mean()
-            loss.backward()
+            ((model(x) - y) ** 2).mean().backward()
             if max_norm is not None:
                 if opt is ours:
                     ours.clip_grad_norm(max_norm)
@@ -31,6 +38,18 @@ def test_flat_adam_matches_torch_adam(max_norm):
             opt.step()
     for p, q in zip(net.parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_flat_rmsprop_state_round_trips():
+    net = mlp(3, [16, 16], 2)
+    ours = FlatRMSprop(net.parameters(), lr=1e-2, alpha=0.99, eps=1e-5)
+    for _ in range(3):
+        ours.zero_grad()
+        net(torch.randn(8, 3)).pow(2).mean().backward()
+        ours.step()
+    fresh = FlatRMSprop(mlp(3, [16, 16], 2).parameters(), lr=0.5)
+    fresh.load_state_dict(ours.state_dict())
+    assert torch.equal(fresh.square_avg, ours.square_avg) and fresh.steps == 3 and fresh.lr == 1e-2
 
 
 def test_parameters_and_gradients_are_views_of_the_flat_buffers():

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import stop_at
 from expert_demos import demonstrations_file
 
 from rlgen.agents import AGENTS, agent_class
 from rlgen.compose import load_config
-from rlgen.run import Run
 from rlgen.trainer import build_agent, train
 
 COMMON = ("progress=false", "eval_episodes=2")
@@ -104,18 +104,6 @@ def _foundation(agent: str, root: Path) -> tuple[str, ...]:
     return (f"{key}={root / key}",)
 
 
-def _interrupt_at(monkeypatch, step: int) -> None:
-    """The next tick at or past `step` asks the run to stop, as Ctrl-C does."""
-    original = Run.tick
-
-    def tick(self, now: int, evaluation=None) -> bool:
-        if now >= step:
-            self.stop_requested = True
-        return original(self, now, evaluation)
-
-    monkeypatch.setattr(Run, "tick", tick)
-
-
 def assert_same_state(a, b, path: str = "state") -> None:
     """Two nested states are equal: arrays and tensors exactly, everything else by ==."""
     if isinstance(a, dict):
@@ -154,7 +142,7 @@ def test_an_interrupted_and_resumed_run_ends_where_the_uninterrupted_run_ends(ag
 
     halted = _config(agent, tmp_path / "halted")
     with monkeypatch.context() as m:
-        _interrupt_at(m, halted.total_steps // 2)
+        stop_at(m, halted.total_steps // 2)
         summary_halted, _ = train(halted)
     assert summary_halted["status"] == "interrupted"
     assert 0 < summary_halted["total_steps"] < halted.total_steps
