@@ -67,7 +67,8 @@ def test_any_registered_gymnasium_id_trains(tmp_path):
     run = train_run(tmp_path / "run", "agent=ppo", "env=Acrobot-v1", "total_steps=256", "eval_episodes=1")
     summary = read_json(run / "summary.json")
     assert (summary["env"], summary["env_id"]) == ("Acrobot", "Acrobot-v1")  # the id of a short name is that env
-    assert summary["eval_mean_return"] == -500  # an untrained policy never swings up
+    ret = summary["eval_mean_return"]
+    assert -500 <= ret <= -1 and ret == int(ret)  # Acrobot's: -1 a step, at most 500 steps
 
 
 def test_help_lists_agents_and_envs():

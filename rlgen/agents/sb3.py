@@ -236,7 +236,7 @@ class SB3Agent(Agent):
             state["normalize"] = {"obs_mean": n.obs_rms.mean, "obs_var": n.obs_rms.var, "obs_count": n.obs_rms.count,
                                   "ret_mean": n.ret_rms.mean, "ret_var": n.ret_rms.var, "ret_count": n.ret_rms.count,
                                   "returns": n.returns}
-        envs = self._envs_state()
+        envs = self._envs_state() or copy.deepcopy(self.saved_envs)  # a loaded agent keeps what it resumes from
         if envs is not None:
             state["envs"] = envs
         return state
@@ -259,7 +259,7 @@ class SB3Agent(Agent):
             n.ret_rms.mean, n.ret_rms.var, n.ret_rms.count = (np.array(saved["ret_mean"]), np.array(saved["ret_var"]),
                                                               float(saved["ret_count"]))
             n.returns = np.array(saved["returns"], dtype=np.float64)
-        self.saved_envs = state.get("envs")
+        self.saved_envs = copy.deepcopy(state.get("envs"))
 
     @property
     def replay_buffer(self) -> ReplayBuffer | None:
