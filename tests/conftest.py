@@ -92,6 +92,14 @@ class Exit:
 
 
 @pytest.fixture
+def evaluate_in_process(capsys):
+    """`python -m rlgen.evaluate` called in this process (see in_process)."""
+    from rlgen.evaluate import main
+
+    return in_process(main, capsys)
+
+
+@pytest.fixture
 def main_in_process(capsys):
     """Call rlgen.train's entry point in this process (no interpreter start-up, torch already loaded).
     An exception other than the CLI's own exit escapes and fails the test: that would be a traceback."""

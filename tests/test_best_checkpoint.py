@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_user_error, in_process, read_csv, read_json, stop_at
+from conftest import assert_user_error, read_csv, read_json, stop_at
 from test_tensorboard import assert_tensorboard_shows_what_was_measured
 
 from rlgen.checkpoint import load_state, save_state
@@ -32,13 +32,6 @@ def best_of(run: Path) -> tuple[float, int]:
     means = [float(r["mean_return"]) for r in rows]
     first = int(np.argmax(means))
     return means[first], int(rows[first]["step"])
-
-
-@pytest.fixture
-def evaluate(capsys):
-    from rlgen.evaluate import main
-
-    return in_process(main, capsys)
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +54,11 @@ def replay(evaluate, run: Path, which: str) -> dict:
     return read_json(run / "evaluation.json")
 
 
-def test_the_best_checkpoint_plays_the_best_logged_evaluation(swinging, evaluate):
+def test_the_best_checkpoint_plays_the_best_logged_evaluation(swinging, evaluate_in_process):
     mean, step = best_of(swinging)
-    result = replay(evaluate, swinging, "best")
+    result = replay(evaluate_in_process, swinging, "best")
     assert (result["mean_return"], result["checkpoint"], result["checkpoint_step"]) == (mean, "best", step)
-    last = replay(evaluate, swinging, "last")  # and the last checkpoint is still the last policy
+    last = replay(evaluate_in_process, swinging, "last")  # and the last checkpoint is still the last policy
     assert last["mean_return"] == float(read_csv(swinging / "eval.csv")[1][-1]["mean_return"]) != mean
     assert (last["checkpoint"], last["checkpoint_step"]) == ("last", 5000)
 
@@ -96,7 +89,7 @@ def test_a_resumed_run_keeps_its_best(swinging, tmp_path, monkeypatch):
     assert kept == (swinging / "checkpoint_best" / "tensors.safetensors").read_bytes()
 
 
-def test_a_run_without_a_best_checkpoint_is_one_line(tmp_path, monkeypatch, evaluate):
+def test_a_run_without_a_best_checkpoint_is_one_line(tmp_path, monkeypatch, evaluate_in_process):
     """Stopped before its first evaluation: no best (null in summary.json); checkpoint=best says so."""
     with monkeypatch.context() as m:
         stop_at(m, 1)
@@ -104,14 +97,14 @@ def test_a_run_without_a_best_checkpoint_is_one_line(tmp_path, monkeypatch, eval
     assert (summary["status"], summary["best_eval_mean_return"], summary["best_eval_step"]) == ("interrupted", None,
                                                                                                None)
     assert not (run / "checkpoint_best").exists() and (run / "checkpoint").is_dir()
-    assert_user_error(evaluate(f"run={run}", "checkpoint=best"), "has no best checkpoint", "checkpoint=last")
-    assert evaluate(f"run={run}", "checkpoint=last", "episodes=1").returncode == 0
+    assert_user_error(evaluate_in_process(f"run={run}", "checkpoint=best"), "has no best checkpoint", "checkpoint=last")
+    assert evaluate_in_process(f"run={run}", "checkpoint=last", "episodes=1").returncode == 0
 
 
 @pytest.mark.parametrize(("value", "fragment"), [("bogus", "not one of last, best"), ("best_model", "'best'"),
                                                  ("Last", "'last'")])
-def test_a_wrong_checkpoint_is_one_line(value, fragment, tmp_path, evaluate):
-    assert_user_error(evaluate(f"run={tmp_path}", f"checkpoint={value}"), f"checkpoint='{value}'", fragment)
+def test_a_wrong_checkpoint_is_one_line(value, fragment, tmp_path, evaluate_in_process):
+    assert_user_error(evaluate_in_process(f"run={tmp_path}", f"checkpoint={value}"), f"checkpoint='{value}'", fragment)
 
 
 @pytest.mark.parametrize("best", [[1.0], [5.0, -3], "high", [5.0, 2.5]])
@@ -123,7 +116,7 @@ def test_a_damaged_best_in_checkpoint_json_is_one_line(best, swinging, tmp_path,
     assert_user_error(main_in_process(f"resume={run}", "total_steps=6000"), "checkpoint.json is damaged", "best_eval")
 
 
-def test_each_seed_of_a_group_keeps_its_own_best(tmp_path, main_in_process, evaluate):
+def test_each_seed_of_a_group_keeps_its_own_best(tmp_path, main_in_process, evaluate_in_process):
     out = main_in_process(*SWINGING, "seeds=2", f"run_dir={tmp_path}/group")
     assert out.returncode == 0, out.stderr
     bests = []
@@ -132,7 +125,7 @@ def test_each_seed_of_a_group_keeps_its_own_best(tmp_path, main_in_process, eval
         mean, step = best_of(member)
         summary = read_json(member / "summary.json")
         assert (summary["best_eval_mean_return"], summary["best_eval_step"]) == (mean, step)
-        result = replay(evaluate, member, "best")
+        result = replay(evaluate_in_process, member, "best")
         assert (result["mean_return"], result["checkpoint_step"]) == (mean, step)
         bests.append((mean, step))
     assert bests[0] != bests[1]

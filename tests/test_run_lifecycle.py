@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import gymnasium as gym
 import pytest
-from conftest import assert_user_error, eval_steps, in_process, read_csv, read_json
+from conftest import assert_user_error, eval_steps, read_csv, read_json
 
 from rlgen.checkpoint import save_state
 from rlgen.compose import load_config
@@ -34,13 +34,6 @@ def tree(root: Path) -> dict[str, tuple[bytes, int] | None]:
     """Every file under root with its bytes and modification time (a rewrite changes it), every directory."""
     return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) if p.is_file() else None
             for p in sorted(Path(root).rglob("*"))}
-
-
-@pytest.fixture
-def evaluate_in_process(capsys):
-    from rlgen.evaluate import main
-
-    return in_process(main, capsys)
 
 
 @pytest.fixture(scope="module")
