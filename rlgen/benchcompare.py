@@ -27,7 +27,8 @@ VERDICT_METHOD = [
     f"ties as one half) where that is cheap, else from {bs.PERMUTATIONS:,} random splits as (b + 1) / (m + 1) "
     "(Phipson & Smyth 2010). No split of n_x against n_y runs gives less than 2 / C(n_x + n_y, n_x): 0.0079 for 5 "
     "against 5, 1.1e-5 for 10 against 10, while Holm's first threshold is 0.05 divided by the family's "
-    "size, so one env's rows with 5 runs a side can reach a verdict only late in Holm's sequence. The test "
+    "size, so one env's rows with 5 runs a side can reach a verdict only late in Holm's sequence (when they "
+    "cannot at all, they read too few runs). The test "
     "is calibrated for \"both agents' runs come from one distribution\" "
     "(benchmarks/results/calibration/RESULTS.md); with equal P(ours > SB3) but unequal spreads it can still "
     "reject.",
@@ -65,15 +66,16 @@ def comparisons(suite: Suite, final: Records, envs: list[str]) -> Records:
             row: dict[str, Any] = {"ours": ours, "baseline": theirs, "env": name,
                                    "n_ours": sum(len(per_env[e][0]) for e in group),
                                    "n_baseline": sum(len(per_env[e][1]) for e in group)}
+            smallest = bs.smallest_pvalue([(len(per_env[e][0]), len(per_env[e][1])) for e in group])
             for m in MEASURES[suite.metric]:
                 x = [np.array([s[m] for s in per_env[e][0]]) for e in group]
                 y = [np.array([s[m] for s in per_env[e][1]]) for e in group]
-                row[m] = _test(x, y)
+                row[m] = _test(x, y) | {"smallest_p": smallest}
             rows.append(row)
     tests = [row[m] for row in rows for m in MEASURES[suite.metric]]
     pvalues = [t["p"] for t in tests]
-    for t, adjusted, verdict in zip(tests, bs.holm(pvalues), bs.verdicts([t["poi"] for t in tests], pvalues),
-                                    strict=True):
+    calls = bs.verdicts([t["poi"] for t in tests], pvalues, smallest=[t["smallest_p"] for t in tests])
+    for t, adjusted, verdict in zip(tests, bs.holm(pvalues), calls, strict=True):
         t.update(p_holm=float(adjusted), verdict=verdict)
     return rows
 
@@ -97,7 +99,9 @@ def comparisons_md(metric: str, rows: Records) -> list[str]:
              "two-sided permutation test of P(ours > SB3) = 1/2 (Wilcoxon-Mann-Whitney statistic, runs "
              "permuted between the two agents within each env; Good 2005), corrected with Holm's method over "
              f"all {family} (Holm 1979): **better** or **worse** only when the Holm-adjusted p is below 0.05, "
-             "which keeps the chance of any false verdict in this report at 5%; else **matches**. "
+             "which keeps the chance of any false verdict in this report at 5%; **too few runs** where no outcome "
+             "of that many runs could have been called (its smallest possible p is not below 0.05 divided by "
+             "the comparisons left uncalled, the best threshold Holm could give it); else **matches**. "
              "P(ours > SB3) and its 95% bootstrap interval (Agarwal et al. 2021) say how large a difference is.",
              "", head, "|" + "---|" * (head.count("|") - 1)]
     for row in rows:

@@ -244,12 +244,27 @@ def holm(pvalues: ArrayLike) -> np.ndarray:
     return out
 
 
-def verdicts(pois: ArrayLike, pvalues: ArrayLike, alpha: float = ALPHA) -> list[str]:
+def smallest_pvalue(sizes: list[tuple[int, int]], permutations: int = PERMUTATIONS) -> float:
+    """The smallest p-value permutation_pvalue can return for tasks of (n_x, n_y) runs whatever the runs
+    are: every run of one side above every run of the other in each task, 2 / prod C(n_x + n_y, n_x), or,
+    where it counts random splits, 1 / (permutations + 1) (the floor is taken whichever way it counts)."""
+    splits = math.prod(math.comb(n_x + n_y, n_x) for n_x, n_y in sizes)
+    return min(1.0, max(2 / splits, 1 / (permutations + 1)))
+
+
+def verdicts(pois: ArrayLike, pvalues: ArrayLike, alpha: float = ALPHA,
+             smallest: ArrayLike | None = None) -> list[str]:
     """better / worse (the direction of P(ours > baseline)) where the Holm-adjusted p-value over all the
-    given comparisons is below alpha, else matches."""
+    given comparisons is below alpha. Of the others, with `smallest` (each comparison's smallest possible
+    p-value, smallest_pvalue), "too few runs" where no outcome of its runs could have been called: its
+    smallest p is not below the best threshold Holm could have given it, alpha / (m - r) with r the
+    comparisons called; else matches."""
     adjusted = holm(pvalues)
-    return [("better" if poi > 0.5 else "worse") if a < alpha else "matches"
-            for poi, a in zip(np.asarray(pois, dtype=float), adjusted, strict=True)]
+    called = adjusted < alpha
+    floor = np.zeros(called.size) if smallest is None else np.asarray(smallest, dtype=float)
+    threshold = alpha / (called.size - called.sum()) if not called.all() else alpha
+    return [("better" if poi > 0.5 else "worse") if c else "too few runs" if f >= threshold else "matches"
+            for poi, c, f in zip(np.asarray(pois, dtype=float), called, floor, strict=True)]
 
 
 def normalised_auc(steps: ArrayLike, returns: ArrayLike) -> float:

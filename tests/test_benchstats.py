@@ -146,6 +146,26 @@ def test_verdicts_need_the_holm_adjusted_p_below_alpha_and_follow_the_direction(
     assert bs.verdicts([0.9, 0.5, 0.5], [0.02, 1.0, 1.0]) == ["matches"] * 3
 
 
+def test_smallest_pvalue_is_the_one_of_fully_separated_runs():
+    for sizes in ([(5, 5)], [(3, 4)], [(3, 3), (2, 3)]):
+        x = [np.arange(nx, dtype=float) + 100 for nx, _ in sizes]  # every run of x above every run of y
+        y = [np.arange(ny, dtype=float) for _, ny in sizes]
+        assert bs.smallest_pvalue(sizes) == pytest.approx(bs.permutation_pvalue(x, y))
+    assert bs.smallest_pvalue([(5, 5)]) == pytest.approx(2 / 252)
+    assert bs.smallest_pvalue([(1, 1)]) == 1.0  # one run a side: never below 1
+    assert bs.smallest_pvalue([(10, 10)] * 6) == pytest.approx(1 / (bs.PERMUTATIONS + 1))  # counted splits' floor
+
+
+def test_a_comparison_no_outcome_could_call_reads_too_few_runs():
+    # 5 against 5 can reach p = 2 / 252 = 0.0079 at best: below 0.05 / 4, not below 0.05 / 7 (none called)
+    floor = bs.smallest_pvalue([(5, 5)])
+    assert bs.verdicts([0.9] + [0.5] * 3, [0.0079, 1, 1, 1], smallest=[floor] * 4) == ["better"] + ["matches"] * 3
+    assert bs.verdicts([0.5] * 7, [1.0] * 7, smallest=[floor] * 7) == ["too few runs"] * 7
+    # the threshold Holm could give it grows as others are called: 6 called leave 0.05 / 1 for the seventh
+    calls = bs.verdicts([0.9] * 6 + [0.5], [1e-6] * 6 + [1.0], smallest=[1e-6] * 6 + [floor])
+    assert calls == ["better"] * 6 + ["matches"]
+
+
 def test_normalised_auc_is_the_mean_of_the_curve_over_its_span():
     assert bs.normalised_auc([0, 100], [0.0, 10.0]) == pytest.approx(5.0)  # a line: its midpoint
     # uneven steps: (0..10 at 5 over 10 steps) + (10..30 at 20 over 20 steps) -> (50 + 400) / 30
