@@ -79,6 +79,8 @@ def find_runs(paths: list[Path]) -> list[Path]:
     for path in paths:
         if not path.exists():
             raise UserError(f"no such run directory or folder '{path}'")
+        if not path.is_dir():
+            raise UserError(f"{path} is a file; name a run directory or a folder holding runs")
         candidates = [path] if is_run(path) else sorted(c.parent for c in path.rglob("config.yaml"))
         found.update({c.resolve(): None for c in candidates if is_run(c)})
     if not found:

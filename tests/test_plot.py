@@ -131,6 +131,7 @@ def test_each_mistake_is_one_line_and_exit_status_2(runs, tmp_path, plot_main):
     cases = [
         ((str(tmp_path / "empty"), f"out={out}"), ("no run directories under", "config.yaml")),
         ((str(tmp_path / "nowhere"), f"out={out}"), ("no such run directory or folder",)),
+        ((str(tmp_path / "afile"), f"out={out}"), ("is a file; name a run directory or a folder",)),
         ((str(runs), "metric=train/los", f"out={out}"), ("unknown metric 'train/los'", "did you mean 'train/loss'",
                                                          "available: eval/mean_return")),
         ((str(runs), "--metric", "train/loss"), ("'--metric' is a flag", "write metric=")),
@@ -144,3 +145,11 @@ def test_each_mistake_is_one_line_and_exit_status_2(runs, tmp_path, plot_main):
     for args, fragments in cases:
         assert_user_error(plot_main(*args), *fragments)
     assert not Path(out).exists()
+
+
+def test_help_names_the_paths_and_the_settings(plot_main):
+    out = plot_main("--help")
+    assert out.returncode == 0 and out.stderr == ""
+    for line in ("usage: python -m rlgen.plot RUN_OR_PARENT [RUN_OR_PARENT ...] [key=value ...]",
+                 "  metric: str = eval/mean_return", "  x: str = step"):
+        assert line in out.stdout
