@@ -121,15 +121,20 @@ def read_curve(run_dir: Path, metric: str, x: str) -> tuple[np.ndarray, np.ndarr
     """The metric's logged points (rows where it was not logged left out) against steps or episodes."""
     log, column = ("eval.csv", metric[len(EVAL):]) if metric.startswith(EVAL) else ("progress.csv", metric)
     _, rows = read_columns(run_dir / log)
-    points = [(float(r["step"]), float(r[column])) for r in rows if r.get(column, "") != ""]
-    steps = np.array([s for s, _ in points])
+    # "": not logged at that step; a row with missing fields (None) was cut short by a kill, and its last
+    # value may be too: left out, as rlgen/csvlog.py leaves it out on resume
+    points = [(r["step"], r[column]) for r in rows if r.get(column) not in ("", None) and None not in r.values()]
+    try:
+        steps, values = np.array(points, dtype=float).reshape(-1, 2).T
+    except ValueError:
+        raise UserError(f"{run_dir / log} is damaged: a step or {column} that is not a number") from None
     if x == "episodes":
         _, episodes = read_columns(run_dir / "episodes.csv")
-        if not episodes:  # a planning agent's run: no episodes to count
+        ended = np.sort([float(r["step"]) for r in episodes if r.get("step") not in ("", None)])
+        if ended.size == 0:  # a planning agent's run: no episodes to count
             return np.empty(0), np.empty(0)
-        ended = np.sort([float(r["step"]) for r in episodes])
         steps = np.searchsorted(ended, steps, side="right").astype(float)  # episodes ended by each step
-    return steps, np.array([v for _, v in points])
+    return steps, values
 
 
 def curves(runs: list[Path], metric: str, x: str) -> tuple[list[Curve], list[Path]]:

@@ -117,6 +117,16 @@ def test_the_default_file_is_written_once_and_never_replaced(runs, tmp_path, plo
     assert plot_main(str(runs), "out=plot.png").returncode == 0  # named: replaced
 
 
+def test_a_row_a_kill_cut_short_is_left_out_and_a_damaged_one_is_one_line(tmp_path, plot_main, bands):
+    run = fake_run(tmp_path / "a", "ppo", [100, 200], [1.0, 2.0], [])
+    with open(run / "eval.csv", "a") as f:
+        f.write("300,3.0")  # the kill came before std_return was written
+    assert plot_main(str(run), f"out={tmp_path / 'p.png'}").returncode == 0
+    np.testing.assert_array_equal(bands, [[[1.0, 2.0]]])
+    (run / "eval.csv").write_text("step,mean_return\n100,lots\n")
+    assert_user_error(plot_main(str(run), f"out={tmp_path / 'p.png'}"), "eval.csv is damaged")
+
+
 def test_a_path_holding_an_equals_sign_is_a_path(tmp_path, plot_main):
     fake_run(tmp_path / "lr=0.1", "ppo", [100, 200], [1.0, 2.0], [])
     out = plot_main(str(tmp_path / "lr=0.1"), f"out={tmp_path / 'p.png'}")
