@@ -16,11 +16,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
-import yaml
+from omegaconf import OmegaConf
 
 from rlgen.benchreport import _aligned
 from rlgen.benchstats import curve_band
-from rlgen.checkpoint import write_atomic
+from rlgen.checkpoint import one_line, write_atomic
 from rlgen.cli import parse_settings
 from rlgen.config import check_choice
 from rlgen.errors import UserError, cli_main, unknown
@@ -96,10 +96,10 @@ def is_run(path: Path) -> bool:
 def run_names(run_dir: Path) -> tuple[str, str]:
     """(agent, env) short names, read from config.yaml as written (no agent module is imported)."""
     try:
-        cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-        return str(cfg["agent"]["name"]), str(cfg["env"]["name"])
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as err:
-        raise UserError(f"{run_dir / 'config.yaml'} is damaged or not an rlgen config ({type(err).__name__})") from None
+        cfg = OmegaConf.load(run_dir / "config.yaml")
+        return str(cfg.agent.name), str(cfg.env.name)
+    except Exception as err:  # YAML and OmegaConf errors alike: the file is not what rlgen wrote
+        raise UserError(f"{run_dir / 'config.yaml'} is damaged or not an rlgen config ({one_line(err)})") from None
 
 
 def read_columns(path: Path) -> tuple[list[str], list[dict[str, str]]]:

@@ -127,6 +127,12 @@ def test_a_row_a_kill_cut_short_is_left_out_and_a_damaged_one_is_one_line(tmp_pa
     assert_user_error(plot_main(str(run), f"out={tmp_path / 'p.png'}"), "eval.csv is damaged")
 
 
+def test_a_damaged_config_is_one_line(tmp_path, plot_main):
+    run = fake_run(tmp_path / "a", "ppo", [100], [1.0], [])
+    (run / "config.yaml").write_text("agent: [unclosed\n")
+    assert_user_error(plot_main(str(run), f"out={tmp_path / 'p.png'}"), "config.yaml is damaged or not an rlgen config")
+
+
 def test_a_path_holding_an_equals_sign_is_a_path(tmp_path, plot_main):
     fake_run(tmp_path / "lr=0.1", "ppo", [100, 200], [1.0, 2.0], [])
     out = plot_main(str(tmp_path / "lr=0.1"), f"out={tmp_path / 'p.png'}")
