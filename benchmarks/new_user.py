@@ -87,6 +87,10 @@ MISTAKES: list[tuple[str, list[str]]] = [
     (T, ["agent=reinforce", "agent.gae_lambda=0.95"]), (T, ["agent=a2c", "agent.rms_prop_eps=0"]),
     (T, ["agent=gail", "env=CartPole", "agent.normalize_obs=true"]),
     (T, ["agent=ppo", "env=CarRacing-v3", "agent.normalize_obs=true"]),
+    # learning curves (python -m rlgen.plot); the Python API's mistakes raise UserError (tests/test_api.py)
+    ("rlgen.plot", []), ("rlgen.plot", ["nowhere"]), ("rlgen.plot", ["."]), ("rlgen.plot", ["run-1"]),
+    ("rlgen.plot", [".", "--metric", "train/loss"]), ("rlgen.plot", [".", "metric"]),
+    ("rlgen.plot", [".", "x=time"]), ("rlgen.plot", [".", "out=curves.jpg"]), ("rlgen.plot", ["afile"]),
 ]
 IN_THE_WAY = {"afile": "in the way\n", "run-1/summary.json": '{"status": "completed"}\n',
               "group/seed1/summary.json": '{"status": "completed"}\n'}

@@ -6,7 +6,7 @@ import inspect
 import signal
 import sys
 import textwrap
-from dataclasses import fields, is_dataclass, replace
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import get_type_hints
 
@@ -124,37 +124,6 @@ def _tuned_list() -> str:
     return "\n".join(lines + [f"  {pair:<{width}}{source}" for pair, source in pairs])
 
 
-def _resume_config(overrides: list[str]):
-    """A resumed run keeps its saved config; only the budget and a few run settings may change."""
-    from rlgen.trainer import RESUMABLE, load_run_config
-
-    given = dict(o.split("=", 1) for o in overrides)
-    run_dir = Path(given.pop("resume"))
-    if not run_dir.is_dir():
-        raise UserError(f"resume: no such run directory '{run_dir}'")
-    extra = [k for k in given if k not in RESUMABLE]
-    if extra:
-        raise UserError(
-            f"resume continues a run with its saved config; {', '.join(extra)} cannot change "
-            f"(allowed: {', '.join(RESUMABLE)})"
-        )
-    cfg = load_run_config(run_dir)
-    changes = {k: _typed(k, v, getattr(cfg, k)) for k, v in given.items()}
-    return replace(cfg, resume=str(run_dir), **changes)
-
-
-def _typed(key: str, text: str, current: object) -> object:
-    """A resume override's value, of the type of the saved setting; a bad one is a user mistake."""
-    if isinstance(current, bool):
-        if text.lower() not in ("true", "false"):
-            raise UserError(f"{key} must be true or false, got '{text}'")
-        return text.lower() == "true"
-    try:
-        return type(current)(text)
-    except ValueError:
-        raise UserError(f"{key} must be {type(current).__name__}, got '{text}'") from None
-
-
 @cli_main
 def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help", "--tuned") for a in argv):
@@ -169,8 +138,10 @@ def main(argv: list[str]) -> int:
         raise UserError(f"unknown option {flags[0]}{did_you_mean(flags[0], OPTIONS)}; options: {', '.join(OPTIONS)}"
                         f" (settings are key=value: python -m rlgen.train --help)")
     jobs = expand_overrides(overrides, multirun)
+    from rlgen.trainer import resume_config
+
     configs = [
-        _resume_config(job) if any(o.startswith("resume=") for o in job) else load_config(job) for job in jobs
+        resume_config(job) if any(o.startswith("resume=") for o in job) else load_config(job) for job in jobs
     ]
     if show_cfg:
         from rlgen.compose import to_yaml

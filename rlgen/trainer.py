@@ -119,6 +119,35 @@ def load_run_config(run_dir: Path) -> TrainConfig:
         raise UserError(f"{path} is damaged or not an rlgen config ({one_line(err)})") from None
 
 
+def resume_config(overrides: list[str]) -> TrainConfig:
+    """A resumed run keeps its saved config; only the budget and a few run settings may change."""
+    given = dict(o.split("=", 1) for o in overrides)
+    run_dir = Path(given.pop("resume"))
+    if not run_dir.is_dir():
+        raise UserError(f"resume: no such run directory '{run_dir}'")
+    extra = [k for k in given if k not in RESUMABLE]
+    if extra:
+        raise UserError(
+            f"resume continues a run with its saved config; {', '.join(extra)} cannot change "
+            f"(allowed: {', '.join(RESUMABLE)})"
+        )
+    cfg = load_run_config(run_dir)
+    changes = {k: _typed(k, v, getattr(cfg, k)) for k, v in given.items()}
+    return replace(cfg, resume=str(run_dir), **changes)
+
+
+def _typed(key: str, text: str, current: object) -> object:
+    """A resume override's value, of the type of the saved setting; a bad one is a user mistake."""
+    if isinstance(current, bool):
+        if text.lower() not in ("true", "false"):
+            raise UserError(f"{key} must be true or false, got '{text}'")
+        return text.lower() == "true"
+    try:
+        return type(current)(text)
+    except ValueError:
+        raise UserError(f"{key} must be {type(current).__name__}, got '{text}'") from None
+
+
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
     """The run's summary.json (None if it has none yet); a UserError if it is damaged."""
     path = Path(run_dir) / "summary.json"
