@@ -53,7 +53,7 @@ def honours_masks(agent: Any) -> bool:
 def masks_for(agent: Any, envs: Any) -> np.ndarray | None:
     """(n_envs, n_actions) bool masks of the envs' last observations for an agent that honours them; None
     when it does not or the env offers none."""
-    return getattr(envs, "action_masks", None) if honours_masks(agent) else None
+    return getattr(envs, "last_masks", None) if honours_masks(agent) else None
 
 
 def with_mask(mask: np.ndarray | None) -> dict[str, np.ndarray]:

@@ -15,7 +15,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import assert_user_error, read_csv, train_run
+from conftest import assert_user_error, cli, read_csv, train_run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sb3_contrib.common.maskable.distributions import MaskableCategorical
@@ -312,3 +312,17 @@ def test_sb3_maskable_ppo_trains_and_reloads(tmp_path):
     assert out.returncode == 0, out.stderr
     result = json.loads((run / "evaluation.json").read_text())
     assert result["mean_return"] == pytest.approx(float(logged[-1]["mean_return"]))
+
+
+@pytest.mark.parametrize("agent", ["ppo", "q_learning"])
+def test_a_resumed_masked_run_continues_the_same_episodes(tmp_path, agent):
+    """The training envs' masks are part of their checkpointed state: an interrupted and resumed run on
+    Taxi sees the episodes of an uninterrupted one exactly."""
+    setup = (f"agent={agent}", "env=Taxi", "eval_every=512", "eval_episodes=2",
+             *(("agent.n_envs=2", "agent.n_steps=64") if agent == "ppo" else ()))
+    whole = train_run(tmp_path / "whole", *setup, "total_steps=2048")
+    cut = train_run(tmp_path / "cut", *setup, "total_steps=1024")
+    out = cli(f"resume={cut}", "total_steps=2048", "progress=false")
+    assert out.returncode == 0, out.stderr
+    assert read_csv(cut / "episodes.csv") == read_csv(whole / "episodes.csv")
+    assert read_csv(cut / "eval.csv") == read_csv(whole / "eval.csv")

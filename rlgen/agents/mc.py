@@ -232,7 +232,7 @@ class MCExploringStarts(MCControl):
         free = np.flatnonzero(~np.isin(grid.ravel(), ["#", "G", "T", "C"]))
         s = int(self.rng.choice(free))
         obs, _ = envs.reset(options={"state": s})
-        self.note_masks(s, None if getattr(envs, "action_masks", None) is None else envs.action_masks[0])
+        self.note_masks(s, None if getattr(envs, "last_masks", None) is None else envs.last_masks[0])
         return obs, self.random_action(s)
 
     def behaviour(self, s: int) -> int:

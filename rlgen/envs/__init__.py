@@ -253,14 +253,14 @@ class EpisodeStats(gym.vector.VectorWrapper):
         self.valid = np.ones(n, dtype=bool)
         """which sub-envs' last step was a real transition (False: it only reset that sub-env)"""
         self.last_obs: Any = None
-        self.action_masks: np.ndarray | None = None
+        self.last_masks: np.ndarray | None = None
         """(n, n_actions) bool: the valid actions in `last_obs`, where the env offers masks (else None)"""
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
         self.returns[:], self.lengths[:], self.prev_done[:] = 0.0, 0, False
         self.last_obs = obs
-        self.action_masks = action_masks(self.env, info)
+        self.last_masks = action_masks(self.env, info)
         return obs, info
 
     def step(self, actions: np.ndarray):
@@ -275,7 +275,7 @@ class EpisodeStats(gym.vector.VectorWrapper):
             self.returns[done], self.lengths[done] = 0.0, 0
         self.prev_done = done
         self.last_obs = obs
-        self.action_masks = action_masks(self.env, info)
+        self.last_masks = action_masks(self.env, info)
         return obs, reward, terminated, truncated, info
 
 
