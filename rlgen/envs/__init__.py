@@ -235,6 +235,18 @@ def action_masks(envs: gym.vector.VectorEnv, info: dict[str, Any]) -> np.ndarray
     return checked_masks(raw, n, int(space.n), name)
 
 
+def env_masks(env: gym.Env, info: dict[str, Any]) -> np.ndarray | None:
+    """`action_masks` for one env (not vectorised): its (1, n_actions) mask after a reset or step, or None."""
+    if not isinstance(env.action_space, gym.spaces.Discrete):
+        return None
+    name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+    if offers_mask_method(env):
+        return checked_masks(env.get_wrapper_attr(MASK_METHOD)(), 1, int(env.action_space.n), name)
+    if "action_mask" in info:
+        return checked_masks(info["action_mask"], 1, int(env.action_space.n), name)
+    return None
+
+
 class EpisodeStats(gym.vector.VectorWrapper):
     """Sums rewards and counts steps per sub-env and reports each finished episode, once, to
     `on_episodes(step, returns, lengths)` (step = env steps taken so far, reset steps included, as
