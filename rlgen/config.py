@@ -116,6 +116,16 @@ class AgentConfig:
 
 
 @dataclass
+class MaskingConfig:
+    """The setting of the agents that can honour an env's mask of valid actions (a config mixin)."""
+
+    action_masking: bool = True
+    """honour the env's mask of valid Discrete actions (its action_masks() method, else info["action_mask"])
+    where it offers one: act, explore and bootstrap over the valid actions only; false ignores the mask
+    (the unmasked comparison). Box actions have no mask: the setting does nothing there"""
+
+
+@dataclass
 class EnvConfig:
     name: str = MISSING
     """short name, used in the run directory (`runs/<name>/...`)"""

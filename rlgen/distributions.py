@@ -2,7 +2,13 @@
 
 Torch functions (the update's losses) and their NumPy twins (acting, tabular agents) side by side,
 so that the two sides of an agent compute the same thing. Everything works over the last axis and
-keeps the leading ones. Tested against closed forms and torch.distributions
+keeps the leading ones.
+
+Invalid-action masking (Huang & Ontanon 2022, "A Closer Look at Invalid Action Masking in Policy
+Gradient Algorithms"): a `mask` is a bool array broadcasting against the action axis, True where the
+action is valid, with at least one valid action per row; None means every action is valid. Policies
+over logits replace a masked logit by MASKED_LOGIT, value-based choices take their max, argmax and
+random actions over the valid actions only. Tested against closed forms and torch.distributions
 (tests/test_distributions.py, tests/test_math_properties.py).
 """
 
@@ -14,7 +20,26 @@ import torch.nn.functional as F
 
 LOG_2PI = float(np.log(2 * np.pi))
 
+MASKED_LOGIT = -1e8
+"""the logit of an invalid action, as sb3-contrib's MaskableCategorical sets it: finite, so log-softmax,
+its gradient and the entropy stay finite, and low enough that exp underflows to a probability of
+exactly 0 in float32 and float64"""
+
 # -- categorical ----------------------------------------------------------------------------------------
+
+
+def masked_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The logits with every invalid action's replaced by MASKED_LOGIT (None: all valid, unchanged).
+    Their softmax, log-probabilities and `categorical_entropy` are those of the policy restricted to
+    the valid actions (a masked action adds 0 * MASKED_LOGIT = 0 to the entropy)."""
+    if mask is None:
+        return logits
+    return torch.where(mask.bool(), logits, torch.tensor(MASKED_LOGIT, dtype=logits.dtype))
+
+
+def np_masked_logits(logits: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """NumPy twin of `masked_logits`."""
+    return logits if mask is None else np.where(mask, logits, np.asarray(MASKED_LOGIT, dtype=logits.dtype))
 
 
 def categorical_log_probs(logits: torch.Tensor) -> torch.Tensor:
@@ -73,29 +98,46 @@ def gumbel_max_sample(logits: np.ndarray, rng: np.random.Generator) -> np.ndarra
 # -- greedy and epsilon-greedy over action values (NumPy) -------------------------------------------------
 
 
-def greedy_probs(q: np.ndarray) -> np.ndarray:
-    """The greedy policy of action values q over the last axis, ties sharing the mass equally (so ties
-    stay visible in a saved policy). Values within 1e-9 of the max count as tied: sums of the same
-    returns in a different order differ in the last bits."""
+def masked_values(q: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """q with every invalid action's value at -inf, so no max or argmax over the row picks it
+    (None: q unchanged)."""
+    return q if mask is None else np.where(mask, q, -np.inf)
+
+
+def uniform_probs(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    """The uniform policy over the valid actions, (..., A) of `shape` (None: over all of them)."""
+    valid = np.ones(shape) if mask is None else np.broadcast_to(mask, shape).astype(np.float64)
+    return valid / valid.sum(axis=-1, keepdims=True)
+
+
+def greedy_probs(q: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """The greedy policy of action values q over the last axis (over the valid actions of `mask`),
+    ties sharing the mass equally (so ties stay visible in a saved policy). Values within 1e-9 of the
+    max count as tied: sums of the same returns in a different order differ in the last bits."""
+    q = masked_values(q, mask)
     best = q >= q.max(axis=-1, keepdims=True) - 1e-9
     return best / best.sum(axis=-1, keepdims=True)
 
 
-def epsilon_greedy_probs(q: np.ndarray, epsilon: float) -> np.ndarray:
-    """The epsilon-soft policy: epsilon spread over all actions, the rest on the greedy ones
+def epsilon_greedy_probs(q: np.ndarray, epsilon: float, mask: np.ndarray | None = None) -> np.ndarray:
+    """The epsilon-soft policy: epsilon spread over all (valid) actions, the rest on the greedy ones
     (Sutton & Barto Section 5.4)."""
-    return epsilon / q.shape[-1] + (1.0 - epsilon) * greedy_probs(q)
+    spread = epsilon / q.shape[-1] if mask is None else epsilon * uniform_probs(mask, q.shape)
+    return spread + (1.0 - epsilon) * greedy_probs(q, mask)
 
 
-def epsilon_greedy_value(q_row: np.ndarray, epsilon: float) -> float:
+def epsilon_greedy_value(q_row: np.ndarray, epsilon: float, mask: np.ndarray | None = None) -> float:
     """sum_a pi(a|s) Q(s, a) for one state under the epsilon-greedy policy (Expected SARSA's
-    bootstrap, Sutton & Barto eq. 6.9)."""
-    return float(epsilon_greedy_probs(q_row, epsilon) @ q_row)
+    bootstrap, Sutton & Barto eq. 6.9), the sum over the valid actions of `mask`."""
+    probs = epsilon_greedy_probs(q_row, epsilon, mask)
+    return float(probs @ np.where(probs > 0, q_row, 0.0))  # a masked action's value never enters, even inf
 
 
-def random_argmax(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """argmax over the last axis with ties broken uniformly at random (zero-initialised estimates
-    would otherwise always pick the first action). Draws from `rng` only for rows with a tie."""
+def random_argmax(values: np.ndarray, rng: np.random.Generator, mask: np.ndarray | None = None) -> np.ndarray:
+    """argmax over the last axis (over the valid actions of `mask`) with ties broken uniformly at
+    random (zero-initialised estimates would otherwise always pick the first action). Draws from
+    `rng` only for rows with a tie."""
+    values = masked_values(values, mask)
     best = values == values.max(axis=-1, keepdims=True)
     n_best = best.sum(axis=-1)
     pick = np.zeros(n_best.shape, dtype=np.int64)  # which of the tied maxima, in index order
@@ -105,15 +147,25 @@ def random_argmax(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (np.cumsum(best, axis=-1) <= pick[..., None]).sum(axis=-1)
 
 
-def epsilon_greedy(q_rows: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
-    """(n,) actions for (n, A) action values: with probability epsilon a uniformly random action,
+def random_actions(n: int, n_actions: int, rng: np.random.Generator, mask: np.ndarray | None = None) -> np.ndarray:
+    """(n,) uniformly random actions, each among its row's valid actions of an (n, A) `mask` (None: among
+    all, one rng.integers draw, as before masks existed)."""
+    if mask is None:
+        return rng.integers(n_actions, size=n)
+    return categorical_sample(uniform_probs(mask, (n, n_actions)), rng)
+
+
+def epsilon_greedy(q_rows: np.ndarray, epsilon: float, rng: np.random.Generator,
+                   mask: np.ndarray | None = None) -> np.ndarray:
+    """(n,) actions for (n, A) action values: with probability epsilon a uniformly random (valid) action,
     else a greedy one (ties at random). Draws one uniform per row, then the random actions, then
     the tie-breaks."""
     n, n_actions = q_rows.shape
     explore = rng.random(n) < epsilon
     actions = np.empty(n, dtype=np.int64)
-    actions[explore] = rng.integers(n_actions, size=int(explore.sum()))
-    actions[~explore] = random_argmax(q_rows[~explore], rng)
+    rows = None if mask is None else np.broadcast_to(mask, q_rows.shape)
+    actions[explore] = random_actions(int(explore.sum()), n_actions, rng, None if rows is None else rows[explore])
+    actions[~explore] = random_argmax(q_rows[~explore], rng, None if rows is None else rows[~explore])
     return actions
 
 

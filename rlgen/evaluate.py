@@ -67,7 +67,8 @@ def record_video(agent, cfg, run_dir: Path, episodes: int, seed: int, determinis
 
     import gymnasium as gym
 
-    from rlgen.envs import make_env
+    from rlgen.envs import env_masks, make_env
+    from rlgen.evaluation import reads_masks
 
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # render off-screen: no display is needed
     env = make_env(cfg.env, render_mode="rgb_array", one_hot=agent.one_hot)
@@ -77,13 +78,14 @@ def record_video(agent, cfg, run_dir: Path, episodes: int, seed: int, determinis
     env = gym.wrappers.RecordVideo(env, str(folder), episode_trigger=lambda i: i < episodes, disable_logger=True)
     policy = agent.episode_policy(deterministic)
     for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
+        obs, info = env.reset(seed=seed + i)
         if hasattr(policy, "reset"):  # a policy that remembers the episode (action chunks)
             policy.reset()
         done = False
         while not done:
-            action = policy(np.asarray(obs)[None])[0]
-            obs, _, terminated, truncated, _ = env.step(action)
+            mask = env_masks(env, info) if reads_masks(policy) else None  # a policy that honours the env's masks
+            action = policy(np.asarray(obs)[None], *(() if mask is None else (mask,)))[0]
+            obs, _, terminated, truncated, info = env.step(action)
             done = terminated or truncated
     env.close()
     return folder

@@ -1,4 +1,8 @@
-"""Deterministic evaluation: n episodes at once, from a fixed sequence of start seeds."""
+"""Deterministic evaluation: n episodes at once, from a fixed sequence of start seeds.
+
+A policy that honours the env's masks of valid actions is a `MaskedPolicy`: it is handed the mask of
+each observation (rlgen.envs.action_masks) beside it; any other policy is called with the observations alone.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,28 @@ import numpy as np
 from gymnasium.envs.registration import load_env_creator
 
 from rlgen.config import EnvConfig
-from rlgen.envs import make_env, make_vec_env, native_vector, registered_id
+from rlgen.envs import action_masks, make_env, make_vec_env, native_vector, registered_id
 
 EVAL_SEED_OFFSET = 1_000_003
 """Evaluation envs are seeded apart from training envs, the same way at every evaluation, so
 successive points of a learning curve differ only by the policy."""
+
+
+class MaskedPolicy:
+    """A policy that reads the env's masks: `policy(obs, mask)` is `act(obs, deterministic, mask=mask)`,
+    mask the (n, n_actions) valid actions of each observation (None: all valid)."""
+
+    reads_masks = True
+
+    def __init__(self, act: Callable[..., np.ndarray], deterministic: bool):
+        self.act, self.deterministic = act, deterministic
+
+    def __call__(self, obs: Any, mask: np.ndarray | None = None) -> np.ndarray:
+        return self.act(obs, deterministic=self.deterministic, mask=mask)
+
+
+def reads_masks(policy: Callable[..., np.ndarray]) -> bool:
+    return bool(getattr(policy, "reads_masks", False))
 
 
 @dataclass
@@ -81,7 +102,8 @@ def evaluate_together(
         # a vector env of copies seeds copy i with seed + i (gymnasium.vector.SyncVectorEnv.reset); an env's
         # own vector version takes one seed
         each = [s + EVAL_SEED_OFFSET + i for s in seeds for i in range(episodes)]
-        obs, _ = envs.reset(seed=each[0] if n == 1 else each)
+        obs, info = envs.reset(seed=each[0] if n == 1 else each)
+        masks = action_masks(envs, info) if any(reads_masks(act) for act in acts) else None
         for act in acts:
             if hasattr(act, "reset"):
                 act.reset()
@@ -93,9 +115,13 @@ def evaluate_together(
             for k, (act, part) in enumerate(zip(acts, rows, strict=True)):
                 if running[part].any() or not calls[k]:  # a policy whose episodes ended keeps its last actions
                     start = time.perf_counter()
-                    actions[k] = np.asarray(act(_part(obs, part)))
+                    mask = (masks[part],) if masks is not None and reads_masks(act) else ()
+                    actions[k] = np.asarray(act(_part(obs, part), *mask))
                     act_seconds[k], calls[k] = act_seconds[k] + time.perf_counter() - start, calls[k] + 1
+                elif masks is not None:  # its envs only restart: a valid action, which an env may insist on
+                    actions[k] = masks[part].argmax(axis=1)
             obs, reward, terminated, truncated, info = envs.step(np.concatenate(actions))
+            masks = action_masks(envs, info) if masks is not None else None
             returns += np.where(running, reward, 0.0)
             lengths += running
             ended = running & (terminated | truncated)

@@ -15,12 +15,18 @@ Pipelines (RLHF: pretraining, reward model, then RL on generated text) drive the
 All envs run behind Gymnasium's vector API in NEXT_STEP autoreset mode (rlgen/envs/__init__.py): the
 step that ends an episode returns its true final observation; the next step of that sub-env only
 resets it, ignoring the action. `EpisodeStats.valid` marks the steps that are real transitions.
+
+Action masks: where the env offers a mask of valid actions and the agent honours it (its
+`config.action_masking`), the loop hands the mask of the observation to the agent's acting call
+(`policy_step(obs, mask=)`, `explore(obs, mask=)`) and stores what the update needs: the rollout's masks
+(the update's log-probabilities use the same masked distribution), the next observation's masks of a
+transition (the bootstrap runs over its valid actions). Other agents are called as they always were.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import gymnasium as gym
@@ -37,6 +43,23 @@ if TYPE_CHECKING:
 def flat(obs: np.ndarray) -> np.ndarray:
     """A batch of observations as float32 rows (N, obs_dim)."""
     return np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
+
+
+def honours_masks(agent: Any) -> bool:
+    """Whether the agent acts on the env's masks of valid actions (agent.action_masking, rlgen/config.py)."""
+    return bool(getattr(getattr(agent, "config", None), "action_masking", False))
+
+
+def masks_for(agent: Any, envs: Any) -> np.ndarray | None:
+    """(n_envs, n_actions) bool masks of the envs' last observations for an agent that honours them; None
+    when it does not or the env offers none."""
+    return getattr(envs, "last_masks", None) if honours_masks(agent) else None
+
+
+def with_mask(mask: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The keyword an acting call takes a mask by; none when there is no mask, so an agent that knows
+    nothing of masks is called as it always was."""
+    return {} if mask is None else {"mask": mask}
 
 
 # -- a group of seeds ------------------------------------------------------------------------------
@@ -111,6 +134,8 @@ class Rollout:
     values: np.ndarray
     """(T + 1, N) V(s_t); values[t + 1] is V of the observation step t returned (the true final
     observation when the episode ended there, so a truncation can be bootstrapped from it)"""
+    masks: np.ndarray | None = None
+    """(T, N, n_actions) bool: the valid actions in s_t the policy sampled from (None: no masks)"""
 
 
 class OnPolicyAgent(Protocol):
@@ -121,7 +146,8 @@ class OnPolicyAgent(Protocol):
     num_steps: int
 
     def policy_step(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(actions, env_actions, log_probs, values) for a batch of flat observations."""
+        """(actions, env_actions, log_probs, values) for a batch of flat observations (an agent that
+        honours masks also takes `mask=`, the valid actions of each)."""
         ...
 
     def value(self, obs: np.ndarray) -> np.ndarray: ...
@@ -150,10 +176,13 @@ def collect_rollout(agent: OnPolicyAgent, envs: EpisodeStats, obs: np.ndarray, n
     run records (EpisodeStats) keep the env's own."""
     normalizer = normalizer_of(agent)
     buf: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "actions", "log_probs", "rewards", "terminated",
-                                                         "done", "valid", "values")}
+                                                         "done", "valid", "values", "masks")}
     for _ in range(n_steps):
         x = _seen(normalizer, obs)
-        actions, env_actions, log_probs, values = agent.policy_step(x)
+        mask = masks_for(agent, envs)
+        if mask is not None:
+            buf["masks"].append(mask)
+        actions, env_actions, log_probs, values = agent.policy_step(x, **with_mask(mask))
         obs, reward, terminated, truncated, _ = envs.step(env_actions)
         done = terminated | truncated
         if normalizer is not None:
@@ -163,7 +192,7 @@ def collect_rollout(agent: OnPolicyAgent, envs: EpisodeStats, obs: np.ndarray, n
                            ("valid", envs.valid)):
             buf[key].append(value)
     buf["values"].append(agent.value(_seen(normalizer, obs)))
-    arrays = {k: np.stack(v) for k, v in buf.items()}
+    arrays = {k: np.stack(v) for k, v in buf.items() if v}
     for key in ("obs", "log_probs", "rewards", "values"):
         arrays[key] = arrays[key].astype(np.float32)
     return Rollout(**arrays), obs
@@ -212,6 +241,10 @@ class Transition:
     truncated: np.ndarray
     valid: np.ndarray
     info: dict[str, Any]
+    masks: np.ndarray | None = None
+    """(N, n_actions) bool: the valid actions in obs (None: no masks, or an agent that ignores them)"""
+    next_masks: np.ndarray | None = None
+    """(N, n_actions) bool: the valid actions in next_obs, over which a bootstrap maximises or sums"""
 
 
 class PerStepAgent(Protocol):
@@ -219,7 +252,8 @@ class PerStepAgent(Protocol):
     num_steps: int
 
     def explore(self, obs: Any) -> np.ndarray:
-        """The behaviour policy's actions for a batch of observations."""
+        """The behaviour policy's actions for a batch of observations (an agent that honours masks also
+        takes `mask=`, the valid actions of each)."""
         ...
 
     def observe(self, t: Transition, total_steps: int) -> dict[str, float] | None:
@@ -244,10 +278,12 @@ def per_step_group(members: list[Member], total_steps: int, observe: GroupObserv
     while live and live[0].agent.num_steps < total_steps:
         steps = []
         for m in live:
-            actions = m.agent.explore(m.obs)
+            mask = masks_for(m.agent, m.envs)
+            actions = m.agent.explore(m.obs, **with_mask(mask))
             next_obs, reward, terminated, truncated, info = m.envs.step(actions)
             m.agent.num_steps += m.agent.n_envs
-            steps.append(Transition(m.obs, actions, reward, next_obs, terminated, truncated, m.envs.valid, info))
+            steps.append(Transition(m.obs, actions, reward, next_obs, terminated, truncated, m.envs.valid, info,
+                                    mask, masks_for(m.agent, m.envs)))
             m.obs = next_obs
             if m.agent.n_envs == 1 and (terminated[0] or truncated[0]):
                 m.obs, _ = m.envs.reset()  # one env: start the next episode now, not on a step that only resets
@@ -269,6 +305,8 @@ class Episode:
     """o_T"""
     terminated: bool
     """False: cut by a time limit (bootstrap from final_obs)"""
+    masks: list[np.ndarray] = field(default_factory=list)
+    """the valid actions in o_0 .. o_T, where the env offers masks and the agent honours them"""
 
 
 class EpisodicAgent(Protocol):
@@ -296,7 +334,10 @@ def episodes(agent: EpisodicAgent, run: Run, total_steps: int) -> None:
         obs, forced = agent.begin(envs)
         ep = Episode([], [], [], None, False)
         while True:
-            action = int(agent.explore(obs)[0]) if forced is None else forced
+            mask = masks_for(agent, envs)
+            if mask is not None:
+                ep.masks.append(mask[0])
+            action = int(agent.explore(obs, **with_mask(mask))[0]) if forced is None else forced
             forced = None
             next_obs, reward, terminated, truncated, _ = envs.step(np.array([action]))
             ep.observations.append(_row(obs))
@@ -306,6 +347,8 @@ def episodes(agent: EpisodicAgent, run: Run, total_steps: int) -> None:
             if terminated[0] or truncated[0]:
                 break
         ep.final_obs, ep.terminated = _row(obs), bool(terminated[0])
+        if ep.masks:
+            ep.masks.append(masks_for(agent, envs)[0])
         agent.num_steps += len(ep.rewards)
         stats = agent.learn_episode(ep)
         if stats:

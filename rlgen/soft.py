@@ -14,6 +14,9 @@ V / ent_coef its log-partition function. As ent_coef -> 0, V -> max_a Q and pi -
 value iteration becomes value iteration. The temperature is `ent_coef` (SB3's SAC name for it):
 `alpha` is a step size everywhere in rlgen. NumPy, vectorised over states; `torch_soft_value` is
 the torch twin of `soft_value` for deep agents.
+
+With a mask of valid actions (rlgen/distributions.py) the sums and maxima run over the valid actions
+only: a masked action is no choice, so it carries neither value nor probability.
 """
 
 from __future__ import annotations
@@ -23,17 +26,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rlgen.distributions import greedy_probs, np_softmax
+from rlgen.distributions import greedy_probs, masked_values, np_softmax
 from rlgen.mdp import Backup, TabularModel, iterate
 
 
-def soft_value(q: np.ndarray, ent_coef: float) -> np.ndarray:
-    """ent_coef * log sum_a exp(q / ent_coef) over the last axis; ent_coef = 0 gives max_a q.
+def soft_value(q: np.ndarray, ent_coef: float, mask: np.ndarray | None = None) -> np.ndarray:
+    """ent_coef * log sum_a exp(q / ent_coef) over the last axis (the valid actions of `mask`);
+    ent_coef = 0 gives max_a q.
 
     Computed as m + ent_coef * log sum exp((q - m) / ent_coef) with m = max_a q, so no exponent is
-    positive and nothing overflows however large q / ent_coef is (the log-sum-exp trick).
+    positive and nothing overflows however large q / ent_coef is (the log-sum-exp trick); a masked
+    action's q is -inf there, whose exponential is 0.
     """
-    q = np.asarray(q, dtype=np.float64)
+    q = masked_values(np.asarray(q, dtype=np.float64), mask)
     m = q.max(axis=-1)
     if ent_coef == 0.0:
         return m
@@ -42,15 +47,18 @@ def soft_value(q: np.ndarray, ent_coef: float) -> np.ndarray:
     return m + ent_coef * np.log(np.exp((q - m[..., None]) / ent_coef).sum(axis=-1))
 
 
-def torch_soft_value(q: torch.Tensor, ent_coef: float) -> torch.Tensor:
-    """Torch twin of `soft_value` for ent_coef > 0 (torch.logsumexp subtracts the max: stable)."""
+def torch_soft_value(q: torch.Tensor, ent_coef: float, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Torch twin of `soft_value` for ent_coef > 0 (torch.logsumexp subtracts the max: stable, and a
+    masked action's -inf adds exp(-inf) = 0)."""
+    if mask is not None:
+        q = q.masked_fill(~mask.bool(), -torch.inf)
     return ent_coef * torch.logsumexp(q / ent_coef, dim=-1)
 
 
-def boltzmann(q: np.ndarray, ent_coef: float) -> np.ndarray:
-    """pi(a|s) = exp((q - V) / ent_coef) over the last axis; ent_coef = 0 spreads the mass evenly over
-    the argmaxes (the greedy policy)."""
-    q = np.asarray(q, dtype=np.float64)
+def boltzmann(q: np.ndarray, ent_coef: float, mask: np.ndarray | None = None) -> np.ndarray:
+    """pi(a|s) = exp((q - V) / ent_coef) over the last axis (0 on masked actions); ent_coef = 0 spreads
+    the mass evenly over the argmaxes (the greedy policy)."""
+    q = masked_values(np.asarray(q, dtype=np.float64), mask)
     if ent_coef == 0.0:
         return greedy_probs(q)
     # shifted by the max before the division: the maxima are exactly 0 however large q / ent_coef is
@@ -91,6 +99,7 @@ def soft_value_iteration(model: TabularModel, gamma: float, ent_coef: float, tol
 
 
 def soft_q_target(reward: np.ndarray, next_q: np.ndarray, terminated: np.ndarray, gamma: float,
-                  ent_coef: float) -> np.ndarray:
-    """Sampled soft Bellman target r + gamma (1 - terminated) ent_coef log sum_a' exp(Q(s', a') / ent_coef)."""
-    return reward + gamma * np.where(terminated, 0.0, soft_value(next_q, ent_coef))
+                  ent_coef: float, next_mask: np.ndarray | None = None) -> np.ndarray:
+    """Sampled soft Bellman target r + gamma (1 - terminated) ent_coef log sum_a' exp(Q(s', a') / ent_coef),
+    the sum over the next state's valid actions."""
+    return reward + gamma * np.where(terminated, 0.0, soft_value(next_q, ent_coef, next_mask))

@@ -37,7 +37,7 @@ GROUP = (*LM, "total_steps=40", "agent.batch_size=8", "agent.group_size=4", "age
          "agent.n_epochs=1")
 
 SETTINGS = {
-    "ppo": PPO_LIKE, "sb3_ppo": PPO_LIKE, "sb3_a2c": (*DEEP, "agent.n_steps=8"),
+    "ppo": PPO_LIKE, "sb3_ppo": PPO_LIKE, "sb3_maskable_ppo": PPO_LIKE, "sb3_a2c": (*DEEP, "agent.n_steps=8"),
     "a2c": (*DEEP, "agent.n_steps=8", "agent.normalize_obs=true", "agent.normalize_reward=true"),
     "reinforce": (*DEEP, "agent.n_steps=32"),
     "dqn": DQN_LIKE, "sb3_dqn": DQN_LIKE, "sql": DQN_LIKE,

@@ -20,7 +20,7 @@ ENV_IDS = sorted(env_id for env_id in gym.registry if env_id.startswith("rlgen/"
 DETERMINISTIC = {
     # one start cell, no slip, no random wind: given the actions, nothing is left to chance
     "rlgen/CliffWalking-v0", "rlgen/WindyGridworld-v0", "rlgen/WindyGridworldKings-v0", "rlgen/RandomWalk5-v0",
-    "rlgen/RandomWalk19-v0", "rlgen/Maze-v0",
+    "rlgen/RandomWalk19-v0", "rlgen/Maze-v0", "rlgen/MaskedGridWorld-v0",
     # one start point; only the scripted expert's side is drawn from the seed, and the actions are given
     "rlgen/Avoid-v0",
 }
@@ -64,7 +64,9 @@ def rollout(env_id: str, seed: int, action_seed: int, global_seed: int) -> list[
     with global_rngs_seeded(global_seed):
         trace.append(canonical(env.reset(seed=seed)))
         for _ in range(STEPS):
-            action = env.action_space.sample()
+            # MaskedGridWorld: a masked action is an error, not a step, so the actions are drawn among the valid ones
+            mask = env.unwrapped.action_masks().astype(np.int8) if hasattr(env.unwrapped, "action_masks") else None
+            action = env.action_space.sample(mask)
             step = env.step(action)
             trace.append(canonical((action, *step)))
             if step[2] or step[3]:

@@ -32,6 +32,8 @@ SETUPS: dict[str, tuple[str, ...]] = {
             "agent.gradient_steps=4", "agent.auto_ent_coef=true"),
     "sb3_ppo": ("env=CartPole", "total_steps=1024", "eval_every=256", "agent.n_steps=64", "agent.n_envs=2",
                 "agent.batch_size=64"),
+    "sb3_maskable_ppo": ("env=MaskedGridWorld", "total_steps=1024", "eval_every=256", "agent.n_steps=64",
+                         "agent.n_envs=2", "agent.batch_size=64"),
     "sb3_dqn": ("env=CartPole", "total_steps=1200", "eval_every=300", "agent.learning_starts=200"),
     "sb3_a2c": ("env=CartPole", "total_steps=1000", "eval_every=250"),
     "a2c": ("env=CartPole", "total_steps=1200", "eval_every=300", "agent.n_envs=4", "agent.normalize_obs=true",

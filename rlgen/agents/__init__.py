@@ -16,6 +16,7 @@ AGENTS: dict[str, str] = {
     "sb3_ppo": "rlgen.agents.sb3:SB3PPO",
     "sb3_dqn": "rlgen.agents.sb3:SB3DQN",
     "sb3_a2c": "rlgen.agents.sb3:SB3A2C",
+    "sb3_maskable_ppo": "rlgen.agents.sb3:SB3MaskablePPO",
     # the policy gradients that share PPO's networks and loop (policy_gradient.py): A2C, REINFORCE
     "a2c": "rlgen.agents.a2c:A2C",
     "reinforce": "rlgen.agents.reinforce:REINFORCE",

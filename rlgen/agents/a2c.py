@@ -59,6 +59,7 @@ class A2CConfig(PolicyGradientConfig):
 
 class A2C(PolicyGradient):
     Config = A2CConfig
+    update_reads_masks = True
 
     def make_optimizer(self, params: list[nn.Parameter]) -> FlatParameters:
         c = self.config
@@ -75,7 +76,7 @@ class A2C(PolicyGradient):
         """One gradient step on a batch (rollout_batch's arrays) at learning rate `lr`; SB3's A2C.train."""
         c = self.config
         data = {k: torch.as_tensor(v) for k, v in batch.items()}
-        logp, entropy, value = self.evaluate_actions(data["obs"], data["actions"])
+        logp, entropy, value = self.evaluate_actions(data["obs"], data["actions"], mask=data.get("masks"))
         adv = data["advantages"]
         if c.normalize_advantage and len(adv) > 1:
             adv = normalize_advantages(adv)

@@ -10,6 +10,12 @@ Image observations (SB3's is_image_space rule) get a NatureCNN encoder in front 
 (nets/cnn.py), as in SB3's CnnPolicy; `net_arch` is then the head's hidden layers on its 512 features
 (`agent.net_arch=[]` is CnnPolicy's default), and the replay buffer keeps the pixels as uint8.
 
+Invalid-action masking (agent.action_masking, where the env offers masks): epsilon-greedy's random
+action is drawn among the valid actions and its greedy one is the argmax over them, and the bootstrap's
+max over a' runs over the next observation's valid actions (the replay buffer stores those masks), as
+Huang & Ontanon 2022 (sec. 2) restrict the policy; soft Q-learning's Boltzmann policy and soft value
+likewise.
+
 This module is also the off-policy training loop: agents that differ only in their target and
 their behaviour policy (soft Q-learning) subclass DQN and override `td_target` / `greedy_or_explore`
 (and `after_gradient_step` for per-step work such as a temperature update).
@@ -17,6 +23,7 @@ their behaviour policy (soft Q-learning) subclass DQN and override `td_target` /
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +36,7 @@ from torch import nn
 from rlgen.agents.base import Agent
 from rlgen.config import (
     AgentConfig,
+    MaskingConfig,
     check_choice,
     check_discount,
     check_layers,
@@ -39,8 +47,10 @@ from rlgen.config import (
     check_range,
     named,
 )
-from rlgen.distributions import epsilon_greedy
+from rlgen.distributions import epsilon_greedy, masked_values, random_actions
+from rlgen.envs import rejects_masked_actions
 from rlgen.errors import UserError
+from rlgen.evaluation import MaskedPolicy
 from rlgen.loops import Member, Transition, each_observe, per_step, per_step_group
 from rlgen.nets.cnn import image_encoder, is_image_space, torch_forward
 from rlgen.nets.mlp import ACTIVATIONS, copy_params, flat_dim, mlp, numpy_forward
@@ -49,7 +59,7 @@ from rlgen.run import Run
 
 
 @dataclass
-class DQNConfig(AgentConfig):
+class DQNConfig(MaskingConfig, AgentConfig):
     name: str = "dqn"
     n_envs: int = 1
     learning_rate: float = 1e-4
@@ -94,7 +104,8 @@ class DQNConfig(AgentConfig):
 
 
 class ReplayBuffer:
-    """A circular buffer of transitions (s, a, r, s', terminated), sampled uniformly.
+    """A circular buffer of transitions (s, a, r, s', terminated), sampled uniformly, and the valid
+    actions in s' where the env offers masks (`next_masks`, made at the first transition that has them).
 
     `terminated` (not `done`) masks the bootstrap: a time-limit truncation stores its true final
     observation as s' and is bootstrapped like any other step (SB3's handle_timeout_termination).
@@ -107,38 +118,55 @@ class ReplayBuffer:
         self.actions = np.zeros(capacity, dtype=np.int64)
         self.rewards = np.zeros(capacity, dtype=np.float32)
         self.terminated = np.zeros(capacity, dtype=np.float32)
+        self.next_masks: np.ndarray | None = None
         self.pos = 0
         self.size = 0
 
-    def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray, term: np.ndarray):
+    def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray, term: np.ndarray,
+            next_masks: np.ndarray | None = None):
         """Add a batch of transitions (one per env)."""
         idx = (self.pos + np.arange(len(obs))) % self.capacity
         self.obs[idx], self.next_obs[idx] = obs, next_obs
         self.actions[idx], self.rewards[idx], self.terminated[idx] = actions, rewards, term
+        if next_masks is not None:
+            if self.next_masks is None:  # the rows before (none, in a run on one env) had every action valid
+                self.next_masks = np.ones((self.capacity, next_masks.shape[1]), dtype=bool)
+            self.next_masks[idx] = next_masks
         self.pos = int((self.pos + len(obs)) % self.capacity)
         self.size = min(self.size + len(obs), self.capacity)
 
     def sample(self, shape: int | tuple[int, ...], rng: np.random.Generator) -> dict[str, torch.Tensor]:
         """Uniformly sampled transitions; shape (G, B) draws G minibatches of B at once."""
         idx = rng.integers(0, self.size, size=shape)
+        masks = {} if self.next_masks is None else {"next_masks": torch.from_numpy(self.next_masks[idx])}
         return {
             "obs": torch.from_numpy(self.obs[idx]),
             "actions": torch.from_numpy(self.actions[idx]),
             "rewards": torch.from_numpy(self.rewards[idx]),
             "next_obs": torch.from_numpy(self.next_obs[idx]),
             "terminated": torch.from_numpy(self.terminated[idx]),
+            **masks,
         }
 
     def state_dict(self) -> dict[str, Any]:
         n = self.size
+        masks = {} if self.next_masks is None else {"next_masks": self.next_masks[:n]}
         return {"obs": self.obs[:n], "next_obs": self.next_obs[:n], "actions": self.actions[:n],
-                "rewards": self.rewards[:n], "terminated": self.terminated[:n], "pos": self.pos, "size": n}
+                "rewards": self.rewards[:n], "terminated": self.terminated[:n], "pos": self.pos, "size": n, **masks}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         n = state["size"]
         for key in ("obs", "next_obs", "actions", "rewards", "terminated"):
             getattr(self, key)[:n] = state[key]
+        if "next_masks" in state:
+            self.next_masks = np.ones((self.capacity, np.shape(state["next_masks"])[1]), dtype=bool)
+            self.next_masks[:n] = state["next_masks"]
         self.pos, self.size = int(state["pos"]), int(n)
+
+
+def torch_masked_values(q: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Q-values with every invalid action's at -inf, so a max or argmax over a' never picks it."""
+    return q if mask is None else q.masked_fill(~mask, -torch.inf)
 
 
 def linear_epsilon(step: int, total: int, initial: float, final: float, fraction: float) -> float:
@@ -188,13 +216,26 @@ class DQN(Agent):
             self._q_numpy = torch_forward(self.q_net) if self.images else numpy_forward(self.q_net)
         return self._q_numpy(np.asarray(obs, dtype=np.float32).reshape(len(obs), -1))
 
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        greedy = self.q_values(obs).argmax(axis=1)
-        return greedy if deterministic else self.greedy_or_explore(obs, self.epsilon)
+    def check_env(self, env: gym.Env) -> None:
+        if rejects_masked_actions(env) and not self.config.action_masking:
+            raise UserError(f"env '{env.spec.id if env.spec else type(env.unwrapped).__name__}' rejects masked "
+                            f"actions; {self.config.name} must honour its mask: set agent.action_masking=true")
 
-    def greedy_or_explore(self, obs: np.ndarray, epsilon: float) -> np.ndarray:
-        """The behaviour policy: epsilon-greedy in Q."""
-        return epsilon_greedy(self.q_values(obs), epsilon, self.rng)
+    def act(self, obs: np.ndarray, deterministic: bool = True, mask: np.ndarray | None = None) -> np.ndarray:
+        """Greedy in Q (over each row's valid actions of `mask`, with agent.action_masking); not
+        deterministic: the behaviour policy at the current epsilon."""
+        mask = mask if self.config.action_masking else None
+        if deterministic:
+            return masked_values(self.q_values(obs), mask).argmax(axis=1)
+        return self.greedy_or_explore(obs, self.epsilon, mask)
+
+    def episode_policy(self, deterministic: bool = True) -> Callable[[np.ndarray], np.ndarray]:
+        return MaskedPolicy(self.act, deterministic) if self.config.action_masking else super().episode_policy(
+            deterministic)
+
+    def greedy_or_explore(self, obs: np.ndarray, epsilon: float, mask: np.ndarray | None = None) -> np.ndarray:
+        """The behaviour policy: epsilon-greedy in Q, over the valid actions of `mask`."""
+        return epsilon_greedy(self.q_values(obs), epsilon, self.rng, mask)
 
     # -- training -----------------------------------------------------------------------------------
 
@@ -213,11 +254,11 @@ class DQN(Agent):
         the matrix unit busy, where batched products run no faster (benchmarks/results/speed/)."""
         per_step_group(members, total_steps, each_observe)
 
-    def explore(self, obs: np.ndarray) -> np.ndarray:
-        """Uniformly random actions until `learning_starts`, then the behaviour policy."""
+    def explore(self, obs: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Uniformly random (valid) actions until `learning_starts`, then the behaviour policy."""
         if self.num_steps < self.config.learning_starts:
-            return self.rng.integers(0, self.n_actions, size=self.n_envs)
-        return self.greedy_or_explore(obs, self.epsilon)
+            return random_actions(self.n_envs, self.n_actions, self.rng, mask)
+        return self.greedy_or_explore(obs, self.epsilon, mask)
 
     def observe(self, t: Transition, total_steps: int) -> dict[str, float] | None:
         """Store the step's transitions; update the target network, epsilon, and train when due
@@ -225,7 +266,8 @@ class DQN(Agent):
         c, n = self.config, self.n_envs
         v = t.valid  # NEXT_STEP autoreset: a step that only reset its env is no transition
         self.buffer.add(t.obs[v].reshape(-1, self.obs_dim), t.actions[v], t.rewards[v],
-                        t.next_obs[v].reshape(-1, self.obs_dim), t.terminated[v])
+                        t.next_obs[v].reshape(-1, self.obs_dim), t.terminated[v],
+                        None if t.next_masks is None else t.next_masks[v])
         calls = self.num_steps // n
         if calls % max(c.target_update_interval // n, 1) == 0:
             copy_params(self.q_net, self.q_target, c.tau)
@@ -239,11 +281,13 @@ class DQN(Agent):
         return self.train(steps) | {"rollout/exploration_rate": self.epsilon}
 
     @torch.no_grad()
-    def td_target(self, rewards: torch.Tensor, next_obs: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
-        """r + gamma * (1 - terminated) * max_a' Q_target(s', a') (Double DQN: Q_target(s', argmax Q))."""
-        next_q = self.q_target(next_obs)
+    def td_target(self, rewards: torch.Tensor, next_obs: torch.Tensor, terminated: torch.Tensor,
+                  next_masks: torch.Tensor | None = None) -> torch.Tensor:
+        """r + gamma * (1 - terminated) * max_a' Q_target(s', a') (Double DQN: Q_target(s', argmax Q)), a'
+        over the valid actions of `next_masks`."""
+        next_q = torch_masked_values(self.q_target(next_obs), next_masks)
         if self.config.double_q:
-            best = self.q_net(next_obs).argmax(dim=-1, keepdim=True)
+            best = torch_masked_values(self.q_net(next_obs), next_masks).argmax(dim=-1, keepdim=True)
             next_v = next_q.gather(-1, best).squeeze(-1)
         else:
             next_v = next_q.max(dim=-1).values
@@ -262,15 +306,17 @@ class DQN(Agent):
 
     def train(self, gradient_steps: int) -> dict[str, float]:
         batches = self.buffer.sample((gradient_steps, self.config.batch_size), self.rng)
+        next_masks = batches.get("next_masks")
         if self.frozen_targets:
-            all_targets = self.td_target(batches["rewards"], batches["next_obs"], batches["terminated"])
+            all_targets = self.td_target(batches["rewards"], batches["next_obs"], batches["terminated"], next_masks)
         losses = torch.zeros(gradient_steps)
         q_means = torch.zeros(gradient_steps)
         for i in range(gradient_steps):
             if self.frozen_targets:
                 target = all_targets[i]
             else:
-                target = self.td_target(batches["rewards"][i], batches["next_obs"][i], batches["terminated"][i])
+                target = self.td_target(batches["rewards"][i], batches["next_obs"][i], batches["terminated"][i],
+                                        None if next_masks is None else next_masks[i])
             q = self.q_net(batches["obs"][i]).gather(-1, batches["actions"][i].unsqueeze(-1)).squeeze(-1)
             loss = F.smooth_l1_loss(q, target)  # Huber loss, as in Mnih et al. 2015 (error clipping)
             self.optimizer.zero_grad()

@@ -6,6 +6,9 @@
   start anywhere (rlgen gridworlds, through `reset(options={"state": s})`);
 - `mc_off_policy`: off-policy control with weighted importance sampling (Section 5.7).
 
+With the env's masks (agent.action_masking), behaviour, exploring starts, bootstraps, importance weights
+and the saved policy are over each state's valid actions (tabular.py: `valid`).
+
 The budget counts env steps; episodes are whole, so a run may end a few steps past it. An episode
 cut by a time limit is completed with the current estimate of its last state's value
 (truncation is not termination).
@@ -20,13 +23,14 @@ import gymnasium as gym
 import numpy as np
 
 from rlgen.agents.tabular import TabularAgent, TabularConfig, check_step_or_average
-from rlgen.config import check_choice, check_nonnegative, check_probability, named
+from rlgen.config import MaskingConfig, check_choice, check_nonnegative, check_probability, named
 from rlgen.distributions import (
-    categorical_sample,
     epsilon_greedy,
     epsilon_greedy_probs,
     epsilon_greedy_value,
     greedy_probs,
+    masked_values,
+    random_actions,
     random_argmax,
 )
 from rlgen.errors import UserError
@@ -49,7 +53,7 @@ def first_visits(pairs: list[Any]) -> np.ndarray:
 
 
 @dataclass
-class MCConfig(TabularConfig):
+class MCConfig(MaskingConfig, TabularConfig):
     name: str = "mc_control"
     first_visit: bool = True
     """average returns from first visits only (False: every visit)"""
@@ -97,7 +101,7 @@ class MCAgent(TabularAgent):
             self.Q[:] = config.initial_value
 
     def behaviour(self, s: int) -> int:
-        return int(categorical_sample(self.policy[s], self.rng))
+        return int(self.act(np.array([s]), deterministic=False)[0])
 
     def epsilon(self) -> float:
         cfg = self.config
@@ -111,8 +115,18 @@ class MCAgent(TabularAgent):
         obs, _ = envs.reset()
         return obs, None
 
-    def explore(self, obs: Any) -> np.ndarray:
+    def explore(self, obs: Any, mask: np.ndarray | None = None) -> np.ndarray:
+        self.note_masks(self.states(obs), mask)
         return np.array([self.behaviour(int(self.states(obs)[0]))])
+
+    def random_action(self, s: int) -> int:
+        """A uniformly random action (among the valid ones of state s)."""
+        mask = self.mask_of(s)
+        return int(random_actions(1, self.n_actions, self.rng, None if mask is None else mask[None])[0])
+
+    def greedy_value(self, s: int) -> float:
+        """max_a Q(s, a) over the valid actions."""
+        return float(masked_values(self.Q[s], self.mask_of(s)).max())
 
     def learn(self, total_steps: int, run: Run) -> None:
         episodes(self, run, total_steps)
@@ -121,8 +135,10 @@ class MCAgent(TabularAgent):
     def learn_episode(self, ep: Episode) -> dict[str, float]:
         """Returns of every step (completed by the value of the last state if a time limit cut the
         episode: truncation is not termination), then the agent's update."""
-        tail = 0.0 if ep.terminated else self.bootstrap(self.state(ep.final_obs))
         states = [self.state(o) for o in ep.observations]
+        if ep.masks:  # the masks of o_0 .. o_T: the final state's valid actions complete a truncated episode
+            self.note_masks(np.array([*states, self.state(ep.final_obs)]), np.array(ep.masks))
+        tail = 0.0 if ep.terminated else self.bootstrap(self.state(ep.final_obs))
         self.update(states, ep.actions, episode_returns(ep.rewards, self.config.gamma, tail))
         return {"rollout/exploration_rate": self.epsilon()}
 
@@ -165,7 +181,8 @@ class MCControl(MCAgent):
         self.policy = epsilon_greedy_probs(self.Q, config.epsilon)
 
     def behaviour(self, s: int) -> int:
-        return int(epsilon_greedy(self.Q[s][None], self.epsilon(), self.rng)[0])
+        mask = self.mask_of(s)
+        return int(epsilon_greedy(self.Q[s][None], self.epsilon(), self.rng, None if mask is None else mask[None])[0])
 
     def update(self, states: list[int], actions: list[int], returns: np.ndarray) -> None:
         pairs = list(zip(states, actions, strict=True))
@@ -175,17 +192,19 @@ class MCControl(MCAgent):
                 self.average(s, a, g)
 
     def bootstrap(self, s: int) -> float:
-        return epsilon_greedy_value(self.Q[s], self.epsilon())
+        return epsilon_greedy_value(self.Q[s], self.epsilon(), self.mask_of(s))
 
     def refresh(self) -> None:
         """policy.npy and values.npy from Q: the epsilon-soft policy being learned, and its V."""
-        self.policy = epsilon_greedy_probs(self.Q, self.epsilon())
+        self.policy = epsilon_greedy_probs(self.Q, self.epsilon(), self.valid)
         self.V = (self.policy * self.Q).sum(axis=1)
 
-    def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+    def act(self, obs: Any, deterministic: bool = True, mask: np.ndarray | None = None) -> np.ndarray:
         if deterministic:  # the greedy action of the learned Q, not of the epsilon-soft policy's noise
-            return self.Q[self.states(obs)].argmax(axis=1)
-        return super().act(obs, deterministic)
+            s = self.states(obs)
+            self.note_masks(s, mask)
+            return masked_values(self.Q[s], self.mask_of(s)).argmax(axis=1)
+        return super().act(obs, deterministic, mask)
 
 
 def start_grid(base: gym.Env) -> np.ndarray:
@@ -213,17 +232,18 @@ class MCExploringStarts(MCControl):
         free = np.flatnonzero(~np.isin(grid.ravel(), ["#", "G", "T", "C"]))
         s = int(self.rng.choice(free))
         obs, _ = envs.reset(options={"state": s})
-        return obs, int(self.rng.integers(self.n_actions))
+        self.note_masks(s, None if getattr(envs, "last_masks", None) is None else envs.last_masks[0])
+        return obs, self.random_action(s)
 
     def behaviour(self, s: int) -> int:
-        return int(random_argmax(self.Q[s], self.rng))
+        return int(random_argmax(self.Q[s], self.rng, self.mask_of(s)))
 
     def bootstrap(self, s: int) -> float:
-        return float(self.Q[s].max())
+        return self.greedy_value(s)
 
     def refresh(self) -> None:
-        self.policy = greedy_probs(self.Q)
-        self.V = self.Q.max(axis=1)
+        self.policy = greedy_probs(self.Q, self.valid)
+        self.V = masked_values(self.Q, self.valid).max(axis=1)
 
 
 class MCOffPolicy(MCAgent):
@@ -242,23 +262,28 @@ class MCOffPolicy(MCAgent):
         # epsilon-greedy with ties to the first argmax, the target policy's action, so that the
         # importance weight in `update` is exact (rlgen.distributions.epsilon_greedy breaks ties at random)
         if self.rng.random() < self.epsilon():
-            return int(self.rng.integers(self.n_actions))
-        return int(self.Q[s].argmax())
+            return self.random_action(s)
+        return self.greedy_action(s)
+
+    def greedy_action(self, s: int) -> int:
+        """The target policy's action: the first argmax of Q among the valid actions."""
+        return int(masked_values(self.Q[s], self.mask_of(s)).argmax())
 
     def update(self, states: list[int], actions: list[int], returns: np.ndarray) -> None:
-        eps, n = self.epsilon(), self.n_actions
+        eps = self.epsilon()
         w = 1.0
         for t in range(len(states) - 1, -1, -1):
             s, a = states[t], actions[t]
             self.C[s, a] += w
             self.Q[s, a] += w / self.C[s, a] * (returns[t] - self.Q[s, a])
-            if a != int(self.Q[s].argmax()):
+            if a != self.greedy_action(s):
                 break  # pi(a|s) = 0: earlier steps carry zero weight
-            w /= 1.0 - eps + eps / n  # b(a|s) of the greedy action under epsilon-greedy
+            n = self.n_actions if self.valid is None else int(self.valid[s].sum())
+            w /= 1.0 - eps + eps / n  # b(a|s) of the greedy action under epsilon-greedy over the n valid actions
 
     def bootstrap(self, s: int) -> float:
-        return float(self.Q[s].max())
+        return self.greedy_value(s)
 
     def refresh(self) -> None:
-        self.policy = greedy_probs(self.Q)
-        self.V = self.Q.max(axis=1)
+        self.policy = greedy_probs(self.Q, self.valid)
+        self.V = masked_values(self.Q, self.valid).max(axis=1)

@@ -12,6 +12,13 @@ encoder shared by the two heads (nets/cnn.py), as in SB3's CnnPolicy; `net_arch`
 hidden layers on its 512 features. Acting during a rollout uses a NumPy snapshot of the MLPs
 (nets/mlp.py: numpy_forward), behind the encoder in torch when there is one; updates are plain torch.
 
+Invalid-action masking (agent.action_masking, Discrete actions): acting samples (or takes the argmax of)
+the logits with every invalid action's at MASKED_LOGIT (rlgen/distributions.py), and the rollout keeps
+the masks, so that an update reads the log-probabilities and entropy of the same masked distribution
+(as sb3-contrib's MaskablePPO does). An update that reads `batch["masks"]` sets `update_reads_masks`;
+REINFORCE's whole-episode batches do not carry masks, so it ignores them (and cannot act where a
+masked action is an error).
+
 With agent.normalize_obs / agent.normalize_reward the agent keeps a Normalizer (rlgen/normalize.py,
 VecNormalize's semantics): the loop feeds it the training envs' steps and hands the agent normalised
 observations and scaled rewards; `act` (evaluation, every later load) normalises with the statistics
@@ -20,8 +27,9 @@ as they were saved, frozen.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -31,6 +39,7 @@ from torch import nn
 from rlgen.agents.base import Agent
 from rlgen.config import (
     AgentConfig,
+    MaskingConfig,
     check_choice,
     check_discount,
     check_layers,
@@ -46,10 +55,14 @@ from rlgen.distributions import (
     gaussian_entropy,
     gaussian_log_prob,
     gumbel_max_sample,
+    masked_logits,
     np_gaussian_log_prob,
     np_log_softmax,
+    np_masked_logits,
 )
+from rlgen.envs import rejects_masked_actions
 from rlgen.errors import UserError
+from rlgen.evaluation import MaskedPolicy
 from rlgen.loops import Member, Rollout, each_update, flat, on_policy, on_policy_group
 from rlgen.nets.cnn import image_encoder, torch_forward
 from rlgen.nets.mlp import ACTIVATIONS, flat_dim, mlp, numpy_forward
@@ -67,7 +80,7 @@ def schedule(kind: str, initial: float, progress_remaining: float) -> float:
 
 
 @dataclass
-class PolicyGradientConfig(NormalizeConfig, AgentConfig):
+class PolicyGradientConfig(MaskingConfig, NormalizeConfig, AgentConfig):
     """The settings every policy-gradient agent has (defaults: PPO's; each agent sets its own)."""
 
     n_envs: int = 8
@@ -117,6 +130,8 @@ def _no_value(features: np.ndarray) -> np.ndarray:
 
 class PolicyGradient(Agent):
     Config = PolicyGradientConfig
+    update_reads_masks: ClassVar[bool] = False
+    """the update reads the rollout's masks (`batch["masks"]` in evaluate_actions), so acting may use them"""
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: PolicyGradientConfig,
                  seed: int):
@@ -139,6 +154,8 @@ class PolicyGradient(Agent):
         self.optimizer = self.make_optimizer([*encoder_params, *self.actor.parameters(), *critic_params,
                                               self.log_std])
         self.n_updates = 0
+        self.masking = c.action_masking and self.discrete and self.update_reads_masks
+        """acts on the env's masks of valid actions"""
         self._snapshot: tuple[Any, Any, Any] | None = None
         self.normalizer = Normalizer(c, flat_dim(observation_space.shape), c.n_envs, c.gamma) \
             if c.normalizes else None
@@ -166,18 +183,31 @@ class PolicyGradient(Agent):
         """Flat observations as the networks see them: normalised with the frozen statistics, if any."""
         return obs if self.normalizer is None else self.normalizer.obs(obs)
 
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+    def check_env(self, env: gym.Env) -> None:
+        if rejects_masked_actions(env) and not self.masking:
+            raise UserError(f"env '{env.spec.id if env.spec else type(env.unwrapped).__name__}' rejects masked "
+                            f"actions; {self.config.name} must honour its mask: "
+                            + ("set agent.action_masking=true" if self.update_reads_masks else "use agent=ppo or a2c"))
+
+    def act(self, obs: np.ndarray, deterministic: bool = True, mask: np.ndarray | None = None) -> np.ndarray:
+        """Actions for a batch of observations; `mask` (n, n_actions), the valid actions of each, is
+        honoured with agent.action_masking on Discrete actions."""
         encode, actor, _ = self._np_nets()
         out = actor(encode(self.normalized(flat(obs))))
         if self.discrete:
+            out = np_masked_logits(out, mask if self.masking else None)
             if deterministic:
                 return out.argmax(axis=1)
             return self._sample(out)[0]
         action = out if deterministic else self._sample(out)[0]
         return np.clip(action, self.action_space.low, self.action_space.high)
 
+    def episode_policy(self, deterministic: bool = True) -> Callable[[np.ndarray], np.ndarray]:
+        return MaskedPolicy(self.act, deterministic) if self.masking else super().episode_policy(deterministic)
+
     def _sample(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Sample actions from the policy head's output; return (actions, log-probabilities)."""
+        """Sample actions from the policy head's output (masked logits, where masked); return (actions,
+        log-probabilities)."""
         if self.discrete:
             logp_all = np_log_softmax(out)
             actions = gumbel_max_sample(logp_all, self.rng)
@@ -208,12 +238,15 @@ class PolicyGradient(Agent):
     def update(self, rollout: Rollout, progress_remaining: float) -> dict[str, float]:
         raise NotImplementedError
 
-    def policy_step(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def policy_step(self, obs: np.ndarray, mask: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Sampled actions, the actions the env gets (Box: clipped to its bounds), their
-        log-probabilities and V(obs), for a batch of flat (normalised) observations."""
+        log-probabilities and V(obs), for a batch of flat (normalised) observations (and their masks
+        of valid actions, honoured as in `act`)."""
         encode, actor, critic = self._np_nets()
         features = encode(obs)
-        actions, logp = self._sample(actor(features))
+        out = actor(features)
+        actions, logp = self._sample(np_masked_logits(out, mask) if self.masking else out)
         env_actions = actions if self.discrete else np.clip(actions, self.action_space.low, self.action_space.high)
         return actions, env_actions.reshape((len(obs), *self.action_space.shape)), logp, critic(features)[:, 0]
 
@@ -227,6 +260,7 @@ class PolicyGradient(Agent):
                          self.config.gae_lambda)
         valid = rollout.valid
         values = rollout.values[:-1]
+        masks = {} if rollout.masks is None or not self.masking else {"masks": rollout.masks[valid]}
         return {
             "obs": rollout.obs[valid],
             "actions": rollout.actions[valid].astype(np.float32),
@@ -234,12 +268,14 @@ class PolicyGradient(Agent):
             "values": values[valid],
             "advantages": advantages[valid],
             "returns": (advantages + values)[valid],
+            **masks,
         }
 
-    def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor, stack: Stack | None = None
-                         ) -> tuple[torch.Tensor, ...]:
+    def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor, stack: Stack | None = None,
+                         mask: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """Log-probability and entropy of `actions` under the current policy, and V(obs) (zeros without a
-        value network); with `stack`, of each member of a group on its own rows of (S, B, ...) batches."""
+        value network); with `stack`, of each member of a group on its own rows of (S, B, ...) batches;
+        with `mask` (B, n_actions), of the policy over each row's valid actions."""
         if stack is None:
             features = obs if self.encoder is None else self.encoder(obs)
             actor, log_std = self.actor(features), self.log_std
@@ -248,6 +284,7 @@ class PolicyGradient(Agent):
             actor, critic = stacked_forward(self.actor, stack, obs), stacked_forward(self.critic, stack, obs)
             log_std = None if self.discrete else stack.of(self.log_std).unsqueeze(1)
         if self.discrete:
+            actor = masked_logits(actor, mask)
             logp = categorical_log_probs(actor).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
             # without an entropy bonus the entropy is only reported: keep it out of the backward pass
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.ent_coef != 0):

@@ -60,6 +60,7 @@ class PPOConfig(PolicyGradientConfig):
 
 class PPO(PolicyGradient):
     Config = PPOConfig
+    update_reads_masks = True
 
     def update(self, rollout: Rollout, progress_remaining: float) -> dict[str, float]:
         """GAE on the rollout, then PPO's epochs of minibatch updates on its real transitions."""
@@ -71,7 +72,8 @@ class PPO(PolicyGradient):
         """The update of a group of seeds (python -m rlgen.train seeds=S): one stacked update
         (`train_stacked`) where every member is a plain PPO on flat observations, each member's own
         update otherwise (GAIL's rewards, image encoders)."""
-        if not all(stackable(a) for a in agents):
+        # the stacked update has no masks: a masked rollout takes each member's own (masked) update
+        if not all(stackable(a) for a in agents) or any(r.masks is not None for r in rollouts):
             return each_update(agents, rollouts, progress_remaining)
         c = agents[0].config
         return train_stacked(agents, [a.rollout_batch(r) for a, r in zip(agents, rollouts, strict=True)],
@@ -121,7 +123,7 @@ class PPO(PolicyGradient):
             # one minibatch holding the whole rollout needs no shuffle: every statistic is a mean over it
             minibatches = [data] if n <= c.batch_size else self._minibatches(data, n, c.batch_size)
             for mb in minibatches:
-                logp, entropy, value = self.evaluate_actions(mb["obs"], mb["actions"])
+                logp, entropy, value = self.evaluate_actions(mb["obs"], mb["actions"], mask=mb.get("masks"))
                 terms = self.minibatch_loss(mb, logp, entropy, value, clip)
                 approx_kl = terms["kl"].item()
                 if c.target_kl is not None and approx_kl > 1.5 * c.target_kl:

@@ -1,8 +1,11 @@
-"""Stable-Baselines3's PPO, DQN and A2C behind rlgen's agent contract.
+"""Stable-Baselines3's PPO, DQN and A2C, and sb3-contrib's MaskablePPO, behind rlgen's agent contract.
 
 The trainer, evaluator, logger, seeds and run directory are rlgen's; only the algorithm is SB3's.
 `sb3_ppo` and `sb3_dqn` take the same config (and tuned values) as rlgen's `ppo` and `dqn`, so a
-comparison changes nothing but the code that learns.
+comparison changes nothing but the code that learns; `sb3_maskable_ppo` takes sb3_ppo's, and reads the
+env's masks of valid actions (its action_masks() method, else info["action_mask"]) as MaskablePPO does,
+through an action_masks() method on each training env. sb3_ppo, sb3_a2c and sb3_dqn cannot honour masks:
+they ignore agent.action_masking, and refuse an env where a masked action is an error.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
+from sb3_contrib import MaskablePPO
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import ReplayBuffer
@@ -26,8 +30,10 @@ from rlgen.agents.a2c import A2CConfig
 from rlgen.agents.base import Agent
 from rlgen.agents.dqn import DQNConfig
 from rlgen.agents.ppo import PPOConfig
+from rlgen.envs import MASK_METHOD, checked_masks, offers_mask_method, rejects_masked_actions
 from rlgen.envs.snapshot import env_state, set_env_state
 from rlgen.errors import UserError
+from rlgen.evaluation import MaskedPolicy
 from rlgen.nets.cnn import is_image_space
 from rlgen.nets.mlp import ACTIVATIONS
 from rlgen.returns import linear_schedule
@@ -63,6 +69,41 @@ class _Spaces(gym.Env):
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space):
         self.observation_space, self.action_space = observation_space, action_space
+
+
+class MaskOfLastObservation(gym.Wrapper):
+    """The env's mask of valid actions as an `action_masks()` method, which MaskablePPO asks before each
+    action (sb3-contrib's ActionMasker convention): the env's own method where it has one, else the last
+    info["action_mask"], else every action valid; checked as rlgen.envs.checked_masks checks it."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.n = int(env.action_space.n)
+        self.from_method = offers_mask_method(env)
+        self.mask = np.ones(self.n, dtype=bool)
+
+    def _keep(self, info: dict[str, Any]) -> None:
+        if not self.from_method and "action_mask" in info:
+            self.mask = self._checked(info["action_mask"])
+
+    def _checked(self, raw: Any) -> np.ndarray:
+        name = self.env.spec.id if self.env.spec is not None else type(self.env.unwrapped).__name__
+        return checked_masks(raw, 1, self.n, name)[0]
+
+    def reset(self, **kwargs: Any):
+        obs, info = self.env.reset(**kwargs)
+        self._keep(info)
+        return obs, info
+
+    def step(self, action: Any):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._keep(info)
+        return obs, reward, terminated, truncated, info
+
+    def action_masks(self) -> np.ndarray:
+        if self.from_method:
+            return self._checked(self.env.get_wrapper_attr(MASK_METHOD)())
+        return self.mask.copy()
 
 
 class _ToRun(KVWriter):
@@ -143,13 +184,27 @@ class SB3Agent(Agent):
     def sb3_kwargs(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def honours_masks(self) -> bool:
+        """Whether the algorithm acts on the env's masks of valid actions (MaskablePPO's does)."""
+        return False
+
+    def check_env(self, env: gym.Env) -> None:
+        if rejects_masked_actions(env) and not self.honours_masks():
+            raise UserError(f"env '{env.spec.id if env.spec else type(env.unwrapped).__name__}' rejects masked "
+                            f"actions; {self.config.name} cannot honour its mask: use agent=sb3_maskable_ppo "
+                            "(agent.action_masking=true) or an rlgen agent")
+
+    def training_env(self, run: Run) -> gym.Env:
+        """One training env, as SB3 sees it (Monitor below: it records the episodes)."""
+        return Monitor(run.make_env())
+
     def _vec_normalize(self, venv: VecEnv) -> VecNormalize:
         c = self.config
         return VecNormalize(venv, training=True, norm_obs=c.normalize_obs, norm_reward=c.normalize_reward,
                             clip_obs=c.clip_obs, clip_reward=c.clip_reward, gamma=c.gamma, epsilon=c.norm_epsilon)
 
     def learn(self, total_steps: int, run: Run) -> None:
-        venv: VecEnv = DummyVecEnv([lambda: Monitor(run.make_env()) for _ in range(self.n_envs)])
+        venv: VecEnv = DummyVecEnv([lambda: self.training_env(run) for _ in range(self.n_envs)])
         if self.normalize is not None:
             kept, venv = self.normalize, self._vec_normalize(venv)
             venv.obs_rms, venv.ret_rms, venv.returns = kept.obs_rms, kept.ret_rms, kept.returns
@@ -161,7 +216,8 @@ class SB3Agent(Agent):
         self.model.set_env(venv, force_reset=not restored)
         self.model.set_logger(Logger(folder=None, output_formats=[_ToRun(run)]))
         try:
-            self.model.learn(total_steps - self.num_steps, callback=_RunCallback(self, run), reset_num_timesteps=False)
+            self.model.learn(total_steps - self.num_steps, callback=_RunCallback(self, run), reset_num_timesteps=False,
+                             **self.learn_kwargs())
         finally:
             self.num_steps = self.model.num_timesteps
             venv.close()
@@ -203,10 +259,16 @@ class SB3Agent(Agent):
             self.normalize.old_obs = raw
         return True
 
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+    def learn_kwargs(self) -> dict[str, Any]:
+        """What the algorithm's learn() takes beyond SB3's common arguments."""
+        return {}
+
+    def act(self, obs: np.ndarray, deterministic: bool = True, mask: np.ndarray | None = None) -> np.ndarray:
+        """SB3's predict; `mask`, the valid actions of each observation, only where the algorithm honours it."""
         if self.normalize is not None:
             obs = self.normalize.normalize_obs(np.asarray(obs))
-        return self.model.predict(obs, deterministic=deterministic)[0]
+        masks = {"action_masks": mask} if self.honours_masks() and mask is not None else {}
+        return self.model.predict(obs, deterministic=deterministic, **masks)[0]
 
     # -- checkpoints --------------------------------------------------------------------------------
 
@@ -287,6 +349,31 @@ class SB3PPO(SB3Agent):
                                activation_fn=ACTIVATIONS[c.activation], ortho_init=c.ortho_init,
                                log_std_init=c.log_std_init),
         )
+
+
+class SB3MaskablePPO(SB3PPO):
+    """sb3-contrib's MaskablePPO with sb3_ppo's config: masked logits (-1e8) when acting and in the update,
+    as rlgen's ppo does with agent.action_masking."""
+
+    algo = MaskablePPO
+    action_spaces = (gym.spaces.Discrete,)  # rlgen reads masks of Discrete actions (rlgen.envs.action_masks)
+
+    def honours_masks(self) -> bool:
+        return self.config.action_masking
+
+    def training_env(self, run: Run) -> gym.Env:
+        return Monitor(MaskOfLastObservation(run.make_env()))
+
+    def learn_kwargs(self) -> dict[str, Any]:
+        return {"use_masking": self.config.action_masking}
+
+    def sb3_kwargs(self) -> dict[str, Any]:
+        kwargs = super().sb3_kwargs()
+        kwargs["policy_kwargs"].pop("log_std_init")  # Discrete actions only: MaskableActorCriticPolicy has no Gaussian
+        return kwargs
+
+    def episode_policy(self, deterministic: bool = True):
+        return MaskedPolicy(self.act, deterministic) if self.honours_masks() else super().episode_policy(deterministic)
 
 
 class SB3DQN(SB3Agent):

@@ -26,7 +26,7 @@ import numpy as np
 from rlgen.agents.dp import DPAgent, DPConfig
 from rlgen.agents.td import TDConfig, TDControl
 from rlgen.config import check_range, named
-from rlgen.distributions import gumbel_max_sample, np_categorical_entropy
+from rlgen.distributions import gumbel_max_sample, masked_values, np_categorical_entropy, random_actions, uniform_probs
 from rlgen.mdp import TabularModel
 from rlgen.soft import boltzmann, soft_q_target, soft_value
 
@@ -113,12 +113,14 @@ class SoftQLearning(TDControl):
     def behaviour(self, s: int) -> int:
         """A sample of softmax(Q[s] / ent_coef) by the Gumbel-max trick (no exponentials to overflow),
         or with probability epsilon a uniform action."""
+        mask = self.mask_of(s)  # the valid actions, where the env offers masks (tabular.py)
         if self.rng.random() < self.epsilon():
-            return int(self.rng.integers(self.n_actions))
-        return int(gumbel_max_sample(self.Q[s] / self.config.ent_coef, self.rng))
+            return int(random_actions(1, self.n_actions, self.rng, None if mask is None else mask[None])[0])
+        return int(gumbel_max_sample(masked_values(self.Q[s], mask) / self.config.ent_coef, self.rng))
 
     def target(self, r: float, s2: int, a2: int, terminated: bool) -> float:
-        return float(soft_q_target(r, self.Q[s2], terminated, self.config.gamma, self.config.ent_coef))
+        return float(soft_q_target(r, self.Q[s2], terminated, self.config.gamma, self.config.ent_coef,
+                                   self.mask_of(s2)))
 
     def update(self, s: int, a: int, r: float, s2: int, a2: int, terminated: bool) -> float:
         self.counts[s, a] += 1
@@ -135,10 +137,10 @@ class SoftQLearning(TDControl):
 
     def refresh(self) -> None:
         """values.npy and policy.npy: the soft value and the Boltzmann policy of Q."""
-        self.V = soft_value(self.Q, self.config.ent_coef)
-        self.policy = boltzmann(self.Q, self.config.ent_coef)
+        self.V = soft_value(self.Q, self.config.ent_coef, self.valid)
+        self.policy = boltzmann(self.Q, self.config.ent_coef, self.valid)
 
-    def behaviour_probs(self, q: np.ndarray) -> np.ndarray:
+    def behaviour_probs(self, q: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """The Boltzmann policy of Q, mixed with epsilon uniform (what `behaviour` samples)."""
         eps = self.epsilon()
-        return eps / self.n_actions + (1.0 - eps) * boltzmann(q, self.config.ent_coef)
+        return eps * uniform_probs(mask, q.shape) + (1.0 - eps) * boltzmann(q, self.config.ent_coef, mask)

@@ -34,7 +34,7 @@ import torch
 
 from rlgen.agents.dqn import DQN, DQNConfig
 from rlgen.config import check_learning_rate, check_probability, check_range, named
-from rlgen.distributions import categorical_entropy, gumbel_max_sample
+from rlgen.distributions import categorical_entropy, gumbel_max_sample, masked_values, random_actions
 from rlgen.soft import torch_soft_value
 
 
@@ -75,22 +75,26 @@ class SQL(DQN):
         self._entropies: list[float] = []
         self._ent_losses: list[float] = []
 
-    def greedy_or_explore(self, obs: np.ndarray, epsilon: float) -> np.ndarray:
-        """The behaviour policy: a sample of the Boltzmann policy (epsilon-mixed with uniform if > 0)."""
-        # Gumbel-max: no exponentials, so no overflow for large Q / ent_coef
-        actions = gumbel_max_sample(self.q_values(obs) / self.ent_coef, self.rng)
+    def greedy_or_explore(self, obs: np.ndarray, epsilon: float, mask: np.ndarray | None = None) -> np.ndarray:
+        """The behaviour policy: a sample of the Boltzmann policy over the valid actions of `mask`
+        (epsilon-mixed with uniform valid actions if > 0)."""
+        # Gumbel-max: no exponentials, so no overflow for large Q / ent_coef; a masked action's -inf never wins
+        actions = gumbel_max_sample(masked_values(self.q_values(obs), mask) / self.ent_coef, self.rng)
         if epsilon > 0:
             explore = self.rng.random(len(obs)) < epsilon
-            actions[explore] = self.rng.integers(0, self.n_actions, size=int(explore.sum()))
+            actions[explore] = random_actions(int(explore.sum()), self.n_actions, self.rng,
+                                              None if mask is None else mask[explore])
         return actions
 
     @torch.no_grad()
-    def td_target(self, rewards: torch.Tensor, next_obs: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
-        """r + gamma * (1 - terminated) * ent_coef * logsumexp(Q_target(s', .) / ent_coef).
+    def td_target(self, rewards: torch.Tensor, next_obs: torch.Tensor, terminated: torch.Tensor,
+                  next_masks: torch.Tensor | None = None) -> torch.Tensor:
+        """r + gamma * (1 - terminated) * ent_coef * logsumexp(Q_target(s', .) / ent_coef), the sum over
+        the valid actions of `next_masks`.
 
         Batches may carry leading dimensions (a whole training phase at once, see `frozen_targets`).
         """
-        next_v = torch_soft_value(self.q_target(next_obs), self.ent_coef)
+        next_v = torch_soft_value(self.q_target(next_obs), self.ent_coef, next_masks)
         return rewards + self.config.gamma * (1.0 - terminated) * next_v
 
     def after_gradient_step(self, batches: dict[str, torch.Tensor], i: int) -> None:

@@ -8,7 +8,12 @@ and implements `learn`:
 - `policy` (S, A): action probabilities; `act` takes the argmax (deterministic) or samples from it.
 
 Agents that update only Q while learning derive `policy` and `V` from it in `refresh()`, which the
-base calls before the arrays are read (checkpoints, artifacts). Everything else is shared: turning
+base calls before the arrays are read (checkpoints, artifacts).
+
+Action masks (agents whose config has action_masking, rlgen/config.py: MaskingConfig): a tabular
+MDP's valid actions are a function of its state, so the agent keeps them as a table `valid` (S, A),
+filled in from the masks of the states it meets (None until the env offers one). Behaviour, targets
+and the saved policy then run over each state's valid actions only. Everything else is shared: turning
 observations into state indices (`Discrete` and `Tuple` of `Discrete`, e.g. Blackjack's (sum,
 dealer card, usable ace)), checkpoints of the three arrays, and `write_artifacts` (values.npy,
 q_values.npy, policy.npy, and on gridworlds values.png: the value heatmap with the policy's arrows,
@@ -17,7 +22,7 @@ also added to TensorBoard).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -28,6 +33,9 @@ import rlgen.envs.registration  # noqa: F401  (registers rlgen/<Name>-v0 before 
 from rlgen.agents.base import Agent
 from rlgen.config import AgentConfig, check_discount, check_range, named
 from rlgen.distributions import categorical_sample
+from rlgen.envs import rejects_masked_actions
+from rlgen.errors import UserError
+from rlgen.evaluation import MaskedPolicy
 
 if TYPE_CHECKING:
     from rlgen.run import Run
@@ -80,6 +88,15 @@ def restore_tables(owner: object, saved: dict[str, Any], names: Iterable[str]) -
         setattr(owner, name, value)
 
 
+def restricted(probs: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Action probabilities restricted to the valid actions and renormalised (uniform over them where
+    the policy gave them no mass)."""
+    kept = probs * valid
+    total = kept.sum(axis=-1, keepdims=True)
+    uniform = valid / valid.sum(axis=-1, keepdims=True)
+    return np.where(total > 0, kept / np.where(total > 0, total, 1.0), uniform)
+
+
 class TabularAgent(Agent):
     """Arrays V, Q, policy over states; `act` reads `policy`. Subclasses implement `learn`."""
 
@@ -110,6 +127,34 @@ class TabularAgent(Agent):
         self.V = np.zeros(self.n_states)
         self.Q: np.ndarray | None = np.zeros((self.n_states, self.n_actions)) if self.has_q else None
         self.policy = np.full((self.n_states, self.n_actions), 1.0 / self.n_actions)
+        self.masking = bool(getattr(config, "action_masking", False))
+        """honours the env's masks of valid actions"""
+        self.valid: np.ndarray | None = None
+        """(S, A) bool: the valid actions of each state, as the env's masks gave them (None: no masks met)"""
+
+    # -- masks of valid actions -----------------------------------------------------------------------
+
+    def note_masks(self, states: np.ndarray | int, masks: np.ndarray | None) -> None:
+        """Remember the valid actions of these states (rows of `masks`); nothing without masks or masking."""
+        if masks is None or not self.masking:
+            return
+        if self.valid is None:
+            self.valid = np.ones((self.n_states, self.n_actions), dtype=bool)
+        self.valid[states] = masks
+
+    def mask_of(self, s: np.ndarray | int) -> np.ndarray | None:
+        """The valid actions of state(s) s (None: every action, no mask met)."""
+        return None if self.valid is None else self.valid[s]
+
+    def check_env(self, env: gym.Env) -> None:
+        if rejects_masked_actions(env) and not self.masking:
+            why = "set agent.action_masking=true" if hasattr(self.config, "action_masking") else \
+                "use an agent that honours masks (q_learning, sarsa, expected_sarsa, mc_control, ...)"
+            raise UserError(f"env '{env.spec.id if env.spec else type(env.unwrapped).__name__}' rejects masked "
+                            f"actions; {self.config.name} must honour its mask: {why}")
+
+    def episode_policy(self, deterministic: bool = True) -> Callable[[np.ndarray], np.ndarray]:
+        return MaskedPolicy(self.act, deterministic) if self.masking else super().episode_policy(deterministic)
 
     # -- observations -> state indices ----------------------------------------------------------------
 
@@ -126,11 +171,13 @@ class TabularAgent(Agent):
             return int(obs)
         return int(np.ravel_multi_index(tuple(int(o) for o in obs), self.sizes))
 
-    def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+    def act(self, obs: Any, deterministic: bool = True, mask: np.ndarray | None = None) -> np.ndarray:
         s = self.states(obs)
+        self.note_masks(s, mask)
+        probs = self.policy[s] if self.valid is None else restricted(self.policy[s], self.valid[s])
         if deterministic and not self.samples_policy:
-            return self.policy[s].argmax(axis=1)
-        return categorical_sample(self.policy[s], self.rng)
+            return probs.argmax(axis=1)
+        return categorical_sample(probs, self.rng)
 
     # -- checkpoints and artifacts --------------------------------------------------------------------
 
@@ -140,11 +187,16 @@ class TabularAgent(Agent):
     def state_dict(self) -> dict[str, Any]:
         """Copies of the `tables` (and the base's counters and RNG states): nothing aliases the agent."""
         self.refresh()
-        return {**super().state_dict(), **{name: copy_table(getattr(self, name)) for name in self.tables}}
+        valid = {} if self.valid is None else {"valid": copy_table(self.valid)}
+        return {**super().state_dict(), **{name: copy_table(getattr(self, name)) for name in self.tables}, **valid}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         restore_tables(self, state, self.tables)
+        if "valid" in state:
+            if np.shape(state["valid"]) != (self.n_states, self.n_actions):
+                raise ValueError(f"valid has shape {np.shape(state['valid'])} in the checkpoint")
+            self.valid = np.array(state["valid"], dtype=bool)
 
     def write_artifacts(self, run: Run) -> None:
         """values.npy (S,), q_values.npy (S, A) if the agent has Q, policy.npy (S, A); on gridworlds

@@ -5,7 +5,9 @@
 - `sarsa`, `expected_sarsa`, `q_learning`, `double_q_learning`: one step loop, four TD targets
   (Sections 6.4, 6.6, 6.5, 6.7).
 
-Behaviour is epsilon-greedy in Q with ties broken at random; epsilon may decay linearly. A step cut by
+Behaviour is epsilon-greedy in Q with ties broken at random; epsilon may decay linearly. With the env's
+masks (agent.action_masking), behaviour, bootstrap and the saved policy are over each state's valid
+actions (tabular.py: `valid`). A step cut by
 a time limit bootstraps like any other step (truncation is not termination); only a termination
 zeroes the bootstrap.
 """
@@ -19,13 +21,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rlgen.agents.tabular import TabularAgent, TabularConfig, check_step_size
-from rlgen.config import check_choice, check_nonnegative, check_probability, check_range, named
+from rlgen.config import MaskingConfig, check_choice, check_nonnegative, check_probability, check_range, named
 from rlgen.distributions import (
     categorical_sample,
     epsilon_greedy,
     epsilon_greedy_probs,
     epsilon_greedy_value,
     greedy_probs,
+    masked_values,
+    random_actions,
     random_argmax,
 )
 from rlgen.loops import Transition, per_step
@@ -36,7 +40,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class TDConfig(TabularConfig):
+class TDConfig(MaskingConfig, TabularConfig):
     name: str = "q_learning"
     alpha: float = 0.1
     """step size"""
@@ -55,7 +59,7 @@ class TDConfig(TabularConfig):
 
 
 @dataclass
-class TDPredictionConfig(TabularConfig):
+class TDPredictionConfig(MaskingConfig, TabularConfig):
     name: str = "td_prediction"
     alpha: float = 0.1
     n: int = 1
@@ -71,7 +75,7 @@ class TDPredictionConfig(TabularConfig):
 
 
 class TDPrediction(TabularAgent):
-    """n-step TD prediction of V^pi for the uniform random policy."""
+    """n-step TD prediction of V^pi for the uniform random policy (over the valid actions, with masks)."""
 
     Config = TDPredictionConfig
     samples_policy = True
@@ -85,8 +89,9 @@ class TDPrediction(TabularAgent):
     def learn(self, total_steps: int, run: Run) -> None:
         per_step(self, run, total_steps)
 
-    def explore(self, obs: Any) -> np.ndarray:
-        return self.rng.integers(self.n_actions, size=1)
+    def explore(self, obs: Any, mask: np.ndarray | None = None) -> np.ndarray:
+        self.note_masks(self.states(obs), mask)
+        return random_actions(1, self.n_actions, self.rng, self.mask_of(self.states(obs)))
 
     def observe(self, t: Transition, total_steps: int) -> None:
         """Append the step to the window of the last n; update the oldest state once n steps (or the
@@ -129,7 +134,8 @@ class TDControl(TabularAgent):
         return linear_decay(cfg.epsilon, cfg.epsilon_final, cfg.epsilon_decay_steps, self.num_steps)
 
     def behaviour(self, s: int) -> int:
-        return int(epsilon_greedy(self.Q[s][None], self.epsilon(), self.rng)[0])
+        mask = self.mask_of(s)
+        return int(epsilon_greedy(self.Q[s][None], self.epsilon(), self.rng, None if mask is None else mask[None])[0])
 
     def target(self, r: float, s2: int, a2: int, terminated: bool) -> float:
         raise NotImplementedError
@@ -144,14 +150,16 @@ class TDControl(TabularAgent):
         per_step(self, run, total_steps)
         self.refresh()
 
-    def explore(self, obs: Any) -> np.ndarray:
+    def explore(self, obs: Any, mask: np.ndarray | None = None) -> np.ndarray:
         """The behaviour policy's action, or the one already chosen as SARSA's bootstrap action."""
+        self.note_masks(self.states(obs), mask)
         a = self.next_action if self.next_action is not None else self.behaviour(int(self.states(obs)[0]))
         self.next_action = None
         return np.array([a])
 
     def observe(self, t: Transition, total_steps: int) -> dict[str, float]:
         s, a, s2 = int(self.states(t.obs)[0]), int(t.actions[0]), int(self.states(t.next_obs)[0])
+        self.note_masks(s2, None if t.next_masks is None else t.next_masks[0])
         a2 = self.behaviour(s2)  # SARSA's bootstrap action is also the next action taken
         delta = self.update(s, a, float(t.rewards[0]), s2, a2, bool(t.terminated[0]))
         stats = {"td/abs_error": abs(delta)}
@@ -169,20 +177,21 @@ class TDControl(TabularAgent):
         self.next_action = state["next_action"]
 
     def refresh(self) -> None:
-        """policy.npy and values.npy: the greedy (target) policy in Q, and V = max_a Q."""
-        self.policy = greedy_probs(self.Q)
-        self.V = self.Q.max(axis=1)
+        """policy.npy and values.npy: the greedy (target) policy in Q, and V = max_a Q (over valid actions)."""
+        self.policy = greedy_probs(self.Q, self.valid)
+        self.V = masked_values(self.Q, self.valid).max(axis=1)
 
-    def behaviour_probs(self, q: np.ndarray) -> np.ndarray:
-        """(n, A) probabilities of the behaviour policy for rows of Q: epsilon-greedy."""
-        return epsilon_greedy_probs(q, self.epsilon())
+    def behaviour_probs(self, q: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """(n, A) probabilities of the behaviour policy for rows of Q: epsilon-greedy (over `mask`'s actions)."""
+        return epsilon_greedy_probs(q, self.epsilon(), mask)
 
-    def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
-        """Greedy in Q; not deterministic: a sample of the behaviour policy."""
+    def act(self, obs: Any, deterministic: bool = True, mask: np.ndarray | None = None) -> np.ndarray:
+        """Greedy in Q; not deterministic: a sample of the behaviour policy (over valid actions, with masks)."""
         s = self.states(obs)
+        self.note_masks(s, mask)
         if deterministic:
-            return self.Q[s].argmax(axis=1)
-        return categorical_sample(self.behaviour_probs(self.Q[s]), self.rng)
+            return masked_values(self.Q[s], self.mask_of(s)).argmax(axis=1)
+        return categorical_sample(self.behaviour_probs(self.Q[s], self.mask_of(s)), self.rng)
 
 
 class Sarsa(TDControl):
@@ -193,7 +202,7 @@ class Sarsa(TDControl):
 
     def refresh(self) -> None:
         """SARSA learns the values of its epsilon-greedy policy, so that is the policy it writes."""
-        self.policy = epsilon_greedy_probs(self.Q, self.epsilon())
+        self.policy = epsilon_greedy_probs(self.Q, self.epsilon(), self.valid)
         self.V = (self.policy * self.Q).sum(axis=1)
 
 
@@ -201,14 +210,16 @@ class ExpectedSarsa(Sarsa):
     """Bootstrap from the expectation under the epsilon-greedy policy (S&B eq. 6.9)."""
 
     def target(self, r: float, s2: int, a2: int, terminated: bool) -> float:
-        return r if terminated else r + self.config.gamma * epsilon_greedy_value(self.Q[s2], self.epsilon())
+        if terminated:
+            return r
+        return r + self.config.gamma * epsilon_greedy_value(self.Q[s2], self.epsilon(), self.mask_of(s2))
 
 
 class QLearning(TDControl):
-    """Off-policy: bootstrap from the greedy action (S&B eq. 6.8)."""
+    """Off-policy: bootstrap from the greedy action (S&B eq. 6.8), among the valid ones."""
 
     def target(self, r: float, s2: int, a2: int, terminated: bool) -> float:
-        return r if terminated else r + self.config.gamma * self.Q[s2].max()
+        return r if terminated else r + self.config.gamma * masked_values(self.Q[s2], self.mask_of(s2)).max()
 
 
 class DoubleQLearning(TDControl):
@@ -223,7 +234,10 @@ class DoubleQLearning(TDControl):
 
     def update(self, s: int, a: int, r: float, s2: int, a2: int, terminated: bool) -> float:
         learner, other = (self.Q1, self.Q2) if self.rng.random() < 0.5 else (self.Q2, self.Q1)
-        boot = 0.0 if terminated else self.config.gamma * other[s2, int(random_argmax(learner[s2], self.rng))]
+        if terminated:
+            boot = 0.0
+        else:
+            boot = self.config.gamma * other[s2, int(random_argmax(learner[s2], self.rng, self.mask_of(s2)))]
         delta = r + boot - learner[s, a]
         learner[s, a] += self.config.alpha * delta
         self.Q[s, a] = 0.5 * (self.Q1[s, a] + self.Q2[s, a])

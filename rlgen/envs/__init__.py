@@ -6,6 +6,12 @@ bootstrapped from it) and step t+1 resets it, ignoring that step's action. The t
 (rlgen/loops.py) leave that reset step out of every update (`EpisodeStats.valid`). It is Gymnasium
 1.x's default and the only mode that natively vectorised envs (CartPole, ...) implement.
 
+Action masks: an env may say which of its Discrete actions are valid, by an `action_masks()` method
+(sb3-contrib's MaskablePPO convention) and/or `info["action_mask"]` on reset and step (Gymnasium's
+Taxi). `action_masks` reads them, the method first, as (n_envs, n_actions) bool rows, and refuses a
+mask of another shape or one without a valid action. `EpisodeStats` keeps the training envs' masks
+beside their last observations.
+
 Importing this package registers rlgen's own envs (`rlgen/<Name>-v0`) with Gymnasium.
 """
 
@@ -166,6 +172,81 @@ def make_vec_env(cfg: EnvConfig, num_envs: int, one_hot: bool = True) -> gym.vec
     return cls(fns, autoreset_mode=AutoresetMode.NEXT_STEP)
 
 
+MASK_METHOD = "action_masks"
+"""sb3-contrib's name for an env's method that returns its mask of valid actions"""
+
+
+def offers_mask_method(env: gym.Env) -> bool:
+    """Whether the env (or one of its wrappers, e.g. sb3-contrib's ActionMasker) has `action_masks()`."""
+    try:
+        return callable(env.get_wrapper_attr(MASK_METHOD))
+    except AttributeError:
+        return False
+
+
+def rejects_masked_actions(env: gym.Env) -> bool:
+    """Whether stepping a masked action is an error in this env (rlgen's MaskedGridWorld), not merely a
+    wasted step (Taxi): only an agent that honours its masks can act there."""
+    return bool(getattr(env.unwrapped, "rejects_masked_actions", False))
+
+
+def _env_name(envs: gym.vector.VectorEnv) -> str:
+    sub = getattr(envs, "envs", None)
+    spec = sub[0].spec if sub else envs.spec
+    return spec.id if spec is not None else type(envs.unwrapped).__name__
+
+
+def checked_masks(raw: Any, n_rows: int, n_actions: int, env_name: str) -> np.ndarray:
+    """`raw` as (n_rows, n_actions) bool rows of valid actions; a UserError for another shape or a row
+    without a valid action (an agent could take no action there)."""
+    masks = np.asarray(raw)
+    if masks.shape == (n_actions,) and n_rows == 1:
+        masks = masks[None]
+    if masks.shape != (n_rows, n_actions) or not (masks.dtype == bool or np.issubdtype(masks.dtype, np.number)):
+        raise UserError(f"env '{env_name}' gave an action mask of shape {masks.shape} ({masks.dtype}); expected "
+                        f"({n_actions},) of bool or 0/1 per env, one entry per Discrete action")
+    masks = masks.astype(bool)
+    if not masks.any(axis=1).all():
+        raise UserError(f"env '{env_name}' gave an action mask with no valid action (all {n_actions} entries "
+                        "False): an agent could take no action; a mask needs at least one True")
+    return masks
+
+
+def action_masks(envs: gym.vector.VectorEnv, info: dict[str, Any]) -> np.ndarray | None:
+    """The vector env's masks of valid actions after a reset or step whose info is `info`, as (n_envs,
+    n_actions) bool rows: from an `action_masks()` method (of the vector env, else of each copy), else
+    from info["action_mask"] (a copy that reported none has every action valid); None if the env has
+    neither or its actions are not Discrete. The copies of an AsyncVectorEnv are asked only through info."""
+    space = envs.single_action_space
+    if not isinstance(space, gym.spaces.Discrete):
+        return None
+    n, name = envs.num_envs, _env_name(envs)
+    if callable(getattr(envs, MASK_METHOD, None)):
+        raw = getattr(envs, MASK_METHOD)()
+    elif isinstance(envs, gym.vector.SyncVectorEnv) and offers_mask_method(envs.envs[0]):
+        raw = [checked_masks(m, 1, int(space.n), name)[0] for m in envs.call(MASK_METHOD)]
+    elif "action_mask" in info:
+        raw = np.asarray(info["action_mask"])
+        reported = info.get("_action_mask")
+        if reported is not None and raw.shape[:1] == (n,):
+            raw = np.where(np.asarray(reported)[:, None], raw, 1)
+    else:
+        return None
+    return checked_masks(raw, n, int(space.n), name)
+
+
+def env_masks(env: gym.Env, info: dict[str, Any]) -> np.ndarray | None:
+    """`action_masks` for one env (not vectorised): its (1, n_actions) mask after a reset or step, or None."""
+    if not isinstance(env.action_space, gym.spaces.Discrete):
+        return None
+    name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+    if offers_mask_method(env):
+        return checked_masks(env.get_wrapper_attr(MASK_METHOD)(), 1, int(env.action_space.n), name)
+    if "action_mask" in info:
+        return checked_masks(info["action_mask"], 1, int(env.action_space.n), name)
+    return None
+
+
 class EpisodeStats(gym.vector.VectorWrapper):
     """Sums rewards and counts steps per sub-env and reports each finished episode, once, to
     `on_episodes(step, returns, lengths)` (step = env steps taken so far, reset steps included, as
@@ -184,11 +265,14 @@ class EpisodeStats(gym.vector.VectorWrapper):
         self.valid = np.ones(n, dtype=bool)
         """which sub-envs' last step was a real transition (False: it only reset that sub-env)"""
         self.last_obs: Any = None
+        self.last_masks: np.ndarray | None = None
+        """(n, n_actions) bool: the valid actions in `last_obs`, where the env offers masks (else None)"""
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
         self.returns[:], self.lengths[:], self.prev_done[:] = 0.0, 0, False
         self.last_obs = obs
+        self.last_masks = action_masks(self.env, info)
         return obs, info
 
     def step(self, actions: np.ndarray):
@@ -203,6 +287,7 @@ class EpisodeStats(gym.vector.VectorWrapper):
             self.returns[done], self.lengths[done] = 0.0, 0
         self.prev_done = done
         self.last_obs = obs
+        self.last_masks = action_masks(self.env, info)
         return obs, reward, terminated, truncated, info
 
 

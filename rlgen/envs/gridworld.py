@@ -288,6 +288,60 @@ class GridWorldEnv(gym.Env):
         return np.repeat(np.repeat(img, c, axis=0), c, axis=1)
 
 
+def valid_moves(grid: np.ndarray, n_moves: int) -> np.ndarray:
+    """(S, n_moves) bool: which moves from each cell stay on the grid and out of walls. Terminal and
+    wall cells are never acted in: every move counts as valid there."""
+    H, W = grid.shape
+    rows, cols = np.divmod(np.arange(H * W), W)
+    valid = np.ones((H * W, n_moves), dtype=bool)
+    acting = ~np.isin(grid.ravel(), ["G", "T", "#"])
+    for a, (dr, dc) in enumerate(MOVES[n_moves]):
+        r2, c2 = rows + dr, cols + dc
+        inside = (r2 >= 0) & (r2 < H) & (c2 >= 0) & (c2 < W)
+        target = np.where(inside, np.clip(r2, 0, H - 1) * W + np.clip(c2, 0, W - 1), 0)
+        valid[:, a] = ~acting | (inside & (grid.ravel()[target] != "#"))
+    return valid
+
+
+class MaskedGridWorldEnv(GridWorldEnv):
+    """A gridworld whose moves into walls or off the grid are masked instead of bumped into.
+
+    ## Action Masks
+    `info["action_mask"]` (int8, 1 = valid, as Gymnasium's Taxi) on reset and step, and the same as
+    bool from `action_masks()` (sb3-contrib's MaskablePPO convention). Stepping a masked action raises
+    a ValueError. Wind and slip act after the choice: a valid move may still be pushed into a wall.
+
+    The model (`.model`, for planners) keeps a masked move as the bump it would be in GridWorldEnv
+    (stay put, pay the step reward): planners see every action, and never choose a bump, which is
+    worth less than the moves that make progress. Other sections: GridWorldEnv's.
+    """
+
+    rejects_masked_actions = True
+    """stepping a masked action is an error, not a wasted step: only agents that honour masks can act here"""
+
+    def __init__(self, layout: str | Sequence[str] | np.ndarray, moves: int = 4, **kwargs: Any):
+        super().__init__(layout, moves=moves, **kwargs)
+        self.valid = valid_moves(self.grid, moves)
+        self.valid.setflags(write=False)
+
+    def action_masks(self) -> np.ndarray:
+        """(n_actions,) bool: True for each move that stays on the grid and out of walls from here."""
+        return self.valid[self.s].copy()
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = super().reset(seed=seed, options=options)
+        return obs, info | {"action_mask": self.valid[obs].astype(np.int8)}
+
+    def step(self, action: Any):
+        if self.action_space.contains(action) and not self.valid[self.s, int(action)]:
+            (r, c), valid = divmod(self.s, self.grid.shape[1]), np.flatnonzero(self.valid[self.s]).tolist()
+            raise ValueError(f"action {int(action)} is masked in state {self.s} (row {r}, column {c}): it moves into "
+                             f"a wall or off the grid; the valid actions there are {valid} (info['action_mask'], "
+                             "action_masks())")
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, reward, terminated, truncated, info | {"action_mask": self.valid[obs].astype(np.int8)}
+
+
 def maze_layout(size: int, seed: int) -> np.ndarray:
     """A perfect maze on a size x size grid (binary-tree algorithm, vectorised): rooms at odd
     coordinates, each room opens north or west at random, so every room connects to the top-left.

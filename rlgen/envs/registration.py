@@ -15,6 +15,8 @@ WINDY = {
     "wind": [0, 0, 0, 1, 1, 1, 2, 2, 1, 0],
 }
 
+MASKED_ROOMS = [".....#...", ".....#.#.", "..S..#.#.", ".....#.#G", ".......#.", "####.###.", "........."]
+
 ENVS: dict[str, tuple[str, dict, int | None]] = {
     # Example 4.1: terminal corners, -1 on every transition; every other cell is a start
     "GridWorld4x4": (GRID, {"layout": ["GSSS", "SSSS", "SSSS", "SSSG"]}, 200),
@@ -30,6 +32,9 @@ ENVS: dict[str, tuple[str, dict, int | None]] = {
     "RandomWalk19": (GRID, {"layout": ["T" + "." * 9 + "S" + "." * 9 + "G"], "step_reward": 0.0,
                             "rewards": {"G": 1.0, "T": -1.0}, "moves": 2}, 1000),
     "Maze": ("rlgen.envs.gridworld:MazeEnv", {}, 10_000),
+    # moves into walls and off the grid are masked (info["action_mask"], action_masks()), not bumped into;
+    # the start's neighbourhood is open, so the first two steps of any policy are valid (check_env samples them)
+    "MaskedGridWorld": ("rlgen.envs.gridworld:MaskedGridWorldEnv", {"layout": MASKED_ROOMS}, 100),
     "Bandit10": ("rlgen.envs.bandits:BanditEnv", {"k": 10}, 1000),
     "BanditBernoulli": ("rlgen.envs.bandits:BernoulliBanditEnv", {"k": 10}, 1000),
     "BanditNonstationary": ("rlgen.envs.bandits:NonstationaryBanditEnv", {"k": 10}, 1000),
