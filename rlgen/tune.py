@@ -46,7 +46,9 @@ class TuneSettings:
     hyperparameter (agent.n_envs=8, env.KEY=VALUE) is applied to every trial and not searched."""
 
     agent: str = MISSING
+    """the agent to tune: one with a search space (rlgen/conf/search/), or any with space=PATH"""
     env: str = MISSING
+    """a short name or Gymnasium id, as in python -m rlgen.train"""
     n_trials: int = 50
     """trials to reach in the study, counting completed and pruned ones of every process"""
     timeout: float | None = None
@@ -67,7 +69,7 @@ class TuneSettings:
     study: str | None = None
     """the study's name (default <agent>_<env>)"""
     space: str | None = None
-    """a search-space file (default rlgen/conf/search/<agent>.yaml)"""
+    """a search-space file, or the name of one of rlgen's (default rlgen/conf/search/<agent>.yaml)"""
     best: str | None = None
     """where the best trial's tuned file goes (default <studies_root>/<study>-best.yaml)"""
     studies_root: str = "studies"
@@ -139,15 +141,16 @@ def open_study(job: Job, worker: int) -> optuna.Study:
     """The study (created on first use), with a sampler seeded for this process and the trials so far."""
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # announce() reports each trial in one line
-    if job.storage.startswith("sqlite:///") and worker == 0:
-        Path(job.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
+        if job.storage.startswith("sqlite:///"):
+            Path(job.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         storage = optuna.storages.RDBStorage(job.storage, heartbeat_interval=HEARTBEAT_SECONDS,
                                              grace_period=3 * HEARTBEAT_SECONDS)
         ids = {st.study_name: st._study_id for st in storage.get_all_studies()}
         done = len(storage.get_all_trials(ids[job.study], deepcopy=False)) if job.study in ids else 0
     except Exception as err:  # SQLAlchemy's and Optuna's errors alike: the URL cannot be used
-        raise UserError(f"storage={job.storage} cannot be opened ({' '.join(str(err).split())[:160]}); give an "
+        why = " ".join(str(err).split("(Background on this error")[0].split())[:160]  # SQLAlchemy's link: no help
+        raise UserError(f"storage={job.storage} cannot be opened ({why}); give an "
                         f"Optuna RDB URL such as sqlite:///studies/study.db") from None
     s = job.settings
     # a seed of its own for each process and each restart: the same seed again would propose the

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,11 +53,13 @@ def _count(study: optuna.Study, state: TrialState) -> int:
 
 def importances(study: optuna.Study) -> dict[str, float] | str:
     """Each searched parameter's share of the variance of the completed trials' values, or why not."""
-    try:
-        return optuna.importance.get_param_importances(
-            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
-    except (ValueError, RuntimeError) as err:  # too few completed trials, or all alike
-        return f"not computed: {' '.join(str(err).split())}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # "too few trials: importances will be equal" is no answer
+        try:
+            return optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+        except (ValueError, RuntimeError, UserWarning) as err:  # too few completed trials, or all alike
+            return f"not computed: {' '.join(str(err).split())}"
 
 
 def write_report(study: optuna.Study, job: Job, folder: Path, best: Path) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import optuna
 
-from rlgen.errors import UserError, did_you_mean
+from rlgen.errors import UserError, did_you_mean, unknown
 
 KINDS = ("float", "int", "categorical")
 ENTRY_FIELDS = {"float": {"kind", "low", "high", "log", "one_minus"}, "int": {"kind", "low", "high", "log"},
@@ -93,15 +93,18 @@ def space_names() -> list[str]:
 
 
 def load_space(agent: str, path: str | None, base: Any) -> SearchSpace:
-    """The space file `path`, or rlgen's for `agent`; every entry checked, its keys against `base` (the
-    composed TrainConfig)."""
+    """The space file `path` (or rlgen's space of that name, e.g. `a2c`), or rlgen's for `agent`; every
+    entry checked, its keys against `base` (the composed TrainConfig)."""
     import yaml
 
-    if path is None:
-        if agent not in space_names():
-            raise UserError(f"agent {agent} has no search space (rlgen/conf/search/<agent>.yaml); agents with one: "
-                            f"{', '.join(space_names())}; or give space=PATH")
-        text, source = (files("rlgen.conf") / "search" / f"{agent}.yaml").read_text(), f"rlgen/conf/search/{agent}.yaml"
+    if path is None and agent not in space_names():
+        raise UserError(f"agent {agent} has no search space (rlgen/conf/search/<agent>.yaml); agents with one: "
+                        f"{', '.join(space_names())}; or give space=PATH")
+    if path is None or path in space_names():
+        name = path or agent
+        text, source = (files("rlgen.conf") / "search" / f"{name}.yaml").read_text(), f"rlgen/conf/search/{name}.yaml"
+    elif "/" not in path and not path.endswith((".yaml", ".yml")):
+        raise unknown("search space", path, space_names())
     else:
         try:
             text, source = Path(path).read_text(encoding="utf-8"), path
