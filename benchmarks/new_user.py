@@ -87,6 +87,16 @@ MISTAKES: list[tuple[str, list[str]]] = [
     (T, ["agent=reinforce", "agent.gae_lambda=0.95"]), (T, ["agent=a2c", "agent.rms_prop_eps=0"]),
     (T, ["agent=gail", "env=CartPole", "agent.normalize_obs=true"]),
     (T, ["agent=ppo", "env=CarRacing-v3", "agent.normalize_obs=true"]),
+    # hyperparameter studies (rlgen.tune) and their tuned files
+    *[("rlgen.tune", args) for args in (
+        ["agent=ppx", "env=Acrobot"], ["agent=ppo", "env=Acrobt"], ["agent=ppo", "env=Acrobot", "space=ppp"],
+        ["agent=ppo", "env=Acrobot", "n_trials=0"], ["agent=ppo", "env=Acrobot", "n_trials=-3"],
+        ["agent=ppo", "env=Acrobot", "storage=postgresq://x/y"],
+        ["agent=ppo", "env=Acrobot", "storage=sqlite:///afile/study.db"],
+        ["agent=ppo", "env=Acrobot", "space=./afile"], ["agent=q_learning", "env=CliffWalking"],
+        ["agent=ppo", "env=Acrobot", "workers=0"], ["agent=ppo", "env=Acrobot", "agent.n_stepz=64"],
+        ["agent=ppo", "env=Acrobot", "n_trial=5"])],
+    (T, ["agent=ppo", "env=Acrobot", "tuned=nowhere.yaml"]), (T, ["agent=ppo", "tuned=afile"]),
 ]
 IN_THE_WAY = {"afile": "in the way\n", "run-1/summary.json": '{"status": "completed"}\n',
               "group/seed1/summary.json": '{"status": "completed"}\n'}
