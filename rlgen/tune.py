@@ -124,7 +124,7 @@ def prepare(argv: list[str]) -> Job:
     """The job a command line asks for, every user mistake refused before a trial starts."""
     args, fixed = split_argv(argv)
     s = parse_settings(args, TuneSettings, "python -m rlgen.tune")
-    budget = [f"{k}={getattr(s, k)}" for k in ("total_steps", "eval_every", "eval_episodes") if getattr(s, k)]
+    budget = [f"{k}={v}" for k in ("total_steps", "eval_every", "eval_episodes") if (v := getattr(s, k)) is not None]
     overrides = [f"agent={s.agent}", f"env={s.env}", *fixed, *budget, "torch_threads=1",
                  f"progress={str(s.progress and s.workers == 1).lower()}"]
     base = load_config(overrides)
