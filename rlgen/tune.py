@@ -234,6 +234,9 @@ class Pruning:
 def announce(study: optuna.Study, trial: optuna.trial.FrozenTrial, n_trials: int) -> None:
     state = trial.state.name.lower()
     value = f" {trial.value:.2f}" if trial.value is not None else ""
+    if trial.state == TrialState.PRUNED:  # Optuna gives a pruned trial its last reported value
+        value = f" (diverged: {trial.user_attrs['failure']})" if "failure" in trial.user_attrs else \
+            f" at evaluation {max(trial.intermediate_values)}, {trial.value:.2f}"
     config = " ".join(f"{k}={v}" for k, v in trial.user_attrs.get("config", {}).items())
     print(f"trial {trial.number}: {state}{value} ({counted(study)} of {n_trials} counted) {config}", flush=True)
 

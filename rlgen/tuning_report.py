@@ -88,7 +88,7 @@ def write_report(study: optuna.Study, job: Job, folder: Path, best: Path) -> Non
     lines += ["", "## Optimisation history", "", "![history](history.png)", "", "## Trials", "",
               "| trial | state | value | last reported | run |", "| --- | --- | --- | --- | --- |"]
     for tr in study.trials:
-        value = f"{tr.value:.2f}" if tr.value is not None else ""
+        value = f"{tr.value:.2f}" if tr.state == TrialState.COMPLETE else ""
         last = f"{tr.intermediate_values[max(tr.intermediate_values)]:.2f}" if tr.intermediate_values else ""
         lines.append(f"| {tr.number} | {_state(tr)} | {value} | {last} | `{tr.user_attrs.get('run_dir', '')}` |")
     write_text_atomic(folder / "REPORT.md", "\n".join(lines) + "\n")
