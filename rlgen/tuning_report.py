@@ -5,17 +5,27 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from rlgen.checkpoint import write_text_atomic
-from rlgen.tuning_space import config_value
+from rlgen.tuning_space import SearchSpace, config_value
 
-if TYPE_CHECKING:
-    from rlgen.tune import Job
+
+class Job(Protocol):
+    """What the report needs to know of the study's job (rlgen.tune.Job)."""
+
+    study: str
+    storage: str
+    base: Any
+    """the TrainConfig every trial starts from"""
+    overrides: list[str]
+    space: SearchSpace
+    settings: Any
+    """the tuner's settings (its seed)"""
 
 IMPORTANCE = "PED-ANOVA (optuna.importance.PedAnovaImportanceEvaluator, Optuna's default)"
 """fANOVA, RL Zoo's choice, fits scikit-learn's random forests, which rlgen does not depend on"""
