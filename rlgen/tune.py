@@ -29,7 +29,7 @@ from rlgen.compose import load_config, override_line
 from rlgen.config import TrainConfig, check_positive, check_seed
 from rlgen.errors import UserError, cli_main
 from rlgen.trainer import TrainingFailed, train
-from rlgen.tuning_report import write_best, write_report
+from rlgen.tuning_report import write_report, write_tuned
 from rlgen.tuning_space import SearchSpace, load_space
 
 COUNTED = ("COMPLETE", "PRUNED")
@@ -320,7 +320,7 @@ def write_outputs(study: optuna.Study, job: Job) -> str:
         return "no trial completed yet: no tuned file or report"
     best = Path(job.settings.best) if job.settings.best else job.trials_dir.with_name(f"{job.study}-best.yaml")
     report = job.trials_dir.with_name(f"{job.study}-report")
-    write_best(study, job, best)
+    write_tuned(study, job, best)
     write_report(study, job, report, best)
     t = study.best_trial
     return (f"best: trial {t.number}, value {t.value:.2f}; tuned file {best} (python -m rlgen.train "

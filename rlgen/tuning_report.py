@@ -39,12 +39,13 @@ def tuned_values(trial: FrozenTrial, job: Job) -> dict[str, Any]:
     return {key.removeprefix("agent."): value for key, value in values.items()}
 
 
-def write_best(study: optuna.Study, job: Job, path: Path) -> None:
-    """The best completed trial as a tuned file: what it is for, where it comes from, its values."""
-    t = study.best_trial
+def write_tuned(study: optuna.Study, job: Job, path: Path, trial: FrozenTrial | None = None) -> None:
+    """A completed trial (default: the best) as a tuned file: what it is for, where it comes from, its values."""
+    t = trial or study.best_trial
+    done = sorted((tr.value for tr in study.trials if tr.state == TrialState.COMPLETE), reverse=True)
     header = [
-        f"# Tuned by python -m rlgen.tune: trial {t.number} of study {job.study} ({job.storage}), the best of "
-        f"{_count(study, TrialState.COMPLETE)} completed trials",
+        f"# Tuned by python -m rlgen.tune: trial {t.number} of study {job.study} ({job.storage}), number "
+        f"{done.index(t.value) + 1} of its {len(done)} completed trials",
         f"# value {t.value:.4g}: the mean return of its final evaluation after {job.base.total_steps} env steps "
         f"(seed {job.settings.seed + t.number}); run {t.user_attrs.get('run_dir')}",
         f"# python -m rlgen.train agent={job.base.agent.name} env={job.base.env.name} tuned={path}",
@@ -133,8 +134,7 @@ def plot_history(trials: list[FrozenTrial], path: Path) -> None:
     ax.step(xs, ys, where="post", color="C3", label="best so far")
     ax.set_xlabel("trial")
     ax.set_ylabel("mean return")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3, fontsize=8)  # below: no point hidden
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
