@@ -91,6 +91,16 @@ MISTAKES: list[tuple[str, list[str]]] = [
     ("rlgen.plot", []), ("rlgen.plot", ["nowhere"]), ("rlgen.plot", ["."]), ("rlgen.plot", ["run-1"]),
     ("rlgen.plot", [".", "--metric", "train/loss"]), ("rlgen.plot", [".", "metric"]),
     ("rlgen.plot", [".", "x=time"]), ("rlgen.plot", [".", "out=curves.jpg"]), ("rlgen.plot", ["afile"]),
+    # hyperparameter studies (rlgen.tune) and their tuned files
+    *[("rlgen.tune", args) for args in (
+        ["agent=ppx", "env=Acrobot"], ["agent=ppo", "env=Acrobt"], ["agent=ppo", "env=Acrobot", "space=ppp"],
+        ["agent=ppo", "env=Acrobot", "n_trials=0"], ["agent=ppo", "env=Acrobot", "n_trials=-3"],
+        ["agent=ppo", "env=Acrobot", "storage=postgresq://x/y"],
+        ["agent=ppo", "env=Acrobot", "storage=sqlite:///afile/study.db"],
+        ["agent=ppo", "env=Acrobot", "space=./afile"], ["agent=q_learning", "env=CliffWalking"],
+        ["agent=ppo", "env=Acrobot", "workers=0"], ["agent=ppo", "env=Acrobot", "agent.n_stepz=64"],
+        ["agent=ppo", "env=Acrobot", "n_trial=5"])],
+    (T, ["agent=ppo", "env=Acrobot", "tuned=nowhere.yaml"]), (T, ["agent=ppo", "tuned=afile"]),
 ]
 IN_THE_WAY = {"afile": "in the way\n", "run-1/summary.json": '{"status": "completed"}\n',
               "group/seed1/summary.json": '{"status": "completed"}\n'}

@@ -15,7 +15,7 @@ import difflib
 import itertools
 import math
 import typing
-from dataclasses import fields, is_dataclass
+from dataclasses import fields, is_dataclass, replace
 from importlib.resources import files
 
 import gymnasium as gym
@@ -253,10 +253,20 @@ def _default_choice(group: str) -> str:
 
 
 def load_config(overrides: list[str]) -> TrainConfig:
-    """Compose train.yaml with the overrides into a typed TrainConfig, or raise a UserError."""
+    """Compose train.yaml with the overrides into a typed TrainConfig, or raise a UserError. A `tuned=PATH`
+    file's values come before the overrides, so that those given on the command line win."""
     _store_schemas()
+    tuned_env = None
     with initialize_config_module("rlgen.conf", version_base="1.3"):
-        agent, resolved = _resolve(overrides, _group_options("agent"), _group_options("env"))
+        agents, envs = _group_options("agent"), _group_options("env")
+        agent, resolved = _resolve(overrides, agents, envs)
+        # not a Hydra override: `tuned` is also the config group of rlgen's own tuned values (train.yaml)
+        path = next((line.partition("=")[2] for line in resolved if line.partition("=")[0] == "tuned"), "null")
+        resolved = [line for line in resolved if line.partition("=")[0] != "tuned"]
+        if path != "null":
+            values, tuned_env = read_tuned_file(path, agent)
+            agent, resolved = _resolve([override_line(k, v) for k, v in values.items()] + overrides, agents, envs)
+            resolved = [line for line in resolved if line.partition("=")[0] != "tuned"]
         _store_schemas(agent)
         for line in resolved:
             key, _, value = line.partition("=")
@@ -268,8 +278,62 @@ def load_config(overrides: list[str]) -> TrainConfig:
         except (HydraException, OmegaConfBaseException) as err:
             raise UserError(explain_config_error(err)) from None
     assert isinstance(typed, TrainConfig)  # its __post_init__ has checked the values
+    if tuned_env is not None and tuned_env != typed.env.name:
+        raise UserError(f"tuned={path} was tuned for env {tuned_env}, not {typed.env.name}; use it with "
+                        f"env={tuned_env}, or tune for {typed.env.name} (python -m rlgen.tune)")
+    if tuned_env is not None:
+        typed = replace(typed, tuned=path)
     check_choice("env.vectorization", typed.env.vectorization, VECTORIZATION)  # before a run directory exists
     return typed
+
+
+def override_line(key: str, value: object) -> str:
+    """`key=value` in Hydra's override grammar, for a value read from YAML (a tuned file, a search space)."""
+    return f"{key}={_literal(value)}"
+
+
+def _literal(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "null"
+    if isinstance(value, int | float):
+        return repr(value)  # 1e-05 and inf are Hydra floats too
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_literal(v) for v in value) + "]"
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def read_tuned_file(path: str, agent: str) -> tuple[dict[str, object], str]:
+    """The agent values ({"agent.<field>": value}) and the env of a tuned file (rlgen.tune's best YAML:
+    `tuned_for: {agent, env, ...}` and an `agent:` mapping), checked against the chosen agent."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            node = yaml.safe_load(f)
+    except OSError as err:
+        raise UserError(f"tuned={path}: cannot read it ({err.strerror}); give a file python -m rlgen.tune "
+                        f"wrote (studies/<agent>_<env>-best.yaml)") from None
+    except yaml.YAMLError as err:
+        raise UserError(f"tuned={path} is not YAML ({' '.join(str(err).split())})") from None
+    made_for = node.get("tuned_for") if isinstance(node, dict) else None
+    if not isinstance(made_for, dict) or not {"agent", "env"} <= set(made_for):
+        raise UserError(f"tuned={path} says not what it was tuned for: it needs tuned_for: with agent: and env: "
+                        f"(python -m rlgen.tune writes such files)")
+    if made_for["agent"] != agent:
+        raise UserError(f"tuned={path} was tuned for agent {made_for['agent']}, not {agent}; use it with "
+                        f"agent={made_for['agent']}")
+    values = node.get("agent") or {}
+    extra = sorted(set(node) - {"tuned_for", "agent"})
+    if not isinstance(values, dict) or extra:
+        raise UserError(f"tuned={path}: a tuned file holds tuned_for: and agent: only, "
+                        f"not {', '.join(extra) or 'agent: ' + str(values)}")
+    names = [f.name for f in fields(config_class(agent)) if f.name != "name"]
+    for key in values:
+        if key not in names:
+            raise UserError(f"tuned={path}: agent {agent} has no field '{key}'{did_you_mean(key, names)}")
+    return {f"agent.{k}": v for k, v in values.items()}, str(made_for["env"])
 
 
 def tuned_pairs() -> list[tuple[str, str, str]]:

@@ -161,6 +161,9 @@ class TrainConfig:
     runs_root: str = "runs"
     resume: str | None = None
     """a run directory to continue to its budget"""
+    tuned: str | None = None
+    """a tuned-hyperparameters file (python -m rlgen.tune writes one: studies/<agent>_<env>-best.yaml); its
+    values apply after rlgen's tuned values for the pair and before the command line's"""
     expert: str | None = None
     """gail: the run directory whose policy is imitated (its episodes are the demonstrations), or a
     demonstrations .npz (python -m rlgen.evaluate run=DIR demos=FILE writes one); unset: an expert is

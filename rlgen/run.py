@@ -61,9 +61,16 @@ BEST_CHECKPOINT = "checkpoint_best"
 """beside checkpoint/: the policy of the evaluation with the highest mean return (RL Zoo's best_model)"""
 
 
+EvaluationHook = Callable[[int, float], bool]
+"""called after each periodic evaluation with (step, mean return); False stops the run as "pruned" (a
+hyperparameter study's pruner, rlgen/tune.py)"""
+
+
 class Run:
     LOG_EVERY = 1000  # env steps between writes of averaged training scalars
     last_evaluation: Evaluation | None = None
+    on_evaluation: tuple[EvaluationHook, ...] = ()
+    pruned = False
 
     def __init__(self, cfg: TrainConfig, run_dir: Path, agent: Learner, state: dict[str, Any] | None = None,
                  show_progress: bool = True):
@@ -170,6 +177,8 @@ class Run:
                 self.next_eval += self.cfg.eval_every or self.cfg.total_steps
             self.evaluate(step, evaluation)
             self.checkpoint(step)
+            if not all([hook(step, self.last_eval[0]) for hook in self.on_evaluation]):
+                self.pruned = self.stop_requested = True
         self.bar.update(step, self.recent_returns[-1] if self.recent_returns else None)
         return not self.stop_requested
 

@@ -41,6 +41,7 @@ examples:
   python -m rlgen.train agent=dqn env=CartPole seed=3 agent.learning_rate=1e-3 total_steps=80000
   python -m rlgen.train -m agent=ppo,sb3_ppo seed=0,1,2
   python -m rlgen.train agent=ppo env=CartPole seeds=5 run_dir=out/ppo   # out/ppo/seed0 .. seed4
+  python -m rlgen.train agent=ppo env=Acrobot tuned=studies/ppo_Acrobot-best.yaml   # python -m rlgen.tune wrote it
   python -m rlgen.train agent=ppo env=CartPole --help
   python -m rlgen.train resume=runs/CartPole/ppo/0-20260101-120000
 """

@@ -25,7 +25,7 @@ from rlgen.compose import from_yaml, to_yaml
 from rlgen.config import TrainConfig
 from rlgen.envs import make_env
 from rlgen.errors import UserError
-from rlgen.run import BEST_CHECKPOINT, Diverged, Run
+from rlgen.run import BEST_CHECKPOINT, Diverged, EvaluationHook, Run
 from rlgen.run_state import read_run_state
 
 
@@ -310,8 +310,9 @@ def resume_state(cfg: TrainConfig) -> tuple[dict[str, Any], str | None]:
     return state, None
 
 
-def train(cfg: TrainConfig) -> tuple[dict[str, Any], Path]:
-    """Run (or, with cfg.resume, continue) one training run; return its summary and directory."""
+def train(cfg: TrainConfig, on_evaluation: tuple[EvaluationHook, ...] = ()) -> tuple[dict[str, Any], Path]:
+    """Run (or, with cfg.resume, continue) one training run; return its summary and directory. A hook of
+    `on_evaluation` that returns False after an evaluation ends the run with status "pruned"."""
     torch.set_num_threads(cfg.torch_threads)
     state, done = resume_state(cfg) if cfg.resume is not None else (None, None)
     if state is None:  # cheap, so before the agent is built
@@ -329,12 +330,14 @@ def train(cfg: TrainConfig) -> tuple[dict[str, Any], Path]:
     else:
         run_dir = new_run_dir(cfg)
     run = Run(cfg, run_dir, agent, state)
+    run.on_evaluation = on_evaluation
     if state is None:
         run.start_session(to_yaml(cfg), flat_hparams(cfg))
     run.catch_interrupt()
     try:
         agent.learn(cfg.total_steps, run)
-        return finish(run, agent, "interrupted" if run.stop_requested else "completed"), run_dir
+        status = "pruned" if run.pruned else "interrupted" if run.stop_requested else "completed"
+        return finish(run, agent, status), run_dir
     except Diverged as err:
         raise TrainingFailed(mark_failed(run, agent.num_steps, f"training diverged: {err}")) from None
     except UserError as err:
