@@ -1,8 +1,8 @@
 """python -m rlgen.plot RUN_OR_PARENT [RUN_OR_PARENT ...] [metric=eval/mean_return] [out=plot.png] [x=step]
 
 Learning curves of run directories, given or found under the folders given (a run directory holds
-config.yaml and eval.csv or progress.csv): one curve per (agent, env), the mean over its seeds with a
-95% bootstrap band, the statistics of the benchmark reports (rlgen/benchstats.py curve_band). Seeds
+config.yaml and eval.csv or progress.csv): one panel per env, one curve per agent in it, the mean over
+its seeds with a 95% bootstrap band, the statistics of the benchmark reports (rlgen/benchstats.py curve_band). Seeds
 whose points lie at different steps are interpolated onto the first seed's steps (runs in path
 order), up to where the shortest run ends, as the benchmark reports align them (benchreport._aligned).
 
@@ -161,25 +161,37 @@ def groups(found: list[Curve]) -> dict[tuple[str, str], list[Curve]]:
 
 
 def draw(by: dict[tuple[str, str], list[Curve]], metric: str, x: str, out: Path) -> None:
-    """One figure: per group, the mean over its runs and curve_band's 95% bootstrap band."""
+    """One figure, one panel per env (returns of different envs share no scale): per agent, the mean
+    over its runs and curve_band's 95% bootstrap band, each agent in one colour in every panel."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-    for i, ((agent, env), members) in enumerate(by.items()):
-        grid, aligned = _aligned([[c.x, c.y] for c in members])
-        mean, lo, hi = curve_band(aligned)
-        style = "--" if agent.startswith("sb3_") else "-"
-        marker = "o" if len(grid) == 1 else None  # a line through one point draws nothing
-        ax.plot(grid, mean, style, color=f"C{i}", marker=marker, label=f"{agent} on {env} (n={len(members)})")
-        ax.fill_between(grid, lo, hi, color=f"C{i}", alpha=0.2, linewidth=0)
-    ax.set_xlabel("environment steps" if x == "step" else "training episodes")
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric}: mean over seeds, 95% bootstrap band")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    envs = list(dict.fromkeys(env for _, env in by))
+    colour = {agent: f"C{i}" for i, agent in enumerate(dict.fromkeys(agent for agent, _ in by))}
+    cols = min(len(envs), 3)
+    rows = -(-len(envs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.4 if cols == 1 else 4.6 * cols, 4.0 * rows), dpi=110,
+                             squeeze=False)
+    for ax, env in zip(axes.flat, envs, strict=False):
+        for (agent, env_of), members in by.items():
+            if env_of != env:
+                continue
+            grid, aligned = _aligned([[c.x, c.y] for c in members])
+            mean, lo, hi = curve_band(aligned)
+            style = "--" if agent.startswith("sb3_") else "-"
+            marker = "o" if len(grid) == 1 else None  # a line through one point draws nothing
+            ax.plot(grid, mean, style, color=colour[agent], marker=marker, label=f"{agent} (n={len(members)})")
+            ax.fill_between(grid, lo, hi, color=colour[agent], alpha=0.2, linewidth=0)
+        ax.set_title(env)
+        ax.set_xlabel("environment steps" if x == "step" else "training episodes")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in axes.flat[len(envs):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{metric}: mean over seeds, 95% bootstrap band", fontsize=10)
     fig.tight_layout()
     try:
         write_atomic(out, lambda tmp: fig.savefig(tmp, format="png"))
