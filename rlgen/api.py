@@ -27,10 +27,11 @@ from hydra.errors import HydraException
 from rlgen.agents.base import Agent
 from rlgen.compose import expand_overrides, load_config
 from rlgen.config import TrainConfig, check_choice
+from rlgen.envs import checked_masks, vector_view
 from rlgen.envs import make_env as make_env_of_config
-from rlgen.envs import vector_view
 from rlgen.errors import UserError
 from rlgen.evaluate import CHECKPOINTS
+from rlgen.evaluation import reads_masks
 from rlgen.seed_groups import train_seeds
 from rlgen.trainer import TrainingFailed, load_trained, read_summary, resume_config
 
@@ -52,16 +53,27 @@ class Policy:
         self.action_space = action_space
         self._view = view
 
-    def act(self, obs: Any, deterministic: bool = True) -> Any:
+    def act(self, obs: Any, deterministic: bool = True, mask: Any = None) -> Any:
         """The action for one observation, or the actions for a batch of them; `deterministic=False`
         samples from the policy. A deep agent sees a discrete observation one-hot, as in its evaluations
-        (rlgen.envs.vector_view); an agent that plans action chunks plans afresh at every call."""
+        (rlgen.envs.vector_view); an agent that plans action chunks plans afresh at every call.
+        mask: the valid actions of each observation, as the env gives them (its action_masks() or
+        info["action_mask"]: (n_actions,), or (n, n_actions) for a batch), honoured as in training by an
+        agent that trained with masks (MaskablePPO's `predict(action_masks=...)`); None: every action valid."""
         space = self.observation_space
         size = _batch_size(space, obs)
         batch = obs if size is not None else concatenate(space, [obs], create_empty_array(space, 1))
         if self.agent.one_hot:
             batch = np.stack([self._view(row) for row in iterate(batch_space(space, size or 1), batch)])
-        actions = np.asarray(self.agent.act(batch, deterministic))
+        if mask is None:
+            actions = np.asarray(self.agent.act(batch, deterministic))
+        else:
+            policy = self.agent.episode_policy(deterministic)
+            if not reads_masks(policy):
+                raise UserError(f"{self.config.agent.name} did not train with action masks (Discrete actions and "
+                                "agent.action_masking=true), so it takes no mask=; call act(obs)")
+            masks = checked_masks(mask, size or 1, int(self.action_space.n), "act(..., mask=)")
+            actions = np.asarray(policy(batch, masks))
         if size is not None:
             return actions
         return int(actions[0]) if isinstance(self.action_space, gym.spaces.Discrete) else actions[0]

@@ -224,3 +224,27 @@ def test_the_readmes_python_example_runs_as_written(tmp_path, monkeypatch, capsy
     run_dir = namespace["run_dir"]
     assert (tmp_path / run_dir / "summary.json").is_file() and namespace["summary"]["status"] == "completed"
     assert "return" in capsys.readouterr().out
+
+
+def test_a_policy_that_trained_with_masks_acts_under_the_masks_given(tmp_path):
+    """act(obs, mask=) as MaskablePPO's predict(action_masks=): a sampled action is always a valid one."""
+    _, run_dir = rlgen.train(agent="ppo", env="MaskedGridWorld", total_steps=256, eval_every=0, seed=1,
+                             run_dir=str(tmp_path / "masked"), overrides={"agent.n_steps": 128})
+    policy, env = rlgen.load(run_dir), rlgen.make_env("MaskedGridWorld")
+    for episode in range(3):
+        obs, info = env.reset(seed=episode)
+        for _ in range(30):  # a masked action would raise in env.step
+            action = policy.act(obs, deterministic=False, mask=info["action_mask"])
+            assert info["action_mask"][action]
+            obs, _, terminated, truncated, info = env.step(action)
+            if terminated or truncated:
+                break
+    only = np.zeros((2, env.action_space.n), dtype=bool)
+    only[:, 2] = True  # one valid action: the only one a masked policy can take
+    assert policy.act(np.stack([obs, obs]), deterministic=False, mask=only).tolist() == [2, 2]
+    with pytest.raises(UserError, match=r"act\(\.\.\., mask=\) gave an action mask of shape \(3,\)"):
+        policy.act(obs, mask=[1, 0, 1])
+    _, unmasked = rlgen.train(agent="q_learning", env="FrozenLake", total_steps=100, eval_every=0,
+                              run_dir=str(tmp_path / "unmasked"), overrides={"agent.action_masking": False})
+    with pytest.raises(UserError, match="did not train with action masks"):
+        rlgen.load(unmasked).act(0, mask=[1, 1, 1, 1])

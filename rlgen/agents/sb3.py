@@ -88,7 +88,7 @@ class MaskOfLastObservation(gym.Wrapper):
 
     def _checked(self, raw: Any) -> np.ndarray:
         name = self.env.spec.id if self.env.spec is not None else type(self.env.unwrapped).__name__
-        return checked_masks(raw, 1, self.n, name)[0]
+        return checked_masks(raw, 1, self.n, f"env '{name}'")[0]
 
     def reset(self, **kwargs: Any):
         obs, info = self.env.reset(**kwargs)

@@ -196,18 +196,18 @@ def _env_name(envs: gym.vector.VectorEnv) -> str:
     return spec.id if spec is not None else type(envs.unwrapped).__name__
 
 
-def checked_masks(raw: Any, n_rows: int, n_actions: int, env_name: str) -> np.ndarray:
-    """`raw` as (n_rows, n_actions) bool rows of valid actions; a UserError for another shape or a row
-    without a valid action (an agent could take no action there)."""
+def checked_masks(raw: Any, n_rows: int, n_actions: int, source: str) -> np.ndarray:
+    """`raw` as (n_rows, n_actions) bool rows of valid actions; a UserError naming `source` (who gave the
+    masks: "env 'Taxi-v3'") for another shape or a row without a valid action (no action could be taken)."""
     masks = np.asarray(raw)
     if masks.shape == (n_actions,) and n_rows == 1:
         masks = masks[None]
     if masks.shape != (n_rows, n_actions) or not (masks.dtype == bool or np.issubdtype(masks.dtype, np.number)):
-        raise UserError(f"env '{env_name}' gave an action mask of shape {masks.shape} ({masks.dtype}); expected "
-                        f"({n_actions},) of bool or 0/1 per env, one entry per Discrete action")
+        raise UserError(f"{source} gave an action mask of shape {masks.shape} ({masks.dtype}); expected "
+                        f"({n_actions},) of bool or 0/1 for each of its {n_rows} row(s), one entry per Discrete action")
     masks = masks.astype(bool)
     if not masks.any(axis=1).all():
-        raise UserError(f"env '{env_name}' gave an action mask with no valid action (all {n_actions} entries "
+        raise UserError(f"{source} gave an action mask with no valid action (all {n_actions} entries "
                         "False): an agent could take no action; a mask needs at least one True")
     return masks
 
@@ -224,7 +224,7 @@ def action_masks(envs: gym.vector.VectorEnv, info: dict[str, Any]) -> np.ndarray
     if callable(getattr(envs, MASK_METHOD, None)):
         raw = getattr(envs, MASK_METHOD)()
     elif isinstance(envs, gym.vector.SyncVectorEnv) and offers_mask_method(envs.envs[0]):
-        raw = [checked_masks(m, 1, int(space.n), name)[0] for m in envs.call(MASK_METHOD)]
+        raw = [checked_masks(m, 1, int(space.n), f"env '{name}'")[0] for m in envs.call(MASK_METHOD)]
     elif "action_mask" in info:
         raw = np.asarray(info["action_mask"])
         reported = info.get("_action_mask")
@@ -232,7 +232,7 @@ def action_masks(envs: gym.vector.VectorEnv, info: dict[str, Any]) -> np.ndarray
             raw = np.where(np.asarray(reported)[:, None], raw, 1)
     else:
         return None
-    return checked_masks(raw, n, int(space.n), name)
+    return checked_masks(raw, n, int(space.n), f"env '{name}'")
 
 
 def env_masks(env: gym.Env, info: dict[str, Any]) -> np.ndarray | None:
@@ -241,9 +241,9 @@ def env_masks(env: gym.Env, info: dict[str, Any]) -> np.ndarray | None:
         return None
     name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
     if offers_mask_method(env):
-        return checked_masks(env.get_wrapper_attr(MASK_METHOD)(), 1, int(env.action_space.n), name)
+        return checked_masks(env.get_wrapper_attr(MASK_METHOD)(), 1, int(env.action_space.n), f"env '{name}'")
     if "action_mask" in info:
-        return checked_masks(info["action_mask"], 1, int(env.action_space.n), name)
+        return checked_masks(info["action_mask"], 1, int(env.action_space.n), f"env '{name}'")
     return None
 
 
