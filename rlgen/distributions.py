@@ -104,6 +104,11 @@ def masked_values(q: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return q if mask is None else np.where(mask, q, -np.inf)
 
 
+def torch_masked_values(q: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Torch twin of `masked_values`."""
+    return q if mask is None else q.masked_fill(~mask.bool(), -torch.inf)
+
+
 def uniform_probs(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
     """The uniform policy over the valid actions, (..., A) of `shape` (None: over all of them)."""
     valid = np.ones(shape) if mask is None else np.broadcast_to(mask, shape).astype(np.float64)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rlgen.distributions import greedy_probs, masked_values, np_softmax
+from rlgen.distributions import greedy_probs, masked_values, np_softmax, torch_masked_values
 from rlgen.mdp import Backup, TabularModel, iterate
 
 
@@ -50,9 +50,7 @@ def soft_value(q: np.ndarray, ent_coef: float, mask: np.ndarray | None = None) -
 def torch_soft_value(q: torch.Tensor, ent_coef: float, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Torch twin of `soft_value` for ent_coef > 0 (torch.logsumexp subtracts the max: stable, and a
     masked action's -inf adds exp(-inf) = 0)."""
-    if mask is not None:
-        q = q.masked_fill(~mask.bool(), -torch.inf)
-    return ent_coef * torch.logsumexp(q / ent_coef, dim=-1)
+    return ent_coef * torch.logsumexp(torch_masked_values(q, mask) / ent_coef, dim=-1)
 
 
 def boltzmann(q: np.ndarray, ent_coef: float, mask: np.ndarray | None = None) -> np.ndarray:

@@ -47,8 +47,8 @@ from rlgen.config import (
     check_range,
     named,
 )
-from rlgen.distributions import epsilon_greedy, masked_values, random_actions
-from rlgen.envs import rejects_masked_actions
+from rlgen.distributions import epsilon_greedy, masked_values, random_actions, torch_masked_values
+from rlgen.envs import refuse_unmasked
 from rlgen.errors import UserError
 from rlgen.evaluation import MaskedPolicy
 from rlgen.loops import Member, Transition, each_observe, per_step, per_step_group
@@ -164,11 +164,6 @@ class ReplayBuffer:
         self.pos, self.size = int(state["pos"]), int(n)
 
 
-def torch_masked_values(q: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Q-values with every invalid action's at -inf, so a max or argmax over a' never picks it."""
-    return q if mask is None else q.masked_fill(~mask, -torch.inf)
-
-
 def linear_epsilon(step: int, total: int, initial: float, final: float, fraction: float) -> float:
     """Epsilon decays linearly from `initial` to `final` over the first `fraction` of the budget."""
     progress = step / max(total, 1)
@@ -217,9 +212,8 @@ class DQN(Agent):
         return self._q_numpy(np.asarray(obs, dtype=np.float32).reshape(len(obs), -1))
 
     def check_env(self, env: gym.Env) -> None:
-        if rejects_masked_actions(env) and not self.config.action_masking:
-            raise UserError(f"env '{env.spec.id if env.spec else type(env.unwrapped).__name__}' rejects masked "
-                            f"actions; {self.config.name} must honour its mask: set agent.action_masking=true")
+        refuse_unmasked(env, self.config.name, self.config.action_masking,
+                        "must honour its mask: set agent.action_masking=true")
 
     def act(self, obs: np.ndarray, deterministic: bool = True, mask: np.ndarray | None = None) -> np.ndarray:
         """Greedy in Q (over each row's valid actions of `mask`, with agent.action_masking); not

@@ -60,7 +60,7 @@ from rlgen.distributions import (
     np_log_softmax,
     np_masked_logits,
 )
-from rlgen.envs import rejects_masked_actions
+from rlgen.envs import refuse_unmasked
 from rlgen.errors import UserError
 from rlgen.evaluation import MaskedPolicy
 from rlgen.loops import Member, Rollout, each_update, flat, on_policy, on_policy_group
@@ -184,10 +184,8 @@ class PolicyGradient(Agent):
         return obs if self.normalizer is None else self.normalizer.obs(obs)
 
     def check_env(self, env: gym.Env) -> None:
-        if rejects_masked_actions(env) and not self.masking:
-            raise UserError(f"env '{env.spec.id if env.spec else type(env.unwrapped).__name__}' rejects masked "
-                            f"actions; {self.config.name} must honour its mask: "
-                            + ("set agent.action_masking=true" if self.update_reads_masks else "use agent=ppo or a2c"))
+        refuse_unmasked(env, self.config.name, self.masking, "must honour its mask: "
+                        + ("set agent.action_masking=true" if self.update_reads_masks else "use agent=ppo or a2c"))
 
     def act(self, obs: np.ndarray, deterministic: bool = True, mask: np.ndarray | None = None) -> np.ndarray:
         """Actions for a batch of observations; `mask` (n, n_actions), the valid actions of each, is

@@ -30,7 +30,7 @@ from rlgen.agents.a2c import A2CConfig
 from rlgen.agents.base import Agent
 from rlgen.agents.dqn import DQNConfig
 from rlgen.agents.ppo import PPOConfig
-from rlgen.envs import MASK_METHOD, checked_masks, offers_mask_method, rejects_masked_actions
+from rlgen.envs import MASK_METHOD, checked_masks, offers_mask_method, refuse_unmasked
 from rlgen.envs.snapshot import env_state, set_env_state
 from rlgen.errors import UserError
 from rlgen.evaluation import MaskedPolicy
@@ -189,10 +189,8 @@ class SB3Agent(Agent):
         return False
 
     def check_env(self, env: gym.Env) -> None:
-        if rejects_masked_actions(env) and not self.honours_masks():
-            raise UserError(f"env '{env.spec.id if env.spec else type(env.unwrapped).__name__}' rejects masked "
-                            f"actions; {self.config.name} cannot honour its mask: use agent=sb3_maskable_ppo "
-                            "(agent.action_masking=true) or an rlgen agent")
+        refuse_unmasked(env, self.config.name, self.honours_masks(), "cannot honour its mask: use "
+                        "agent=sb3_maskable_ppo (agent.action_masking=true) or an rlgen agent")
 
     def training_env(self, run: Run) -> gym.Env:
         """One training env, as SB3 sees it (Monitor below: it records the episodes)."""

@@ -33,8 +33,7 @@ import rlgen.envs.registration  # noqa: F401  (registers rlgen/<Name>-v0 before 
 from rlgen.agents.base import Agent
 from rlgen.config import AgentConfig, check_discount, check_range, named
 from rlgen.distributions import categorical_sample
-from rlgen.envs import rejects_masked_actions
-from rlgen.errors import UserError
+from rlgen.envs import refuse_unmasked
 from rlgen.evaluation import MaskedPolicy
 
 if TYPE_CHECKING:
@@ -147,11 +146,9 @@ class TabularAgent(Agent):
         return None if self.valid is None else self.valid[s]
 
     def check_env(self, env: gym.Env) -> None:
-        if rejects_masked_actions(env) and not self.masking:
-            why = "set agent.action_masking=true" if hasattr(self.config, "action_masking") else \
-                "use an agent that honours masks (q_learning, sarsa, expected_sarsa, mc_control, ...)"
-            raise UserError(f"env '{env.spec.id if env.spec else type(env.unwrapped).__name__}' rejects masked "
-                            f"actions; {self.config.name} must honour its mask: {why}")
+        why = "set agent.action_masking=true" if hasattr(self.config, "action_masking") else \
+            "use an agent that honours masks (q_learning, sarsa, expected_sarsa, mc_control, ...)"
+        refuse_unmasked(env, self.config.name, self.masking, f"must honour its mask: {why}")
 
     def episode_policy(self, deterministic: bool = True) -> Callable[[np.ndarray], np.ndarray]:
         return MaskedPolicy(self.act, deterministic) if self.masking else super().episode_policy(deterministic)

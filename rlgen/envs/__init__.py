@@ -190,6 +190,14 @@ def rejects_masked_actions(env: gym.Env) -> bool:
     return bool(getattr(env.unwrapped, "rejects_masked_actions", False))
 
 
+def refuse_unmasked(env: gym.Env, agent: str, honours_masks: bool, remedy: str) -> None:
+    """A UserError, before a run starts, where `env` rejects masked actions and the agent does not honour
+    masks: `remedy` says what to do instead."""
+    if rejects_masked_actions(env) and not honours_masks:
+        name = env.spec.id if env.spec else type(env.unwrapped).__name__
+        raise UserError(f"env '{name}' rejects masked actions; {agent} {remedy}")
+
+
 def _env_name(envs: gym.vector.VectorEnv) -> str:
     sub = getattr(envs, "envs", None)
     spec = sub[0].spec if sub else envs.spec
