@@ -21,11 +21,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
 
 from rlgen.agents.base import Agent
-from rlgen.compose import expand_overrides, load_config
+from rlgen.compose import expand_overrides, load_config, override_value
 from rlgen.config import TrainConfig, check_choice
 from rlgen.envs import checked_masks, vector_view
 from rlgen.envs import make_env as make_env_of_config
@@ -146,42 +144,7 @@ def make_env(name: str, render_mode: str | None = None, **kwargs: Any) -> gym.En
     return make_env_of_config(load_config(lines).env, render_mode=render_mode, one_hot=False)
 
 
-_PARSER = OverridesParser.create()
-
-
 def _override_text(key: str, value: Any) -> str:
-    """A Python value as an override writes it: true / false, null, [a,b], {k:v}, a number as Python
-    prints it, and a str as itself when Hydra's grammar reads it back as that str, else quoted."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if value is None:
-        return "null"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(_override_text(key, v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ",".join(f"{k}:{_override_text(key, v)}" for k, v in value.items()) + "}"
-    if not isinstance(value, str):
-        return str(value)
-    if key == "resume" or _reads_back(value):  # resume= is a path the CLI reads as it is written
-        return value
-    return _quoted(value)
-
-
-def _reads_back(text: str) -> bool:
-    try:
-        return _PARSER.parse_overrides([f"key={text}"])[0].value() == text
-    except HydraException:
-        return False
-
-
-def _quoted(text: str) -> str:
-    """Hydra's single-quoted string: a quote is escaped by a backslash, and so is each backslash
-    that comes right before a quote or the closing quote (Hydra docs, "Override grammar", "Quoted values")."""
-    out, run = [], 0
-    for char in text:
-        if char == "\\":
-            run += 1
-            continue
-        out.append("\\" * (2 * run if char == "'" else run) + ("\\'" if char == "'" else char))
-        run = 0
-    return "'" + "".join(out) + "\\" * (2 * run) + "'"
+    """A Python value as an override writes it (compose.override_value); resume= is a path the CLI reads
+    as it is written."""
+    return value if key == "resume" and isinstance(value, str) else override_value(value)

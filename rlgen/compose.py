@@ -12,9 +12,11 @@ rlgen uses Hydra's compose API, not a Hydra app: `hydra.*` settings would do not
 from __future__ import annotations
 
 import difflib
+import functools
 import itertools
 import math
 import typing
+from collections.abc import Mapping
 from dataclasses import fields, is_dataclass, replace
 from importlib.resources import files
 
@@ -288,20 +290,50 @@ def load_config(overrides: list[str]) -> TrainConfig:
 
 
 def override_line(key: str, value: object) -> str:
-    """`key=value` in Hydra's override grammar, for a value read from YAML (a tuned file, a search space)."""
-    return f"{key}={_literal(value)}"
+    """`key=value` in Hydra's override grammar, for a value read from YAML or given in Python."""
+    return f"{key}={override_value(value)}"
 
 
-def _literal(value: object) -> str:
+def override_value(value: object) -> str:
+    """A Python value as an override writes it: true / false, null, [a,b], {k:v}, a number as Python
+    prints it (1e-05 and inf are Hydra floats too), and a str as itself when Hydra's grammar reads it
+    back as that str, else quoted."""
     if isinstance(value, bool):
         return str(value).lower()
     if value is None:
         return "null"
-    if isinstance(value, int | float):
-        return repr(value)  # 1e-05 and inf are Hydra floats too
     if isinstance(value, list | tuple):
-        return "[" + ",".join(_literal(v) for v in value) + "]"
-    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return "[" + ",".join(override_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{k}:{override_value(v)}" for k, v in value.items()) + "}"
+    if not isinstance(value, str):
+        return str(value)
+    return value if _reads_back(value) else _quoted(value)
+
+
+@functools.cache
+def _parser() -> OverridesParser:
+    return OverridesParser.create()
+
+
+def _reads_back(text: str) -> bool:
+    try:
+        return _parser().parse_overrides([f"key={text}"])[0].value() == text
+    except HydraException:
+        return False
+
+
+def _quoted(text: str) -> str:
+    """Hydra's single-quoted string: a quote is escaped by a backslash, and so is each backslash
+    that comes right before a quote or the closing quote (Hydra docs, "Override grammar", "Quoted values")."""
+    out, run = [], 0
+    for char in text:
+        if char == "\\":
+            run += 1
+            continue
+        out.append("\\" * (2 * run if char == "'" else run) + ("\\'" if char == "'" else char))
+        run = 0
+    return "'" + "".join(out) + "\\" * (2 * run) + "'"
 
 
 def read_tuned_file(path: str, agent: str) -> tuple[dict[str, object], str]:
