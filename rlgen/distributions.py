@@ -194,6 +194,38 @@ def np_gaussian_log_prob(mean: np.ndarray, log_std: np.ndarray, x: np.ndarray) -
     return (-0.5 * z**2 - log_std - 0.5 * LOG_2PI).sum(axis=-1)
 
 
+# -- generalized state-dependent exploration (gSDE; Raffin et al. 2022, "Smooth Exploration for Robotic
+# Reinforcement Learning", sec. 3) -------------------------------------------------------------------------
+# The action is mean(s) + z(s) @ W: z(s) the policy's last hidden features, W a (latent, act) matrix of
+# independent N(0, exp(log_std_ij)^2) weights drawn every few steps, so that the noise is a smooth function
+# of the state between draws. Given z, the action is Gaussian with variance sum_i z_i^2 exp(log_std_ij)^2
+# per dimension j; SB3's StateDependentNoiseDistribution adds SDE_EPSILON to it (full_std, exp, no squashing).
+
+SDE_EPSILON = 1e-6
+
+
+def sde_log_std(latent: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """Per-row log standard deviation of gSDE's action noise: latent (..., L), log_std (L, A) -> (..., A).
+    The features carry no gradient here (SB3's learn_features=False): only log_std learns the scale."""
+    variance = latent.detach().pow(2) @ (2 * log_std).exp()
+    return 0.5 * torch.log(variance + SDE_EPSILON)
+
+
+def np_sde_log_std(latent: np.ndarray, log_std: np.ndarray) -> np.ndarray:
+    """NumPy twin of `sde_log_std`."""
+    return 0.5 * np.log(latent**2 @ np.exp(2 * log_std) + SDE_EPSILON)
+
+
+def sde_matrices(log_std: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n exploration matrices (n, L, A), each weight W_ij ~ N(0, exp(log_std_ij)^2)."""
+    return (rng.standard_normal((n, *log_std.shape)) * np.exp(log_std)).astype(np.float32)
+
+
+def sde_noise(latent: np.ndarray, matrices: np.ndarray) -> np.ndarray:
+    """Row k's noise latent_k @ matrices_k: latent (n, L), matrices (n, L, A) -> (n, A)."""
+    return np.einsum("nl,nla->na", latent, matrices)
+
+
 # -- mixture of diagonal Gaussians ------------------------------------------------------------------------
 
 

@@ -140,7 +140,8 @@ class Rollout:
 
 class OnPolicyAgent(Protocol):
     """An agent of the on-policy loop; one that normalises observations and rewards also has a
-    `normalizer` (rlgen/normalize.py), which the loop feeds (`normalizer_of`)."""
+    `normalizer` (rlgen/normalize.py), which the loop feeds (`normalizer_of`); one may have a
+    `begin_rollout()`, called as each rollout starts (gSDE draws its exploration matrices there)."""
 
     n_envs: int
     num_steps: int
@@ -175,6 +176,9 @@ def collect_rollout(agent: OnPolicyAgent, envs: EpisodeStats, obs: np.ndarray, n
     each step is counted in its statistics, and the rollout holds the scaled rewards; the episodes the
     run records (EpisodeStats) keep the env's own."""
     normalizer = normalizer_of(agent)
+    begin = getattr(agent, "begin_rollout", None)
+    if begin is not None:
+        begin()
     buf: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "actions", "log_probs", "rewards", "terminated",
                                                          "done", "valid", "values", "masks")}
     for _ in range(n_steps):

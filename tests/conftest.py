@@ -154,3 +154,34 @@ def trained_on_step(agent: str, steps: int, *overrides: str):
         learner.fit_step()
         learner.num_steps += 1
     return learner
+
+
+def spaces_venv(observation_space: Any, action_space: Any, n_envs: int) -> Any:
+    """A DummyVecEnv of n_envs envs that only have these spaces: enough to build an SB3 model whose update
+    is then fed by hand."""
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    class Spaces(gym.Env):
+        def __init__(self) -> None:
+            self.observation_space, self.action_space = observation_space, action_space
+
+    return DummyVecEnv([Spaces] * n_envs)
+
+
+def sb3_parameter_pairs(model: Any, agent: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(rlgen's, SB3's) for every parameter of a policy-gradient agent with [64, 64] layers and SB3's
+    ActorCriticPolicy: SB3's mlp_extractor nets and heads are rlgen's actor and critic."""
+    p = model.policy
+    layers = [(agent.actor[0], p.mlp_extractor.policy_net[0]), (agent.actor[2], p.mlp_extractor.policy_net[2]),
+              (agent.actor[4], p.action_net), (agent.critic[0], p.mlp_extractor.value_net[0]),
+              (agent.critic[2], p.mlp_extractor.value_net[2]), (agent.critic[4], p.value_net)]
+    pairs = [(getattr(ours, k), getattr(theirs, k)) for ours, theirs in layers for k in ("weight", "bias")]
+    return pairs + ([(agent.log_std, p.log_std)] if hasattr(p, "log_std") else [])
+
+
+def copy_sb3_parameters(model: Any, agent: Any) -> None:
+    """Give the agent the SB3 model's weights (sb3_parameter_pairs)."""
+    with torch.no_grad():
+        for ours, theirs in sb3_parameter_pairs(model, agent):
+            ours.copy_(theirs)

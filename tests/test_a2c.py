@@ -7,10 +7,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import eval_means, train_run
+from conftest import copy_sb3_parameters, eval_means, sb3_parameter_pairs, spaces_venv, train_run
 from stable_baselines3 import A2C as SB3A2C
 from stable_baselines3.common.logger import Logger
-from stable_baselines3.common.vec_env import DummyVecEnv
 
 from rlgen.agents.a2c import A2C, A2CConfig
 from rlgen.loops import Rollout
@@ -19,28 +18,12 @@ N_STEPS, N_ENVS, OBS_DIM = 5, 4, 3
 OBS = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
 
 
-class _Spaces(gym.Env):
-    def __init__(self, observation_space: gym.Space, action_space: gym.Space):
-        self.observation_space, self.action_space = observation_space, action_space
-
-
 def _sb3_a2c(action_space: gym.Space, config: A2CConfig) -> SB3A2C:
-    venv = DummyVecEnv([lambda: _Spaces(OBS, action_space)] * N_ENVS)
-    return SB3A2C("MlpPolicy", venv, n_steps=N_STEPS,
+    return SB3A2C("MlpPolicy", spaces_venv(OBS, action_space, N_ENVS), n_steps=N_STEPS,
                   learning_rate=config.learning_rate, ent_coef=config.ent_coef, vf_coef=config.vf_coef,
                   max_grad_norm=config.max_grad_norm, rms_prop_eps=config.rms_prop_eps,
                   use_rms_prop=config.use_rms_prop, normalize_advantage=config.normalize_advantage,
-                  seed=1, device="cpu")
-
-
-def _same_parameters(model: SB3A2C, agent: A2C) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(rlgen's, SB3's) for every parameter: SB3's mlp_extractor nets and heads are rlgen's actor and critic."""
-    p = model.policy
-    layers = [(agent.actor[0], p.mlp_extractor.policy_net[0]), (agent.actor[2], p.mlp_extractor.policy_net[2]),
-              (agent.actor[4], p.action_net), (agent.critic[0], p.mlp_extractor.value_net[0]),
-              (agent.critic[2], p.mlp_extractor.value_net[2]), (agent.critic[4], p.value_net)]
-    pairs = [(getattr(ours, k), getattr(theirs, k)) for ours, theirs in layers for k in ("weight", "bias")]
-    return pairs + ([(agent.log_std, p.log_std)] if hasattr(p, "log_std") else [])
+                  use_sde=config.use_sde, seed=1, device="cpu")
 
 
 def _rollout_arrays(action_space: gym.Space, seed: int = 0) -> dict[str, np.ndarray]:
@@ -75,14 +58,13 @@ def _sb3_update(model: SB3A2C, data: dict[str, np.ndarray]) -> None:
     (gym.spaces.Discrete(3), {"ent_coef": 0.01, "normalize_advantage": True}),
     (gym.spaces.Discrete(3), {"use_rms_prop": False, "max_grad_norm": 0.1}),
     (gym.spaces.Box(-1.0, 1.0, (2,), np.float32), {"ent_coef": 0.01}),
-], ids=["discrete", "entropy-normalised", "adam-clipped", "box"])
+    (gym.spaces.Box(-1.0, 1.0, (2,), np.float32), {"ent_coef": 0.01, "use_sde": True}),
+], ids=["discrete", "entropy-normalised", "adam-clipped", "box", "box-gsde"])
 def test_one_update_equals_sb3_a2c(action_space, overrides):
     config = A2CConfig(n_envs=N_ENVS, n_steps=N_STEPS, **overrides)
     model = _sb3_a2c(action_space, config)
     agent = A2C(OBS, action_space, config, seed=0)
-    with torch.no_grad():
-        for ours, theirs in _same_parameters(model, agent):
-            ours.copy_(theirs)
+    copy_sb3_parameters(model, agent)
     data = _rollout_arrays(action_space)
     batch = {"obs": data["obs"].reshape(-1, OBS_DIM),
              "actions": data["actions"].reshape(N_STEPS * N_ENVS, -1).squeeze(-1) if agent.discrete
@@ -94,7 +76,7 @@ def test_one_update_equals_sb3_a2c(action_space, overrides):
         _sb3_update(model, data)
         agent.train(batch, lr=config.learning_rate)
     assert not torch.equal(before, agent.actor[0].weight)
-    for ours, theirs in _same_parameters(model, agent):
+    for ours, theirs in sb3_parameter_pairs(model, agent):
         torch.testing.assert_close(ours.detach(), theirs.detach(), rtol=0, atol=1e-6)
 
 

@@ -74,7 +74,8 @@ def test_ppo_never_samples_or_chooses_a_masked_action(rows):
         actions, _, logp, _ = agent.policy_step(obs, mask=mask)
         assert mask[np.arange(len(mask)), actions].all() and np.isfinite(logp).all()
     assert mask[np.arange(len(mask)), agent.act(obs, deterministic=True, mask=mask)].all()
-    agent._snapshot = (lambda x: x, lambda x: logits, lambda x: np.zeros((len(x), 1)))  # argmax of the values
+    # (encode, trunk, head, critic) whose policy outputs `logits`: act takes their argmax over the valid actions
+    agent._snapshot = (lambda x: x, lambda x: x, lambda x: logits, lambda x: np.zeros((len(x), 1)))
     best = np.where(mask, logits, -np.inf).argmax(axis=1)
     assert (agent.act(obs, deterministic=True, mask=mask) == best).all()
 

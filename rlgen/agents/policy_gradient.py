@@ -7,10 +7,14 @@ returns, the log-probabilities and entropies of an update, and checkpoints; a su
 its update (and, where it needs another, its optimiser).
 
 Discrete actions are categorical, Box actions a diagonal Gaussian with a state-independent log standard
-deviation, as in SB3's policies. Image observations (SB3's is_image_space rule) go through a NatureCNN
-encoder shared by the two heads (nets/cnn.py), as in SB3's CnnPolicy; `net_arch` is then the heads'
-hidden layers on its 512 features. Acting during a rollout uses a NumPy snapshot of the MLPs
-(nets/mlp.py: numpy_forward), behind the encoder in torch when there is one; updates are plain torch.
+deviation, as in SB3's policies, or with agent.use_sde generalized state-dependent exploration (gSDE;
+Raffin et al. 2022, "Smooth Exploration for Robotic Reinforcement Learning"; rlgen/distributions.py): the
+noise is the actor's last hidden features times an exploration matrix per env, drawn at the start of each
+rollout and every sde_sample_freq steps, as SB3's use_sde does. Image observations (SB3's is_image_space
+rule) go through a NatureCNN encoder shared by the two heads (nets/cnn.py), as in SB3's CnnPolicy;
+`net_arch` is then the heads' hidden layers on its 512 features. Acting during a rollout uses a NumPy
+snapshot of the MLPs (nets/mlp.py: numpy_forward), behind the encoder in torch when there is one; updates
+are plain torch.
 
 Invalid-action masking (agent.action_masking, Discrete actions): acting samples (or takes the argmax of)
 the logits with every invalid action's at MASKED_LOGIT (rlgen/distributions.py), and the rollout keeps
@@ -59,6 +63,10 @@ from rlgen.distributions import (
     np_gaussian_log_prob,
     np_log_softmax,
     np_masked_logits,
+    np_sde_log_std,
+    sde_log_std,
+    sde_matrices,
+    sde_noise,
 )
 from rlgen.envs import refuse_unmasked
 from rlgen.errors import UserError
@@ -101,7 +109,13 @@ class PolicyGradientConfig(MaskingConfig, NormalizeConfig, AgentConfig):
     activation: str = "tanh"
     ortho_init: bool = True
     log_std_init: float = 0.0
-    """initial log standard deviation of the Gaussian policy (Box actions)"""
+    """initial log standard deviation of the Gaussian policy (Box actions; with use_sde, of each weight
+    of the exploration matrices)"""
+    use_sde: bool = False
+    """generalized state-dependent exploration for Box actions (gSDE, SB3's use_sde): the noise is the last
+    hidden features times a random matrix, a smooth function of the state between draws of the matrix"""
+    sde_sample_freq: int = -1
+    """steps between draws of gSDE's exploration matrices (-1: once per rollout, at its start)"""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -113,11 +127,21 @@ class PolicyGradientConfig(MaskingConfig, NormalizeConfig, AgentConfig):
         check_probability(**named(self, "gae_lambda"))
         check_nonnegative(**named(self, "ent_coef", "vf_coef"))
         check_layers(**named(self, "net_arch"))
+        if self.sde_sample_freq == 0 or self.sde_sample_freq < -1:
+            raise UserError(f"agent.sde_sample_freq must be -1 (one exploration matrix per rollout) or a positive "
+                            f"number of steps, got {self.sde_sample_freq}")
         self.check_normalization()
 
     @property
     def rollout_size(self) -> int:
         return self.n_steps * self.n_envs
+
+
+def check_sde(config: Any, action_space: gym.Space) -> None:
+    """gSDE (agent.use_sde) explores in a Box action space only."""
+    if getattr(config, "use_sde", False) and not isinstance(action_space, gym.spaces.Box):
+        raise UserError(f"agent.use_sde=true explores continuous (Box) actions; this env's are "
+                        f"{type(action_space).__name__}: set agent.use_sde=false")
 
 
 def _identity(x: np.ndarray) -> np.ndarray:
@@ -140,6 +164,7 @@ class PolicyGradient(Agent):
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         act_dim = int(action_space.n) if self.discrete else flat_dim(action_space.shape)
         c = config
+        check_sde(c, action_space)
         self.encoder = image_encoder(observation_space, c.ortho_init)
         if self.encoder is not None and c.normalize_obs:
             raise UserError(f"{c.name} reads image observations as pixels scaled to [0, 1], which "
@@ -148,7 +173,13 @@ class PolicyGradient(Agent):
         self.actor = mlp(in_dim, c.net_arch, act_dim, c.activation, c.ortho_init, out_gain=0.01)
         self.critic = mlp(in_dim, c.net_arch, 1, c.activation, c.ortho_init, out_gain=1.0) \
             if self.learns_values() else None
-        self.log_std = nn.Parameter(torch.full((act_dim,), c.log_std_init), requires_grad=not self.discrete)
+        # gSDE: one log standard deviation per weight of the (latent, act_dim) exploration matrix (SB3's full_std)
+        latent_dim = c.net_arch[-1] if c.net_arch else in_dim
+        std_shape = (latent_dim, act_dim) if c.use_sde else (act_dim,)
+        self.log_std = nn.Parameter(torch.full(std_shape, c.log_std_init), requires_grad=not self.discrete)
+        self.exploration: np.ndarray | None = None
+        """gSDE's exploration matrices, one per env (n_envs, latent, act_dim), for the rollout under way"""
+        self.exploration_steps = 0
         encoder_params = [] if self.encoder is None else list(self.encoder.parameters())
         critic_params = [] if self.critic is None else list(self.critic.parameters())
         self.optimizer = self.make_optimizer([*encoder_params, *self.actor.parameters(), *critic_params,
@@ -156,7 +187,7 @@ class PolicyGradient(Agent):
         self.n_updates = 0
         self.masking = c.action_masking and self.discrete and self.update_reads_masks
         """acts on the env's masks of valid actions"""
-        self._snapshot: tuple[Any, Any, Any] | None = None
+        self._snapshot: tuple[Any, Any, Any, Any] | None = None
         self.normalizer = Normalizer(c, flat_dim(observation_space.shape), c.n_envs, c.gamma) \
             if c.normalizes else None
 
@@ -171,12 +202,13 @@ class PolicyGradient(Agent):
 
     # -- acting -------------------------------------------------------------------------------------
 
-    def _np_nets(self) -> tuple[Any, Any, Any]:
-        """(encode, actor, critic) as functions of NumPy batches: the heads read encode(obs)."""
+    def _np_nets(self) -> tuple[Any, Any, Any, Any]:
+        """(encode, trunk, head, critic) as functions of NumPy batches: the critic reads encode(obs), the
+        policy's output is head(trunk(encode(obs))), trunk's the last hidden features (gSDE's latent)."""
         if self._snapshot is None:
             encode = _identity if self.encoder is None else torch_forward(self.encoder)
             critic = _no_value if self.critic is None else numpy_forward(self.critic)
-            self._snapshot = (encode, numpy_forward(self.actor), critic)
+            self._snapshot = (encode, numpy_forward(self.actor[:-1]), numpy_forward(self.actor[-1:]), critic)
         return self._snapshot
 
     def normalized(self, obs: np.ndarray) -> np.ndarray:
@@ -190,29 +222,54 @@ class PolicyGradient(Agent):
     def act(self, obs: np.ndarray, deterministic: bool = True, mask: np.ndarray | None = None) -> np.ndarray:
         """Actions for a batch of observations; `mask` (n, n_actions), the valid actions of each, is
         honoured with agent.action_masking on Discrete actions."""
-        encode, actor, _ = self._np_nets()
-        out = actor(encode(self.normalized(flat(obs))))
+        encode, trunk, head, _ = self._np_nets()
+        latent = trunk(encode(self.normalized(flat(obs))))
+        out = head(latent)
         if self.discrete:
             out = np_masked_logits(out, mask if self.masking else None)
             if deterministic:
                 return out.argmax(axis=1)
             return self._sample(out)[0]
-        action = out if deterministic else self._sample(out)[0]
+        # gSDE outside a rollout: a fresh exploration matrix for each observation
+        action = out if deterministic else self._sample(out, latent)[0]
         return np.clip(action, self.action_space.low, self.action_space.high)
 
     def episode_policy(self, deterministic: bool = True) -> Callable[[np.ndarray], np.ndarray]:
         return MaskedPolicy(self.act, deterministic) if self.masking else super().episode_policy(deterministic)
 
-    def _sample(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _sample(self, out: np.ndarray, latent: np.ndarray | None = None, exploration: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
         """Sample actions from the policy head's output (masked logits, where masked); return (actions,
-        log-probabilities)."""
+        log-probabilities). gSDE reads the last hidden features `latent` and each row's exploration
+        matrix (None: a fresh one per row)."""
         if self.discrete:
             logp_all = np_log_softmax(out)
             actions = gumbel_max_sample(logp_all, self.rng)
             return actions, logp_all[np.arange(len(out)), actions]
         log_std = self.log_std.detach().numpy()
-        actions = out + np.exp(log_std) * self.rng.standard_normal(out.shape).astype(np.float32)
+        if self.config.use_sde:
+            if exploration is None:
+                exploration = sde_matrices(log_std, len(out), self.rng)
+            actions = out + sde_noise(latent, exploration)
+            log_std = np_sde_log_std(latent, log_std)
+        else:
+            actions = out + np.exp(log_std) * self.rng.standard_normal(out.shape).astype(np.float32)
         return actions, np_gaussian_log_prob(out, log_std, actions)
+
+    def begin_rollout(self) -> None:
+        """A rollout starts (rlgen/loops.py: collect_rollout): gSDE draws new exploration matrices."""
+        self.exploration, self.exploration_steps = None, 0
+
+    def _exploration(self) -> np.ndarray | None:
+        """gSDE's exploration matrices for this step of the rollout, one per env: drawn at its start and
+        then every sde_sample_freq steps (SB3's reset_noise in collect_rollouts)."""
+        c = self.config
+        if not c.use_sde:
+            return None
+        if self.exploration is None or (c.sde_sample_freq > 0 and self.exploration_steps % c.sde_sample_freq == 0):
+            self.exploration = sde_matrices(self.log_std.detach().numpy(), self.n_envs, self.rng)
+        self.exploration_steps += 1
+        return self.exploration
 
     # -- training (the rollout loop is rlgen/loops.py: on_policy) ------------------------------------
 
@@ -241,15 +298,17 @@ class PolicyGradient(Agent):
         """Sampled actions, the actions the env gets (Box: clipped to its bounds), their
         log-probabilities and V(obs), for a batch of flat (normalised) observations (and their masks
         of valid actions, honoured as in `act`)."""
-        encode, actor, critic = self._np_nets()
+        encode, trunk, head, critic = self._np_nets()
         features = encode(obs)
-        out = actor(features)
-        actions, logp = self._sample(np_masked_logits(out, mask) if self.masking else out)
+        latent = trunk(features)
+        out = head(latent)
+        actions, logp = self._sample(np_masked_logits(out, mask) if self.masking else out, latent,
+                                     self._exploration())
         env_actions = actions if self.discrete else np.clip(actions, self.action_space.low, self.action_space.high)
         return actions, env_actions.reshape((len(obs), *self.action_space.shape)), logp, critic(features)[:, 0]
 
     def value(self, obs: np.ndarray) -> np.ndarray:
-        encode, _, critic = self._np_nets()
+        encode, _, _, critic = self._np_nets()
         return critic(encode(obs))[:, 0]
 
     def rollout_batch(self, rollout: Rollout) -> dict[str, np.ndarray]:
@@ -276,7 +335,11 @@ class PolicyGradient(Agent):
         with `mask` (B, n_actions), of the policy over each row's valid actions."""
         if stack is None:
             features = obs if self.encoder is None else self.encoder(obs)
-            actor, log_std = self.actor(features), self.log_std
+            if self.config.use_sde:
+                latent = self.actor[:-1](features)
+                actor, log_std = self.actor[-1](latent), sde_log_std(latent, self.log_std)
+            else:
+                actor, log_std = self.actor(features), self.log_std
             critic = torch.zeros(len(obs), 1) if self.critic is None else self.critic(features)
         else:
             actor, critic = stacked_forward(self.actor, stack, obs), stacked_forward(self.critic, stack, obs)

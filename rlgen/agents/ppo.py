@@ -159,7 +159,8 @@ class PPO(PolicyGradient):
 
 
 def stackable(agent: PPO) -> bool:
-    """A plain PPO on flat observations: its update is `train_stacked`'s for a member."""
+    """A plain PPO on flat observations with a state-independent Gaussian (no gSDE) where actions are
+    Box: its update is `train_stacked`'s for a member."""
     plain = all(getattr(type(agent), name) is getattr(PPO, name)
                 for name in ("update", "rollout_batch", "train", "evaluate_actions", "minibatch_loss"))
-    return plain and agent.encoder is None
+    return plain and agent.encoder is None and not agent.config.use_sde

@@ -29,6 +29,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 from rlgen.agents.a2c import A2CConfig
 from rlgen.agents.base import Agent
 from rlgen.agents.dqn import DQNConfig
+from rlgen.agents.policy_gradient import check_sde
 from rlgen.agents.ppo import PPOConfig
 from rlgen.envs import MASK_METHOD, checked_masks, offers_mask_method, refuse_unmasked
 from rlgen.envs.snapshot import env_state, set_env_state
@@ -170,6 +171,7 @@ class SB3Agent(Agent):
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Any, seed: int):
         super().__init__(observation_space, action_space, config, seed)
+        check_sde(config, action_space)
         self.n_envs = config.n_envs
         venv = DummyVecEnv([partial(_Spaces, observation_space, action_space)] * self.n_envs)
         policy = "CnnPolicy" if is_image_space(observation_space) else "MlpPolicy"  # as agent=ppo/dqn choose
@@ -342,7 +344,7 @@ class SB3PPO(SB3Agent):
             learning_rate=_schedule(c.lr_schedule, c.learning_rate), gamma=c.gamma, gae_lambda=c.gae_lambda,
             clip_range=_schedule(c.clip_range_schedule, c.clip_range), clip_range_vf=c.clip_range_vf,
             normalize_advantage=c.normalize_advantage, ent_coef=c.ent_coef, vf_coef=c.vf_coef,
-            max_grad_norm=c.max_grad_norm, target_kl=c.target_kl,
+            max_grad_norm=c.max_grad_norm, target_kl=c.target_kl, use_sde=c.use_sde, sde_sample_freq=c.sde_sample_freq,
             policy_kwargs=dict(net_arch=dict(pi=list(c.net_arch), vf=list(c.net_arch)),
                                activation_fn=ACTIVATIONS[c.activation], ortho_init=c.ortho_init,
                                log_std_init=c.log_std_init),
@@ -367,7 +369,9 @@ class SB3MaskablePPO(SB3PPO):
 
     def sb3_kwargs(self) -> dict[str, Any]:
         kwargs = super().sb3_kwargs()
-        kwargs["policy_kwargs"].pop("log_std_init")  # Discrete actions only: MaskableActorCriticPolicy has no Gaussian
+        # Discrete actions only: MaskableActorCriticPolicy has no Gaussian, MaskablePPO no gSDE
+        kwargs["policy_kwargs"].pop("log_std_init")
+        del kwargs["use_sde"], kwargs["sde_sample_freq"]
         return kwargs
 
     def episode_policy(self, deterministic: bool = True):
@@ -403,6 +407,7 @@ class SB3A2C(SB3Agent):
             n_steps=c.n_steps, learning_rate=_schedule(c.lr_schedule, c.learning_rate), gamma=c.gamma,
             gae_lambda=c.gae_lambda, ent_coef=c.ent_coef, vf_coef=c.vf_coef, max_grad_norm=c.max_grad_norm,
             rms_prop_eps=c.rms_prop_eps, use_rms_prop=c.use_rms_prop, normalize_advantage=c.normalize_advantage,
+            use_sde=c.use_sde, sde_sample_freq=c.sde_sample_freq,
             policy_kwargs=dict(net_arch=dict(pi=list(c.net_arch), vf=list(c.net_arch)),
                                activation_fn=ACTIVATIONS[c.activation], ortho_init=c.ortho_init,
                                log_std_init=c.log_std_init),
