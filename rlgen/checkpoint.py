@@ -53,32 +53,38 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def replace_dir_atomic(path: Path, fill: Callable[[Path], None]) -> None:
-    """Fill a fresh directory, then swap it for `path`: the old one stays whole until the new one is.
-
-    A rename of a directory over an existing one is not atomic on POSIX, so the old one is first
-    renamed aside (`<name>.old`); if we crash between the two renames, `load_dir` finds it there.
-    """
+    """Fill a fresh directory, then swap it for `path` (`swap_dir`): the old one stays whole until the
+    new one is."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())
-    old = path.with_name(path.name + ".old")
     try:
         fill(tmp)
         for f in tmp.rglob("*"):
             if f.is_file():
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
-        if old.exists():
-            shutil.rmtree(old)
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old.exists():
-            shutil.rmtree(old)
+        swap_dir(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def swap_dir(new: Path, path: Path) -> None:
+    """Move the complete directory `new` to `path`, replacing what is there.
+
+    A rename of a directory over an existing one is not atomic on POSIX, so the old one is first
+    renamed aside (`<name>.old`); if we crash between the two renames, `existing_dir` finds it there.
+    """
+    old = path.with_name(path.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if path.exists():
+        os.replace(path, old)
+    os.replace(new, path)
+    if old.exists():
+        shutil.rmtree(old)
 
 
 def existing_dir(path: Path) -> Path | None:

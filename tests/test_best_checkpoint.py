@@ -15,6 +15,7 @@ import pytest
 from conftest import assert_user_error, read_csv, read_json, stop_at
 from test_tensorboard import assert_tensorboard_shows_what_was_measured
 
+import rlgen.run as run_module
 from rlgen.checkpoint import load_state, save_state
 from rlgen.compose import load_config
 from rlgen.evaluation import Evaluation
@@ -206,4 +207,39 @@ def test_a_failed_copy_leaves_the_previous_best_whole(tmp_path, monkeypatch):
     finally:
         run.close()
     assert best_step(tmp_path) == 100
+    assert sorted(p.name for p in tmp_path.iterdir() if "best" in p.name) == ["checkpoint_best"]
+
+
+@pytest.mark.parametrize("crash", ["before checkpoint.json", "after checkpoint.json"])
+def test_a_crash_while_keeping_a_new_best_leaves_the_run_and_its_best_agreeing(crash, tmp_path, monkeypatch):
+    """The new best is staged whole, checkpoint.json written, then the best swapped in: a run resumed after a
+    crash in between keeps the best its checkpoint.json names (and best.json inside says which)."""
+    cfg = load_config(["env=CartPole", "eval_every=100", "total_steps=300", "progress=false"])
+    agent = Stand()
+    run = Run(cfg, tmp_path, agent)
+    try:
+        agent.num_steps = 100
+        run.tick(100, scripted(1.0))
+        with monkeypatch.context() as m:
+            def killed(*args, **kwargs):
+                raise OSError("killed")
+
+            if crash == "before checkpoint.json":
+                write = run_module.write_json_atomic
+                m.setattr("rlgen.run.write_json_atomic",
+                          lambda path, data: killed() if Path(path).name == "checkpoint.json" else write(path, data))
+            else:
+                m.setattr("rlgen.run.swap_dir", killed)
+            agent.num_steps = 200
+            with pytest.raises(OSError):
+                run.tick(200, scripted(2.0))
+    finally:
+        run.close()
+    assert (tmp_path / "checkpoint_best.next").is_dir()
+    state = read_json(tmp_path / "checkpoint.json")
+    Run(cfg, tmp_path, Stand(), state=state).close()
+    mean, step = (1.0, 100) if crash == "before checkpoint.json" else (2.0, 200)
+    assert state["best_eval"] == [mean, step]
+    assert best_step(tmp_path) == step
+    assert read_json(tmp_path / "checkpoint_best" / "best.json") == {"step": step, "mean_return": mean}
     assert sorted(p.name for p in tmp_path.iterdir() if "best" in p.name) == ["checkpoint_best"]
