@@ -54,7 +54,9 @@ MISTAKES: list[tuple[str, list[str]]] = [
     (T, ["agent=value_iteration", "env=Blackjack-v1"]), (T, ["agent=value_iteration", "env=CartPole"]),
     (T, ["agent=q_learning", "env=CartPole"]), (T, ["agent=ucb", "env=GridWorld4x4"]),
     (T, ["agent=rlhf", "env=CartPole"]), (T, ["agent=mc_exploring_starts", "env=Blackjack-v1"]),
-    (T, ["agent=sb3_dqn", "agent.double_q=true"]),
+    (T, ["agent=sb3_dqn", "agent.double_q=true"]), (T, ["agent=ppo", "env=CartPole", "agent.use_sde=true"]),
+    (T, ["agent=sb3_a2c", "env=Acrobot", "agent.use_sde=true"]),
+    (T, ["agent=ppo", "env=Pendulum", "agent.sde_sample_freq=0"]),
     # files missing, damaged or in the way
     (T, ["resume=nowhere"]), (T, ["resume=."]), (E, ["run=nowhere"]), (E, []), (E, ["run=."]),
     (T, ["run_dir=afile"]), (T, ["runs_root=afile"]), (T, ["run_dir=afile/sub"]),
