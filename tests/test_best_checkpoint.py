@@ -188,24 +188,32 @@ def test_only_a_strictly_better_evaluation_replaces_the_best_and_finish_keeps_it
     assert summary["best_eval_step"] == best_step(tmp_path) == 550
 
 
-def test_a_failed_copy_leaves_the_previous_best_whole(tmp_path, monkeypatch):
-    cfg = load_config(["env=CartPole", "eval_every=100", "total_steps=300", "progress=false"])
+SHORT = ["env=CartPole", "eval_every=100", "total_steps=300", "progress=false"]
+
+
+def best_then_broken_better(run_dir: Path, monkeypatch, attribute: str, broken) -> None:
+    """A stand-in run's best evaluation at step 100, then a better one at 200 whose keeping `broken`
+    (in place of rlgen.run's `attribute`) stops with an OSError."""
     agent = Stand()
-    run = Run(cfg, tmp_path, agent)
+    run = Run(load_config(SHORT), run_dir, agent)
     try:
         agent.num_steps = 100
         run.tick(100, scripted(1.0))
-
-        def broken(src, dst, **kwargs):  # the copy dies halfway, as a full disk or a kill would leave it
-            shutil.copy2(Path(src) / "state.json", Path(dst) / "state.json")
-            raise OSError("no space left on device")
-
-        monkeypatch.setattr("rlgen.run.shutil.copytree", broken)
-        agent.num_steps = 200
-        with pytest.raises(OSError):
-            run.tick(200, scripted(2.0))
+        with monkeypatch.context() as m:
+            m.setattr(f"rlgen.run.{attribute}", broken)
+            agent.num_steps = 200
+            with pytest.raises(OSError):
+                run.tick(200, scripted(2.0))
     finally:
         run.close()
+
+
+def test_a_failed_copy_leaves_the_previous_best_whole(tmp_path, monkeypatch):
+    def broken(src, dst, **kwargs):  # the copy dies halfway, as a full disk or a kill would leave it
+        shutil.copy2(Path(src) / "state.json", Path(dst) / "state.json")
+        raise OSError("no space left on device")
+
+    best_then_broken_better(tmp_path, monkeypatch, "shutil.copytree", broken)
     assert best_step(tmp_path) == 100
     assert sorted(p.name for p in tmp_path.iterdir() if "best" in p.name) == ["checkpoint_best"]
 
@@ -214,30 +222,18 @@ def test_a_failed_copy_leaves_the_previous_best_whole(tmp_path, monkeypatch):
 def test_a_crash_while_keeping_a_new_best_leaves_the_run_and_its_best_agreeing(crash, tmp_path, monkeypatch):
     """The new best is staged whole, checkpoint.json written, then the best swapped in: a run resumed after a
     crash in between keeps the best its checkpoint.json names (and best.json inside says which)."""
-    cfg = load_config(["env=CartPole", "eval_every=100", "total_steps=300", "progress=false"])
-    agent = Stand()
-    run = Run(cfg, tmp_path, agent)
-    try:
-        agent.num_steps = 100
-        run.tick(100, scripted(1.0))
-        with monkeypatch.context() as m:
-            def killed(*args, **kwargs):
-                raise OSError("killed")
+    def killed(*args, **kwargs):
+        raise OSError("killed")
 
-            if crash == "before checkpoint.json":
-                write = run_module.write_json_atomic
-                m.setattr("rlgen.run.write_json_atomic",
-                          lambda path, data: killed() if Path(path).name == "checkpoint.json" else write(path, data))
-            else:
-                m.setattr("rlgen.run.swap_dir", killed)
-            agent.num_steps = 200
-            with pytest.raises(OSError):
-                run.tick(200, scripted(2.0))
-    finally:
-        run.close()
+    if crash == "before checkpoint.json":
+        write = run_module.write_json_atomic
+        best_then_broken_better(tmp_path, monkeypatch, "write_json_atomic", lambda path, data: killed() if
+                                Path(path).name == "checkpoint.json" else write(path, data))
+    else:
+        best_then_broken_better(tmp_path, monkeypatch, "swap_dir", killed)
     assert (tmp_path / "checkpoint_best.next").is_dir()
     state = read_json(tmp_path / "checkpoint.json")
-    Run(cfg, tmp_path, Stand(), state=state).close()
+    Run(load_config(SHORT), tmp_path, Stand(), state=state).close()
     mean, step = (1.0, 100) if crash == "before checkpoint.json" else (2.0, 200)
     assert state["best_eval"] == [mean, step]
     assert best_step(tmp_path) == step
