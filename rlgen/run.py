@@ -24,15 +24,8 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
-from rlgen.checkpoint import (
-    damaged,
-    existing_dir,
-    load_state,
-    replace_dir_atomic,
-    save_state,
-    swap_dir,
-    write_json_atomic,
-)
+from rlgen import best_checkpoint
+from rlgen.checkpoint import damaged, existing_dir, load_state, save_state, write_json_atomic
 from rlgen.config import TrainConfig
 from rlgen.csvlog import CsvLog
 from rlgen.envs import EpisodeStats, make_env, make_vec_env, reward_threshold
@@ -65,11 +58,6 @@ class Diverged(Exception):
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 """Ctrl-C, and what SLURM, Kubernetes and Docker send before they kill a job"""
 
-BEST_CHECKPOINT = "checkpoint_best"
-"""beside checkpoint/: the policy of the evaluation with the highest mean return (RL Zoo's best_model),
-with best.json: that evaluation's step and mean return"""
-BEST_STAGED = "checkpoint_best.next"
-"""a new best checkpoint, complete, until the checkpoint.json that names it is written"""
 
 
 EvaluationHook = Callable[[int, float], bool]
@@ -103,7 +91,7 @@ class Run:
         self.best_eval: tuple[float, int] | None = (float(best[0]), int(best[1])) if best else None
         self.best_unsaved: int | None = None  # the step of an evaluation that beat it, until checkpoint() keeps it
         if state:
-            self._settle_best()
+            best_checkpoint.settle(run_dir, self.best_eval)
         self.wall_before = float(state.get("wall_seconds", 0.0))
         self.cpu_before = float(state.get("cpu_seconds", 0.0))
         self.n_resumes = int(state.get("n_resumes", -1)) + 1
@@ -258,21 +246,13 @@ class Run:
         """Agent state, the training envs' state and the run's own counters, each written atomically;
         checkpoint.json last, so it never names a step whose other parts are missing. After an evaluation
         that beat the best (always followed by the checkpoint at its step: tick, trainer.finish), the
-        agent's checkpoint is copied to checkpoint_best/ too, as a whole (the agent is not saved twice):
-        staged whole beside it first and swapped in once checkpoint.json names it, so that the best
-        checkpoint and the run's record of it never disagree (`_settle_best` finishes or drops a swap a
-        crash interrupted)."""
+        agent's checkpoint becomes the best one too, copied whole (the agent is not saved twice): staged
+        before checkpoint.json, promoted after it (rlgen/best_checkpoint.py)."""
         self.agent.save(self.dir / "checkpoint")
-        staged = None
-        if self.best_unsaved == step:  # no learning since that evaluation: its policy is the one just saved
+        new_best = self.best_unsaved == step  # no learning since that evaluation: its policy is the one just saved
+        if new_best:
             assert self.best_eval is not None
-            staged, last, best = self.dir / BEST_STAGED, self.dir / "checkpoint", self.best_eval
-
-            def fill(tmp: Path) -> None:
-                shutil.copytree(last, tmp, dirs_exist_ok=True)
-                write_json_atomic(tmp / "best.json", {"step": best[1], "mean_return": best[0]})
-
-            replace_dir_atomic(staged, fill)
+            best_checkpoint.stage(self.dir, self.best_eval)
             self.best_unsaved = None
         envs = env_state(self.envs) if self.envs is not None else None
         if envs is not None:
@@ -282,25 +262,8 @@ class Run:
         for log in (self.progress_csv, self.eval_csv, self.episodes_csv):
             log.flush()
         write_json_atomic(self.dir / "checkpoint.json", self.state(step))
-        if staged is not None:
-            swap_dir(staged, self.dir / BEST_CHECKPOINT)
-
-    def _settle_best(self) -> None:
-        """On resuming: a best checkpoint staged by a checkpoint that a crash cut short is swapped in if the
-        checkpoint.json we resume from names it (the crash came after it was written), else dropped."""
-        staged = self.dir / BEST_STAGED
-        if not staged.is_dir():
-            return
-        try:
-            mark = json.loads((staged / "best.json").read_text())
-            named = self.best_eval is not None and (mark["step"], mark["mean_return"]) == (self.best_eval[1],
-                                                                                           self.best_eval[0])
-        except (OSError, ValueError, KeyError, TypeError):
-            named = False
-        if named:
-            swap_dir(staged, self.dir / BEST_CHECKPOINT)
-        else:
-            shutil.rmtree(staged)
+        if new_best:
+            best_checkpoint.promote(self.dir)
 
     def _saved_env_state(self, step: int) -> list[dict[str, Any]] | None:
         if existing_dir(self.dir / "env_state") is None:

@@ -20,12 +20,13 @@ import torch
 
 from rlgen.agents import agent_class
 from rlgen.agents.base import Agent
+from rlgen.best_checkpoint import BEST_CHECKPOINT
 from rlgen.checkpoint import existing_dir, one_line, write_json_atomic, write_text_atomic
 from rlgen.compose import from_yaml, to_yaml
 from rlgen.config import TrainConfig
 from rlgen.envs import make_env
 from rlgen.errors import UserError
-from rlgen.run import BEST_CHECKPOINT, Diverged, EvaluationHook, Run
+from rlgen.run import Diverged, EvaluationHook, Run
 from rlgen.run_state import read_run_state
 
 

@@ -193,14 +193,14 @@ SHORT = ["env=CartPole", "eval_every=100", "total_steps=300", "progress=false"]
 
 def best_then_broken_better(run_dir: Path, monkeypatch, attribute: str, broken) -> None:
     """A stand-in run's best evaluation at step 100, then a better one at 200 whose keeping `broken`
-    (in place of rlgen.run's `attribute`) stops with an OSError."""
+    (in place of `attribute`, a dotted name) stops with an OSError."""
     agent = Stand()
     run = Run(load_config(SHORT), run_dir, agent)
     try:
         agent.num_steps = 100
         run.tick(100, scripted(1.0))
         with monkeypatch.context() as m:
-            m.setattr(f"rlgen.run.{attribute}", broken)
+            m.setattr(attribute, broken)
             agent.num_steps = 200
             with pytest.raises(OSError):
                 run.tick(200, scripted(2.0))
@@ -213,7 +213,7 @@ def test_a_failed_copy_leaves_the_previous_best_whole(tmp_path, monkeypatch):
         shutil.copy2(Path(src) / "state.json", Path(dst) / "state.json")
         raise OSError("no space left on device")
 
-    best_then_broken_better(tmp_path, monkeypatch, "shutil.copytree", broken)
+    best_then_broken_better(tmp_path, monkeypatch, "rlgen.best_checkpoint.shutil.copytree", broken)
     assert best_step(tmp_path) == 100
     assert sorted(p.name for p in tmp_path.iterdir() if "best" in p.name) == ["checkpoint_best"]
 
@@ -227,10 +227,10 @@ def test_a_crash_while_keeping_a_new_best_leaves_the_run_and_its_best_agreeing(c
 
     if crash == "before checkpoint.json":
         write = run_module.write_json_atomic
-        best_then_broken_better(tmp_path, monkeypatch, "write_json_atomic", lambda path, data: killed() if
+        best_then_broken_better(tmp_path, monkeypatch, "rlgen.run.write_json_atomic", lambda path, data: killed() if
                                 Path(path).name == "checkpoint.json" else write(path, data))
     else:
-        best_then_broken_better(tmp_path, monkeypatch, "swap_dir", killed)
+        best_then_broken_better(tmp_path, monkeypatch, "rlgen.best_checkpoint.swap_dir", killed)
     assert (tmp_path / "checkpoint_best.next").is_dir()
     state = read_json(tmp_path / "checkpoint.json")
     Run(load_config(SHORT), tmp_path, Stand(), state=state).close()
