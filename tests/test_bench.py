@@ -119,8 +119,13 @@ def test_classic_suite_plans_rl_zoo_budgets(tmp_path):
     assert all(budget[(a, env)] == budget[(f"sb3_{a}", env)] for a in ("ppo", "dqn", "a2c") for env in suite.envs
                if (a, env) in budget)
     assert ("dqn", "Pendulum") not in budget and ("reinforce", "Acrobot") in budget
-    seeds = {a: {j.seed for j in jobs if j.agent == a} for a in ("ppo", "sb3_dqn", "a2c", "reinforce")}
-    assert seeds["ppo"] == seeds["sb3_dqn"] == set(range(10)) and seeds["a2c"] == seeds["reinforce"] == set(range(5))
+    assert budget[("a2c", "Pendulum")] == budget[("sb3_a2c", "Pendulum")] == 1_000_000
+    assert ("a2c", "LunarLanderContinuous") not in budget
+    seeds = {a: {j.seed for j in jobs if j.agent == a} for a in ("ppo", "sb3_dqn", "a2c", "sb3_a2c", "reinforce")}
+    assert seeds["ppo"] == seeds["sb3_dqn"] == seeds["a2c"] == seeds["sb3_a2c"] == set(range(10))
+    assert seeds["reinforce"] == set(range(5))
+    pendulum = load_config(next(j for j in jobs if j.agent == "sb3_ppo" and j.env == "Pendulum").overrides)
+    assert pendulum.agent.use_sde and pendulum.agent.sde_sample_freq == 4  # RL Zoo's gSDE, on both sides
     a2c = next(j for j in jobs if j.agent == "sb3_a2c" and j.env == "LunarLander")
     config = load_config(a2c.overrides)
     assert config.agent.gamma == 0.995 and config.agent.lr_schedule == "linear"
