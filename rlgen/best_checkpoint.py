@@ -3,8 +3,8 @@ with the highest mean return (RL Zoo's best_model), and best.json inside names t
 mean return.
 
 Keeping a new best takes two steps around the write of checkpoint.json (rlgen/run.py: Run.checkpoint):
-`stage` copies the checkpoint just saved, whole, beside the best; once checkpoint.json names it, `promote`
-swaps it in. On resuming, `settle` finishes a swap that a crash cut short after checkpoint.json was
+`stage_best` copies the checkpoint just saved, whole, beside the best; once checkpoint.json names it,
+`promote_best` swaps it in. On resuming, `settle_best` finishes a swap that a crash cut short after checkpoint.json was
 written, or drops it if the crash came before: the best checkpoint and the run's record of it never disagree.
 """
 
@@ -21,7 +21,7 @@ STAGED = "checkpoint_best.next"
 """a new best checkpoint, complete, until the checkpoint.json that names it is written"""
 
 
-def stage(run_dir: Path, best: tuple[float, int]) -> None:
+def stage_best(run_dir: Path, best: tuple[float, int]) -> None:
     """Copy the run's last checkpoint, the policy of the evaluation `best` = (mean return, step), to STAGED."""
     last = run_dir / "checkpoint"
 
@@ -32,12 +32,12 @@ def stage(run_dir: Path, best: tuple[float, int]) -> None:
     replace_dir_atomic(run_dir / STAGED, fill)
 
 
-def promote(run_dir: Path) -> None:
+def promote_best(run_dir: Path) -> None:
     """The staged checkpoint becomes the best one (checkpoint.json names it now)."""
     swap_dir(run_dir / STAGED, run_dir / BEST_CHECKPOINT)
 
 
-def settle(run_dir: Path, best: tuple[float, int] | None) -> None:
+def settle_best(run_dir: Path, best: tuple[float, int] | None) -> None:
     """On resuming from a checkpoint.json whose best evaluation is `best`: a staged checkpoint of that
     evaluation is promoted, any other dropped."""
     staged = run_dir / STAGED
@@ -49,6 +49,6 @@ def settle(run_dir: Path, best: tuple[float, int] | None) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         named = False
     if named:
-        promote(run_dir)
+        promote_best(run_dir)
     else:
         shutil.rmtree(staged)

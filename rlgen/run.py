@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
-from rlgen import best_checkpoint
+from rlgen.best_checkpoint import promote_best, settle_best, stage_best
 from rlgen.checkpoint import damaged, existing_dir, load_state, save_state, write_json_atomic
 from rlgen.config import TrainConfig
 from rlgen.csvlog import CsvLog
@@ -91,7 +91,7 @@ class Run:
         self.best_eval: tuple[float, int] | None = (float(best[0]), int(best[1])) if best else None
         self.best_unsaved: int | None = None  # the step of an evaluation that beat it, until checkpoint() keeps it
         if state:
-            best_checkpoint.settle(run_dir, self.best_eval)
+            settle_best(run_dir, self.best_eval)
         self.wall_before = float(state.get("wall_seconds", 0.0))
         self.cpu_before = float(state.get("cpu_seconds", 0.0))
         self.n_resumes = int(state.get("n_resumes", -1)) + 1
@@ -252,7 +252,7 @@ class Run:
         new_best = self.best_unsaved == step  # no learning since that evaluation: its policy is the one just saved
         if new_best:
             assert self.best_eval is not None
-            best_checkpoint.stage(self.dir, self.best_eval)
+            stage_best(self.dir, self.best_eval)
             self.best_unsaved = None
         envs = env_state(self.envs) if self.envs is not None else None
         if envs is not None:
@@ -263,7 +263,7 @@ class Run:
             log.flush()
         write_json_atomic(self.dir / "checkpoint.json", self.state(step))
         if new_best:
-            best_checkpoint.promote(self.dir)
+            promote_best(self.dir)
 
     def _saved_env_state(self, step: int) -> list[dict[str, Any]] | None:
         if existing_dir(self.dir / "env_state") is None:

@@ -80,6 +80,7 @@ INVALID: list[tuple[str, list[str]]] = [
     (r"\.monitor_samples$", ["0", "-1"]),
     (r"\.monitor_every$", ["-1"]),
     (r"\.group_size$", ["1", "0", "-1"]),  # a completion is judged against at least one other
+    (r"\.sde_sample_freq$", ["0", "-2"]),  # -1: once per rollout, else a positive number of steps
 ]
 NON_FINITE = ["nan", "inf", "-inf"]  # no float field takes them
 
@@ -106,6 +107,7 @@ VALID: list[tuple[str, list[str]]] = [
     (r"^(dpo|ipo|kto)\.beta$", ["1e-6", "100"]),
     (r"\.monitor_every$", ["0"]),
     (r"\.group_size$", ["2", "64"]),  # divides the default batch of 64
+    (r"\.sde_sample_freq$", ["-1", "1"]),
 ]
 
 
