@@ -2,7 +2,8 @@
 
 Clipped surrogate objective, GAE(lambda) advantages, entropy bonus, per-minibatch advantage
 normalisation, several epochs of minibatch SGD per rollout, global gradient-norm clipping, linear
-schedules, optional value clipping, Discrete (categorical) and Box (diagonal Gaussian) actions.
+schedules, optional value clipping, Discrete (categorical) and Box (diagonal Gaussian, or gSDE's
+state-dependent noise with agent.use_sde) actions.
 Defaults and semantics follow Stable-Baselines3's PPO so that `agent=sb3_ppo` with the same config
 is a like-for-like check. The networks, acting, GAE and checkpoints are every policy-gradient agent's
 (rlgen/agents/policy_gradient.py); this file is PPO's update.
