@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import cli, read_csv, train_run
 
 
@@ -38,3 +39,21 @@ def test_a_normalised_sb3_run_acts_on_its_saved_statistics(tmp_path):
     assert out.returncode == 0, out.stderr
     result = json.loads((run / "evaluation.json").read_text())
     assert abs(result["mean_return"] - float(logged[-1]["mean_return"])) < 1e-9
+
+
+@pytest.mark.parametrize(("ours", "theirs", "setup"), [
+    ("ppo", "sb3_ppo", ("agent.n_envs=2", "agent.n_steps=64", "agent.batch_size=64", "agent.n_epochs=1")),
+    ("a2c", "sb3_a2c", ("agent.n_envs=2", "agent.n_steps=64")),
+    ("dqn", "sb3_dqn", ("agent.learning_starts=100",)),
+])
+def test_sb3_evaluates_where_rlgen_does(ours, theirs, setup, tmp_path):
+    """The same evaluation steps on both sides of a comparison: an on-policy pair's after the update that
+    ends the first rollout past each evaluation due (128-step rollouts, an evaluation due every 200 steps),
+    so neither side is judged on a policy a rollout older; an off-policy pair's at the step it is due."""
+    grids = []
+    for agent in (ours, theirs):
+        run = train_run(tmp_path / agent, f"agent={agent}", "env=CartPole", *setup, "total_steps=1024",
+                        "eval_every=200", "eval_episodes=1")
+        grids.append([int(r["step"]) for r in read_csv(run / "eval.csv")[1]])
+    assert grids[0] == grids[1]
+    assert grids[0] == ([256, 512, 640, 896, 1024] if ours != "dqn" else [200, 400, 600, 800, 1000, 1024])

@@ -24,6 +24,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from rlgen.agents.a2c import A2CConfig
@@ -123,9 +124,17 @@ class _ToRun(KVWriter):
 
 
 class _RunCallback(BaseCallback):
+    """Hands the run SB3's episodes and lets it evaluate and checkpoint (Run.tick) where rlgen's own loops
+    do: an off-policy algorithm after any vector step, as rlgen's DQN; an on-policy one after the update
+    that ends a rollout (SB3 calls on_rollout_start after train()), as rlgen's on-policy loop does, so both
+    sides of a comparison evaluate a policy trained on every step before its evaluation's step (SB3's
+    EvalCallback would evaluate mid-rollout, a policy up to a rollout older). An on-policy run also stops
+    (Ctrl-C, a pruner) where rlgen's does, between two rollouts: `_StopBetweenRollouts`."""
+
     def __init__(self, agent: SB3Agent, run: Run):
         super().__init__()
         self.agent, self.run = agent, run
+        self.on_policy = isinstance(agent.model, OnPolicyAlgorithm)
 
     def _on_step(self) -> bool:
         step = self.model.num_timesteps
@@ -134,7 +143,16 @@ class _RunCallback(BaseCallback):
         finished = [info["episode"] for info in self.locals["infos"] if "episode" in info]
         if finished:
             self.run.episodes(step, np.array([e["r"] for e in finished]), np.array([e["l"] for e in finished]))
-        return self.run.tick(step)
+        return True if self.on_policy else self.run.tick(step)
+
+    def _on_rollout_start(self) -> None:
+        if self.on_policy and not self.run.tick(self.model.num_timesteps):
+            raise _StopBetweenRollouts
+
+
+class _StopBetweenRollouts(Exception):
+    """The run asked an on-policy algorithm to stop: raised before the next rollout's first step (SB3's
+    callbacks can stop it only after a step), caught in SB3Agent.learn."""
 
 
 REPLAY_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
@@ -218,6 +236,8 @@ class SB3Agent(Agent):
         try:
             self.model.learn(total_steps - self.num_steps, callback=_RunCallback(self, run), reset_num_timesteps=False,
                              **self.learn_kwargs())
+        except _StopBetweenRollouts:
+            pass
         finally:
             self.num_steps = self.model.num_timesteps
             venv.close()
