@@ -359,6 +359,9 @@ def _machine_section(info: dict[str, Any]) -> list[str]:
     done = sum(r["status"] == "completed" for r in info["runs"])
     seeds = sorted({r["seed"] for r in info["runs"]})
     lines += [f"- seeds: {', '.join(map(str, seeds))}", f"- runs: {len(info['runs'])} ({done} completed)"]
+    hours = sum(r["wall_seconds"] for r in info["runs"] if r["status"] == "completed") / 3600
+    lines.append(f"- time: {hours:.2f} hours of wall time summed over the completed runs (a grouped run counted "
+                 "at its share of its group's), on however many workers ran them side by side")
     missing = [r for r in info["runs"] if r["status"] != "completed"]
     if missing:
         errors = {f["run_dir"]: f.get("error", f["status"]) for f in info["failures"]}

@@ -62,6 +62,8 @@ def test_smoke_suite_end_to_end_through_the_process_pool(tmp_path, capsys):
         line = next(ln for ln in report.splitlines() if ln.startswith(f"| {row['agent']} | 3 |"))
         assert f"{bs.iqm(finals):.2f} [{lo:.2f}, {hi:.2f}]" in line
         assert f"| {row['solved']}/3 |" in line and f"| {max(peaks):.0f} |" in line
+    hours = sum(r["wall_seconds"] / r.get("group_size", 1) for r in runs.values()) / 3600
+    assert f"- time: {hours:.2f} hours of wall time summed over the completed runs" in report
     # the verdicts: final return and AUC, each a permutation test, Holm over both (the report's family)
     cells, tests = [], []
     for measure in ("final", "auc"):
