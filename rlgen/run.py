@@ -59,7 +59,6 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 """Ctrl-C, and what SLURM, Kubernetes and Docker send before they kill a job"""
 
 
-
 EvaluationHook = Callable[[int, float], bool]
 """called after each periodic evaluation with (step, mean return); False stops the run as "pruned" (a
 hyperparameter study's pruner, rlgen/tune.py)"""
