@@ -4,8 +4,10 @@ A suite (benchmarks/suites/<suite>.yaml) is agents x envs x seeds x budgets. Eve
 ordinary training run in its own process, written under one log directory
 (`<logdir>/<env>/<agent>/seed<k>`), so `tensorboard --logdir <logdir>` overlays ours and SB3's.
 A run whose summary.json says "completed" is not run again; one that was interrupted is resumed
-from its checkpoint. The report is then written from the run directories alone, and never replaces
-a report with more completed runs unless force=true. `python -m rlgen.bench --help` lists the settings.
+from its checkpoint; nor is one the report already at `out` records as completed with the same config
+and package versions (rlgen.benchkeep: a suite goes on where it stopped on another machine). The report
+is then written from the run directories and those records, and never replaces a report with more
+completed runs unless force=true. `python -m rlgen.bench --help` lists the settings.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rlgen import benchalign, benchgen, benchimit
+from rlgen.benchkeep import kept_records
 from rlgen.benchreport import collect, write_report
 from rlgen.benchsuite import Job, Options, Suite, find_suite, known_suites, load_suite, plan, suite_agents
 from rlgen.cli import parse_settings, usage
@@ -37,14 +40,16 @@ def _status(run_dir: Path) -> dict[str, Any] | None:
     return read_json(path) if path.is_file() else None
 
 
-def pending(jobs: list[Job]) -> list[Job]:
-    """The jobs whose run directory does not hold a completed run of the same budget."""
+def pending(jobs: list[Job], kept: dict[str, dict[str, Any]]) -> list[Job]:
+    """The jobs whose run directory does not hold a completed run of the same budget, and which the
+    report does not keep (rlgen.benchkeep)."""
     todo = []
     for job in jobs:
         summary = _status(Path(job.run_dir))
-        if summary is None or summary["status"] != "completed":
+        done = summary is not None and summary["status"] == "completed"
+        if not done and job.run_dir not in kept:  # kept: a record and no run directory
             todo.append(job)
-        elif summary["budget_steps"] != job.budget:
+        elif done and summary["budget_steps"] != job.budget:
             raise UserError(f"{job.run_dir} holds a completed run of {summary['budget_steps']} steps, the "
                             f"suite asks for {job.budget}; pick another logdir=")
     return todo
@@ -300,9 +305,17 @@ def check_not_less_complete(records: list[dict[str, Any]], out: Path) -> None:
 def run_suite(suite: Suite, opts: Options, logdir: Path, out: Path, command: str) -> tuple[Path, int]:
     """Run what is missing, then write the report; returns (REPORT.md, number of failed runs)."""
     jobs = plan(suite, opts, logdir)
-    todo = [] if opts.report_only else pending(jobs)
+    kept = kept_records(out, jobs) if opts.reuse else {}
+    todo: list[Job] = []
+    while not opts.report_only:  # a kept run that a run to do builds on or evaluates is needed whole: run it
+        todo = pending(jobs, kept)
+        needed = {j.after or j.source for j in todo} & kept.keys()
+        if not needed:
+            break
+        kept = {d: r for d, r in kept.items() if d not in needed}
     done = "report only" if opts.report_only else f"{len(jobs) - len(todo)} already done"
-    print(f"suite {suite.name}: {len(jobs)} runs, {done}, logdir {logdir}", flush=True)
+    recorded = f" ({len(kept)} as recorded in {out / 'results.json'})" if kept else ""
+    print(f"suite {suite.name}: {len(jobs)} runs, {done}{recorded}, logdir {logdir}", flush=True)
     results: list[dict[str, Any]] = []
     # training runs first, then those that build on them (an expert, a start), then the evaluation-only jobs
     # that load their models
@@ -315,7 +328,7 @@ def run_suite(suite: Suite, opts: Options, logdir: Path, out: Path, command: str
         elif phase:
             results += run_local(units, opts.workers or os.cpu_count() or 1, suite.runs_per_process)
     failed = [r for r in results if r["status"] != "completed"]
-    records = collect(suite, jobs)
+    records = collect(suite, jobs, kept)
     if not opts.force:
         check_not_less_complete(records, out)
     write = REPORTS.get(suite.metric, write_report)

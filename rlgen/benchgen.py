@@ -76,8 +76,9 @@ def plot_task(records: Records, env: str, agents: list[str], path: Path) -> bool
 
     panels = []
     for agent in agents:
-        runs = sorted((r for r in records if r["agent"] == agent and r["env"] == env and r["status"] == "completed"),
-                      key=lambda r: r["seed"])
+        # a run kept from an earlier report has no checkpoint here (rlgen.benchkeep)
+        runs = sorted((r for r in records if r["agent"] == agent and r["env"] == env and r["status"] == "completed"
+                       and not r.get("kept")), key=lambda r: r["seed"])
         if runs:
             source = runs[0].get("evaluated_from")
             image = policy_image(Path(runs[0]["run_dir"]), Path(source) if source else None)

@@ -35,12 +35,13 @@ def _done(records: Records, label: str, env: str) -> Records:
     return [r for r in records if r["agent"] == label and r["env"] == env and r["status"] == "completed"]
 
 
-def random_return(run_dir: Path) -> float:
-    """The mean return of a uniformly random policy on a run's env (its config), seeded."""
+def random_return(job: Job) -> float:
+    """The mean return of a uniformly random policy on a job's env (its config), seeded."""
+    from rlgen.compose import load_config
     from rlgen.evaluation import evaluate_episodes
-    from rlgen.trainer import env_spaces, load_run_config
+    from rlgen.trainer import env_spaces
 
-    cfg = load_run_config(Path(run_dir))
+    cfg = load_config(job.overrides)
     _, space = env_spaces(cfg)
     rng = np.random.default_rng(0)
     draw = (lambda n: rng.integers(0, space.n, n)) if hasattr(space, "n") else (
@@ -64,14 +65,15 @@ def _row(label: str, method: str, runs: Records, score: str, expert: float | Non
     return row
 
 
-def imitation_table(suite: Suite, records: Records, env: str, labels: list[str]) -> dict[str, Any] | None:
+def imitation_table(suite: Suite, jobs: list[Job], records: Records, env: str, labels: list[str]
+                    ) -> dict[str, Any] | None:
     """The expert, and a row per gail / bc label with runs on `env`, its returns raw and normalised."""
     experts = [r for label in labels if _role(suite, label) == "expert" for r in _done(records, label, env)]
     learners = [label for label in labels if _role(suite, label) in ("gail", "bc") and _done(records, label, env)]
     if not learners:
         return None
     expert = float(np.mean([r["eval_mean_return"] for r in experts])) if experts else None
-    zero = random_return(Path(_done(records, learners[0], env)[0]["run_dir"]))
+    zero = random_return(next(j for j in jobs if j.agent == learners[0] and j.env == env))
     rows = [_row(label, _role(suite, label), _done(records, label, env), "eval_mean_return", expert, zero)
             for label in learners]
     rows.sort(key=lambda r: (r["method"] != "gail", r["trajectories"] or 0))
@@ -189,7 +191,7 @@ def write_report(suite: Suite, jobs: list[Job], records: Records, out: Path, log
     out.mkdir(parents=True, exist_ok=True)
     envs = list(dict.fromkeys(j.env for j in jobs))
     labels = list(dict.fromkeys(j.agent for j in jobs))
-    imitation = {env: t for env in envs if (t := imitation_table(suite, records, env, labels)) is not None}
+    imitation = {env: t for env in envs if (t := imitation_table(suite, jobs, records, env, labels)) is not None}
     figures = {env: plot_imitation(t, env, out / f"imitation_{env}.png") for env, t in imitation.items()}
     gail = [label for label in labels if _role(suite, label) == "gail"]
     curves = {env: plot_curves(records, env, gail, out / f"curves_{env}.png") for env in imitation}

@@ -1,4 +1,5 @@
-"""A suite's report, read from its run directories alone: REPORT.md, PNG figures and results.json.
+"""A suite's report, read from its run directories (and the records the report before it kept, rlgen.benchkeep):
+REPORT.md, PNG figures and results.json, which holds every run's record with its evaluation curve.
 
 Per env: learning curves (evaluation return against env steps, mean over seeds with a 95% bootstrap
 band), a table (IQMs with 95% stratified-bootstrap intervals of the final return, of the area under
@@ -21,6 +22,7 @@ import numpy as np
 
 from rlgen import benchstats as bs
 from rlgen.benchcompare import SCORE, VERDICT_METHOD, comparisons, comparisons_md
+from rlgen.benchkeep import fingerprint
 from rlgen.benchsuite import Job, Suite
 from rlgen.errors import UserError
 
@@ -58,9 +60,11 @@ def tabular_metrics(run_dir: Path, default_gamma: float) -> dict[str, float]:
     return bs.dp_errors(model, gamma, q_values=q, values=v, horizon=horizon)
 
 
-def collect(suite: Suite, jobs: list[Job]) -> list[dict[str, Any]]:
-    """One record per job: its summary, peak memory, curve and (tabular) DP errors; status 'missing'
-    when the run directory holds no completed run."""
+def collect(suite: Suite, jobs: list[Job], kept: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """One record per job: its summary, peak memory, curve, config fingerprint and (tabular) DP errors;
+    where the run directory holds no completed run, the record `kept` holds for it (rlgen.benchkeep), else
+    status 'missing'."""
+    kept = kept or {}
     records = []
     for job in jobs:
         run_dir = Path(job.run_dir)
@@ -68,7 +72,11 @@ def collect(suite: Suite, jobs: list[Job]) -> list[dict[str, Any]]:
                                "run_dir": str(run_dir), "status": "missing"}
         summary_path = run_dir / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        if summary.get("status") != "completed" and job.run_dir in kept:
+            records.append(kept[job.run_dir])
+            continue
         if summary.get("status") == "completed":
+            rec["config"] = fingerprint(job)
             keys = ("status", "eval_mean_return", "solved_at_step", "wall_seconds", "steps_per_second",
                     "total_steps", "reward_threshold", "versions")
             rec.update({k: summary[k] for k in keys})
@@ -229,7 +237,7 @@ def report_info(suite: Suite, records: Records, absent: list[str], cut: bool, co
     return {"suite": suite.name, "cut": cut, "command": command, "metric": suite.metric,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
             "absent_agents": absent, "failures": failures,
-            "runs": [{k: v for k, v in r.items() if k != "curve"} for r in records]}
+            "runs": records}
 
 
 def save_report(out: Path, info: dict[str, Any], text: str) -> Path:
@@ -303,6 +311,11 @@ def _header(suite: Suite, info: dict[str, Any], logdir: str) -> list[str]:
     lines += [f"- {n}" for n in suite.notes]
     if info["absent_agents"]:
         lines.append(f"- Not registered yet, so not run: {', '.join(info['absent_agents'])}.")
+    kept = sum(bool(r.get("kept")) for r in info["runs"])
+    if kept:
+        lines.append(f"- {kept} of the runs were done before, possibly on another machine: their records (figures "
+                     "and curves) come from the previous report's results.json, with the same config and package "
+                     "versions; their run directories are not in the log directory.")
     missing = [r for r in info["runs"] if r["status"] != "completed"]
     if missing:
         lines.append(f"- **{len(missing)} run(s) missing or failed** (listed at the end); "

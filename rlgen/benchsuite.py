@@ -145,6 +145,9 @@ class Options:
     """write the report from the runs that exist, run nothing"""
     force: bool = False
     """replace the report at out even when the new one has fewer completed runs"""
+    reuse: bool = True
+    """count the completed runs the report at out records (results.json) as done when their config and
+    package versions are this job's and this machine's, as completed run directories are; false: run them"""
     ray_address: str = ""
     """an existing Ray cluster to join (default: RAY_ADDRESS, else a local instance)"""
     group: int = 8

@@ -285,3 +285,50 @@ def test_a_group_stopped_before_its_budget_goes_on_as_a_group(tmp_path):
         summary = json.loads((parent / f"seed{s}" / "summary.json").read_text())
         assert summary["total_steps"] == 1024 and summary["seed"] == s and summary["group_size"] == 2
         assert json.loads((parent / f"seed{s}" / "bench.json").read_text())["group_size"] == 2
+
+
+TINY = ("name: tiny\nagents: [ppo]\nenvs: [CartPole]\nseeds: [0, 1]\n"
+        "steps: {all: 512}\noverrides: {all: [eval_every=256, eval_episodes=2%s]}\n")
+
+
+@pytest.mark.slow
+def test_a_suite_goes_on_from_the_runs_its_report_records(tmp_path, capsys):
+    """A report's results.json keeps each completed run's record: on another machine (an empty logdir) the
+    same suite runs only what changed (its config, a package version) and reports the rest as recorded."""
+    suite, out = tmp_path / "tiny.yaml", tmp_path / "report"
+    suite.write_text(TINY % "")
+    code, _, _ = _bench(capsys, str(suite), "workers=1", "group=1", f"logdir={tmp_path / 'a'}", f"out={out}")
+    assert code == 0
+    first = json.loads((out / "results.json").read_text())
+    assert all(r["status"] == "completed" and r["curve"][0] == [256, 512] and len(r["config"]) == 16
+               for r in first["runs"])
+
+    # another machine: nothing is trained, the report is the same report, and says where its runs came from
+    code, printed, _ = _bench(capsys, str(suite), "workers=1", f"logdir={tmp_path / 'b'}", f"out={out}")
+    assert code == 0 and f"2 runs, 2 already done (2 as recorded in {out / 'results.json'})" in printed
+    assert not (tmp_path / "b").exists()
+    second = json.loads((out / "results.json").read_text())
+    assert second["tables"] == first["tables"] and second["comparisons"] == first["comparisons"]
+    assert [r["curve"] for r in second["runs"]] == [r["curve"] for r in first["runs"]]
+    assert all(r["kept"] for r in second["runs"])
+    assert "2 of the runs were done before" in (out / "REPORT.md").read_text()
+
+    # a record made with another version of a package it ran on is run again, and only that one
+    second["runs"][1]["versions"]["torch"] = "0.0"
+    (out / "results.json").write_text(json.dumps(second))
+    code, printed, _ = _bench(capsys, str(suite), "workers=1", f"logdir={tmp_path / 'c'}", f"out={out}")
+    assert code == 0 and "2 runs, 1 already done" in printed
+    assert [p.name for p in (tmp_path / "c" / "CartPole" / "ppo").iterdir()] == ["seed1"]
+    third = json.loads((out / "results.json").read_text())
+    assert [bool(r.get("kept")) for r in third["runs"]] == [True, False]
+    # the run made again from the same config and seed gives the record it replaces
+    assert third["runs"][1]["curve"] == first["runs"][1]["curve"]
+
+    # a changed config (here the evaluation's episodes) runs everything again; so does reuse=false
+    suite.write_text(TINY % ", eval_deterministic=false")
+    code, printed, _ = _bench(capsys, str(suite), "workers=1", f"logdir={tmp_path / 'd'}", f"out={out}")
+    assert code == 0 and "2 runs, 0 already done" in printed
+    code, printed, _ = _bench(capsys, str(suite), "workers=1", "reuse=false", f"logdir={tmp_path / 'e'}",
+                              f"out={out}")
+    assert code == 0 and "2 runs, 0 already done" in printed
+    assert sorted(p.name for p in (tmp_path / "e" / "CartPole" / "ppo").iterdir()) == ["seed0", "seed1"]

@@ -100,3 +100,17 @@ def test_the_tiny_imitation_suite_runs_and_reports(tmp_path, capsys):
     report = (out_dir / "REPORT.md").read_text()
     assert "## GAIL, BC and the expert" in report and "| GAIL | 2 | 2 |" in report
     assert (out_dir / "imitation_CartPole.png").is_file() and (out_dir / "curves_CartPole.png").is_file()
+
+    # on another machine, from the records: a run to do whose expert is only a record trains the expert again
+    results["runs"][-1]["versions"]["numpy"] = "0.0"  # bc_1, seed 1: made with another numpy
+    (out_dir / "results.json").write_text(json.dumps(results))
+    again = in_process(bench.main, capsys)(str(write(tmp_path, TINY)), f"logdir={tmp_path / 'b'}",
+                                           f"out={out_dir}", "workers=2")
+    assert again.returncode == 0, again.stderr
+    assert f"7 runs, 5 already done (5 as recorded in {out_dir / 'results.json'})" in again.stdout
+    made = sorted(str(p.relative_to(tmp_path / "b")) for p in (tmp_path / "b").glob("*/*/seed*"))
+    assert made == ["CartPole/bc_1/seed1", "CartPole/expert/seed0"]
+    table_again = json.loads((out_dir / "results.json").read_text())["imitation"]["CartPole"]
+    assert (table_again["expert"], table_again["random"]) == (table["expert"], table["random"])
+    # the runs trained again, from the same config and seed, score as before
+    assert [r["scores"] for r in table_again["rows"]] == [r["scores"] for r in table["rows"]]
