@@ -152,15 +152,6 @@ def test_an_interrupted_and_resumed_run_ends_where_the_uninterrupted_run_ends(ag
     summary_resumed, _ = train(replace(halted, resume=str(tmp_path / "halted"), run_dir=None))
     assert summary_resumed["status"] == "completed"
 
-    if agent in ("sb3_dqn", "sb3_maskable_ppo"):
-        # SB3's DQN and MaskablePPO do not yet restore all they go on from (DQN's generators; MaskablePPO's
-        # resumed episodes drift): resumed, they end on the same evaluation grid, not on the same numbers.
-        # SB3's PPO and A2C stop between rollouts, where the run records all they go on from, and end
-        # exactly as the uninterrupted run (below)
-        whole_grid = _column(tmp_path / "whole", "step")
-        assert _column(tmp_path / "halted", "step")[: len(whole_grid) - 1] == whole_grid[:-1]
-        assert summary_resumed["total_steps"] >= halted.total_steps
-        return
     for name in ("eval.csv", "episodes.csv"):
         assert (tmp_path / "halted" / name).read_text() == (tmp_path / "whole" / name).read_text(), name
     assert summary_resumed["total_steps"] == summary_whole["total_steps"]
@@ -185,12 +176,6 @@ def test_a_loaded_agent_shares_no_memory_with_the_saved_one(agent, tmp_path):
     for x in _arrays(saved.state_dict()):
         for y in _arrays(loaded.state_dict()):
             assert not np.shares_memory(x, y)
-
-
-def _column(run_dir: Path, name: str) -> list[str]:
-    lines = (run_dir / "eval.csv").read_text().splitlines()
-    index = lines[0].split(",").index(name)
-    return [line.split(",")[index] for line in lines[1:]]
 
 
 def _saved(cfg, run_dir: Path) -> dict:

@@ -128,8 +128,11 @@ class _RunCallback(BaseCallback):
     do: an off-policy algorithm after any vector step, as rlgen's DQN; an on-policy one after the update
     that ends a rollout (SB3 calls on_rollout_start after train()), as rlgen's on-policy loop does, so both
     sides of a comparison evaluate a policy trained on every step before its evaluation's step (SB3's
-    EvalCallback would evaluate mid-rollout, a policy up to a rollout older). An on-policy run also stops
-    (Ctrl-C, a pruner) where rlgen's does, between two rollouts: `_StopBetweenRollouts`."""
+    EvalCallback would evaluate mid-rollout, a policy up to a rollout older). A run stops (Ctrl-C, a
+    pruner) between two collection phases, after train(): `_StopBetweenRollouts`. There the model holds all
+    it goes on from (an off-policy step's transition is stored after the callback's on_step, and its
+    phase's gradient steps are due at the phase's end), so the checkpoint written at the stop resumes
+    exactly; an off-policy run takes at most train_freq - 1 steps more."""
 
     def __init__(self, agent: SB3Agent, run: Run):
         super().__init__()
@@ -143,16 +146,19 @@ class _RunCallback(BaseCallback):
         finished = [info["episode"] for info in self.locals["infos"] if "episode" in info]
         if finished:
             self.run.episodes(step, np.array([e["r"] for e in finished]), np.array([e["l"] for e in finished]))
-        return True if self.on_policy else self.run.tick(step)
+        if not self.on_policy:
+            self.run.tick(step)  # a stop waits for the collection phase's end (below)
+        return True
 
     def _on_rollout_start(self) -> None:
-        if self.on_policy and not self.run.tick(self.model.num_timesteps):
+        going_on = self.run.tick(self.model.num_timesteps) if self.on_policy else not self.run.stop_requested
+        if not going_on:
             raise _StopBetweenRollouts
 
 
 class _StopBetweenRollouts(Exception):
-    """The run asked an on-policy algorithm to stop: raised before the next rollout's first step (SB3's
-    callbacks can stop it only after a step), caught in SB3Agent.learn."""
+    """The run asked to stop: raised before the next collection phase's first step (SB3's callbacks can
+    stop it only after a step, before its transition is stored), caught in SB3Agent.learn."""
 
 
 REPLAY_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")

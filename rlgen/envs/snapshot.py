@@ -80,7 +80,9 @@ def _parts(env: Any) -> list[Any]:
     return out
 
 
-SKIPPED = ("env", "envs", "env_fns", "_saved_kwargs", "metadata", "_metadata", "render_mode", "spec")
+SKIPPED = ("env", "envs", "env_fns", "_saved_kwargs", "metadata", "_metadata", "render_mode", "spec", "_cached_spec")
+"""structure, constants, and Gymnasium wrappers' `_cached_spec` (None until `.spec` is first read, then the
+EnvSpec): a cache of a constant, which would make a state recorded after the first read not fit a new env"""
 
 
 def _state_items(obj: Any) -> list[tuple[str, Any]]:
