@@ -6,13 +6,15 @@ Modules are found by walking the package directory, so the tests follow the code
 from __future__ import annotations
 
 import ast
+import json
 import os
 import subprocess
 import sys
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from pathlib import Path
+
+import pytest
 
 import rlgen
 
@@ -185,20 +187,80 @@ def test_no_import_cycle_between_rlgen_modules():
     assert not cycles, "import cycles (a module imports only from layers below it):\n" + "\n".join(cycles)
 
 
-def _import_alone(module: str) -> tuple[str, str]:
-    """Import `module` in a fresh interpreter with every warning an error; what it printed."""
+# Runs under `python -W error`: numpy, torch and gymnasium, which nearly every module imports, are
+# loaded once (their own warnings fail it here), then each rlgen module is imported in a child forked
+# from that interpreter: it holds no rlgen module but what it imports itself, without paying torch's
+# start-up once per module. A child's stderr is what the import printed; a traceback when it failed.
+_DRIVER = """
+import importlib, os, sys, tempfile, traceback
+import gymnasium, numpy, torch
+torch.set_num_threads(1)
+modules, width, printed, running = sys.argv[2:], int(sys.argv[1]), {}, {}
+folder = tempfile.mkdtemp()
+def reap():
+    pid, status = os.wait()
+    module, path = running.pop(pid)
+    text = open(path).read()
+    code = os.waitstatus_to_exitcode(status)
+    printed[module] = text if code == 0 else f"exit {code}\\n{text}"
+for module in modules:
+    if len(running) >= width:
+        reap()
+    path = os.path.join(folder, module)
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT), 2)
+        code = 0
+        try:
+            importlib.import_module(module)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        sys.stderr.flush()
+        os._exit(code)
+    running[pid] = (module, path)
+while running:
+    reap()
+import json
+print(json.dumps(printed))
+"""
+
+
+def imported_alone(modules: list[str]) -> dict[str, str]:
+    """Module -> what importing it alone printed to stderr (empty when it imported cleanly)."""
     path = os.pathsep.join(filter(None, [str(PACKAGE_DIR.parent), os.environ.get("PYTHONPATH")]))
-    out = subprocess.run([sys.executable, "-W", "error", "-c", f"import {module}"], capture_output=True,
-                         text=True, timeout=120, env={**os.environ, "PYTHONPATH": path}, check=False)
-    printed = out.stderr if out.returncode == 0 else f"exit {out.returncode}\n{out.stderr}"
-    return module, printed
+    width = str(min(4, os.cpu_count() or 1))
+    out = subprocess.run([sys.executable, "-W", "error", "-c", _DRIVER, width, *modules], capture_output=True,
+                         text=True, timeout=600, env={**os.environ, "PYTHONPATH": path}, check=False)
+    assert out.returncode == 0, f"the import driver failed (exit {out.returncode}):\n{out.stderr[-3000:]}"
+    return json.loads(out.stdout.splitlines()[-1])
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="children are forked from one interpreter")
 def test_every_module_imports_alone_without_warnings():
-    """One fresh interpreter per module, so each sees only what it imports itself (about 20 s on
-    2 cores: most of it is torch starting)."""
     modules = sorted(package_modules(PACKAGE_DIR))
     assert {"rlgen", "rlgen.agents", "rlgen.envs"} <= set(modules)
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        failures = {module: printed for module, printed in pool.map(_import_alone, modules) if printed}
-    assert not failures, "\n\n".join(f"import {m}:\n{printed.strip()[-2000:]}" for m, printed in failures.items())
+    printed = imported_alone(modules)
+    assert set(printed) == set(modules)
+    failures = {module: text for module, text in printed.items() if text}
+    assert not failures, "\n\n".join(f"import {m}:\n{text.strip()[-2000:]}" for m, text in failures.items())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="children are forked from one interpreter")
+def test_the_import_check_sees_a_warning_a_failure_and_a_module_that_needs_another_first(tmp_path):
+    _write(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/warns.py": "import warnings\nwarnings.warn('old', DeprecationWarning)\n",
+        "pkg/fails.py": "import no_such_module_here\n",
+        "pkg/needs.py": "import pkg\npkg.helper.f()\n",  # works only after someone imported pkg.helper
+        "pkg/helper.py": "def f():\n    pass\n",
+        "pkg/clean.py": "from pkg.helper import f\nf()\n",
+    })
+    order = ["pkg.helper", "pkg.warns", "pkg.fails", "pkg.needs", "pkg.clean"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", str(tmp_path))
+        printed = imported_alone(order)
+    assert printed["pkg.helper"] == "" and printed["pkg.clean"] == ""
+    assert "DeprecationWarning: old" in printed["pkg.warns"]
+    assert "ModuleNotFoundError" in printed["pkg.fails"]
+    assert "has no attribute 'helper'" in printed["pkg.needs"]
