@@ -180,9 +180,9 @@ class Job:
     run_dir: str
     overrides: list[str]
     source: str = ""
+    """an evaluation-only job: the run directory of the trained run it evaluates ("": a training run)"""
     after: str = ""
     """the run directory this run builds on (expert= or init=), which must be trained first"""
-    """an evaluation-only job: the run directory of the trained run it evaluates ("": a training run)"""
 
 
 def _suite_roots() -> list[Path]:
