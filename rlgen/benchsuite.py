@@ -61,8 +61,8 @@ class Suite:
     envs: list[str] = MISSING
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     agent_seeds: dict[str, list[int]] = field(default_factory=dict)
-    """per agent label: the seeds it runs, when not `seeds` (more where a verdict needs them, fewer for
-    agents that are only shown)"""
+    """per "agent", "env" or "agent/env" (the most specific match): the seeds it runs, when not `seeds`
+    (more where a verdict needs them, fewer for agents that are only shown)"""
     steps: dict[str, int] = field(default_factory=dict)
     """budget per "agent/env", "agent" or "env" (first match); default: the tuned total_steps"""
     step_sweep: dict[str, list[int]] = field(default_factory=dict)
@@ -110,9 +110,12 @@ class Suite:
         for label, seeds in lists.items():
             if not seeds or min(seeds) < 0:
                 raise UserError(f"{label} must be a non-empty list of seeds >= 0, got {seeds}")
-        unknown_agents = sorted(set(self.agent_seeds) - set(self.agents + self.optional_agents))
-        if unknown_agents:
-            raise UserError(f"agent_seeds names {', '.join(unknown_agents)}, not listed in agents or optional_agents")
+        agents, envs = self.agents + self.optional_agents, self.envs
+        known = {*agents, *envs, *(f"{a}/{e}" for a in agents for e in envs)}
+        unknown_keys = sorted(set(self.agent_seeds) - known)
+        if unknown_keys:
+            raise UserError(f"agent_seeds names {', '.join(unknown_keys)}: a key is an agent or env the suite "
+                            "lists, or agent/env")
 
 
 @dataclass
@@ -263,7 +266,7 @@ def plan(suite: Suite, opts: Options, logdir: Path) -> list[Job]:
     jobs: list[Job] = []
     for env in envs:
         for agent in [a for a in agents if not _evaluate_only(suite, a)]:
-            own = suite.agent_seeds.get(agent, suite.seeds)
+            own = next(iter(reversed(_lookup(suite.agent_seeds, agent, env))), suite.seeds)
             seeds = own[: opts.seeds] if opts.seeds else own
             chosen = [s for s in seeds if s in suite.variants[agent].seeds] if _narrowed(suite, agent) else seeds
             jobs += _training_jobs(suite, opts, logdir, agent, env, chosen)

@@ -123,9 +123,14 @@ def test_classic_suite_plans_rl_zoo_budgets(tmp_path):
     assert ("dqn", "Pendulum") not in budget and ("reinforce", "Acrobot") in budget
     assert budget[("a2c", "Pendulum")] == budget[("sb3_a2c", "Pendulum")] == 1_000_000
     assert ("a2c", "LunarLanderContinuous") not in budget
-    seeds = {a: {j.seed for j in jobs if j.agent == a} for a in ("ppo", "sb3_dqn", "a2c", "sb3_a2c", "reinforce")}
-    assert seeds["ppo"] == seeds["sb3_dqn"] == seeds["a2c"] == seeds["sb3_a2c"] == set(range(10))
-    assert seeds["reinforce"] == set(range(5))
+    seeds = {(j.agent, j.env): set() for j in jobs}
+    for j in jobs:
+        seeds[(j.agent, j.env)].add(j.seed)
+    for env in ("CartPole", "MountainCar", "LunarLander"):
+        assert seeds[("ppo", env)] == seeds[("sb3_dqn", env)] == seeds[("a2c", env)] == set(range(10))
+    assert seeds[("reinforce", "CartPole")] == seeds[("reinforce", "Acrobot")] == set(range(5))
+    assert seeds[("a2c", "Acrobot")] == seeds[("sb3_a2c", "Acrobot")] == set(range(20))  # a close verdict
+    assert seeds[("ppo", "Acrobot")] == set(range(10))
     pendulum = load_config(next(j for j in jobs if j.agent == "sb3_ppo" and j.env == "Pendulum").overrides)
     assert pendulum.agent.use_sde and pendulum.agent.sde_sample_freq == 4  # RL Zoo's gSDE, on both sides
     a2c = next(j for j in jobs if j.agent == "sb3_a2c" and j.env == "LunarLander")
@@ -181,6 +186,26 @@ def test_a_suite_value_out_of_range_is_a_user_error(tmp_path):
     path.write_text("name: bad\nagents: [ppo]\nenvs: [CartPole]\nruns_per_process: 0\n")
     with pytest.raises(UserError, match=r"suite .*bad.yaml: runs_per_process must be >= 1, got 0"):
         load_suite(path)
+
+
+@pytest.mark.parametrize("key", ["ppo/Pong", "dqn", "all"])
+def test_seeds_for_an_agent_or_env_the_suite_does_not_list_are_a_user_error(key, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"name: bad\nagents: [ppo]\nenvs: [CartPole]\nagent_seeds:\n  {key}: [0, 1]\n")
+    with pytest.raises(UserError, match=f"agent_seeds names {key}: a key is an agent or env the suite lists"):
+        load_suite(path)
+
+
+def test_the_most_specific_seed_list_applies(tmp_path):
+    path = tmp_path / "seeds.yaml"
+    path.write_text("name: seeds\nagents: [ppo, dqn]\nenvs: [CartPole, Acrobot]\nseeds: [0]\n"
+                    "agent_seeds:\n  dqn/Acrobot: [5, 6, 7]\n  dqn: [3, 4]\n  Acrobot: [1, 2]\n")
+    jobs = plan(load_suite(path), options(), tmp_path)
+    seeds: dict[tuple[str, str], list[int]] = {}
+    for job in jobs:
+        seeds.setdefault((job.agent, job.env), []).append(job.seed)
+    assert seeds == {("ppo", "CartPole"): [0], ("ppo", "Acrobot"): [1, 2], ("dqn", "CartPole"): [3, 4],
+                     ("dqn", "Acrobot"): [5, 6, 7]}
 
 
 def _bench(capsys, *argv: str) -> tuple[int, str, str]:
